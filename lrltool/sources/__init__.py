@@ -1,0 +1,1 @@
+"""Data sources for ``lrltool fetch``: one module per source, registered in ``SOURCES``."""

@@ -1,0 +1,447 @@
+"""Open inputs and outputs the one way lrltool does it.
+
+- ``-`` is stdin/stdout. Reading detects zstd and gzip by magic bytes (a pipe has no suffix); writing
+  compresses by suffix (``.zst``, ``.gz``).
+- JSONL is read with ``jsonlines`` (orjson as its ``loads``) and yields records with their line numbers;
+  a bad line raises :class:`InputError` naming the file and line, or is counted with ``--skip-bad-lines``.
+- Output files are written under a temporary name in the same folder and renamed on success, so a failed
+  or interrupted run never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import sys
+import tempfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import jsonlines
+import orjson
+import zstandard
+
+from lrltool.errors import InputError, LrlError
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+CHUNK = 1 << 20
+
+Record = dict[str, Any]
+
+
+def display_name(path: str | os.PathLike[str]) -> str:
+    return "<stdin>" if str(path) == "-" else str(path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading
+
+
+class _ZstdRawReader(io.RawIOBase):
+    """Streaming zstd decompression across frames that notices a truncated last frame.
+
+    ``zstandard``'s own ``stream_reader`` returns a short read, not an error, when the input ends
+    mid-frame; a truncated download must not pass as a shorter data set.
+    """
+
+    def __init__(self, raw: BinaryIO, name: str) -> None:
+        self._raw = raw
+        self._name = name
+        self._dctx = zstandard.ZstdDecompressor()
+        self._dobj = self._dctx.decompressobj()
+        self._frame_open = False
+        self._buffer = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> None:
+        while not self._buffer and not self._eof:
+            chunk = self._raw.read(CHUNK)
+            if not chunk:
+                self._eof = True
+                if self._frame_open:
+                    raise InputError(
+                        "the zstd stream ends in the middle of a frame (truncated file)",
+                        hint="download or write the file again",
+                        path=self._name,
+                    )
+                return
+            out = []
+            while chunk:
+                try:
+                    out.append(self._dobj.decompress(chunk))
+                except zstandard.ZstdError as exc:
+                    raise InputError(
+                        f"not a valid zstd stream ({exc})",
+                        hint="check that the file is a complete .zst file",
+                        path=self._name,
+                    ) from exc
+                self._frame_open = not self._dobj.eof
+                if self._dobj.eof:
+                    chunk = self._dobj.unused_data
+                    self._dobj = self._dctx.decompressobj()
+                else:
+                    chunk = b""
+            self._buffer = b"".join(out)
+
+    def readinto(self, b: Any) -> int:
+        self._fill()
+        n = min(len(b), len(self._buffer))
+        b[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+
+class _CheckedGzip(io.RawIOBase):
+    """gzip decompression whose errors (truncation, corruption) become one-line input errors."""
+
+    def __init__(self, raw: BinaryIO, name: str) -> None:
+        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        self._name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        try:
+            return self._gz.readinto(b)
+        except EOFError as exc:
+            raise InputError(
+                "the gzip stream ends early (truncated file)",
+                hint="download or write the file again",
+                path=self._name,
+            ) from exc
+        except (OSError, zlib.error) as exc:
+            raise InputError(
+                f"not a valid gzip stream ({exc})", hint="check the file", path=self._name
+            ) from exc
+
+
+class InputStream:
+    """A binary input: the raw file (for progress by compressed bytes) and the decompressed stream."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.name = display_name(path)
+        if str(path) == "-":
+            raw: BinaryIO = sys.stdin.buffer
+            self.size: int | None = None
+        else:
+            p = Path(path)
+            if p.is_dir():
+                raise InputError("expected a file, found a folder", hint="name a file", path=str(p))
+            try:
+                raw = open(p, "rb")  # noqa: SIM115 - closed in close()
+            except FileNotFoundError:
+                raise InputError("no such file", hint="check the path", path=str(p)) from None
+            except PermissionError:
+                raise InputError("cannot read the file (permission denied)", path=str(p)) from None
+            self.size = p.stat().st_size
+        self.raw = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+        head = self.raw.peek(4)[:4]
+        if head.startswith(ZSTD_MAGIC):
+            self.compression = "zstd"
+            self.stream: IO[bytes] = io.BufferedReader(_ZstdRawReader(self.raw, self.name), CHUNK)
+        elif head.startswith(GZIP_MAGIC):
+            self.compression = "gzip"
+            self.stream = io.BufferedReader(_CheckedGzip(self.raw, self.name), CHUNK)
+        else:
+            self.compression = None
+            self.stream = self.raw
+
+    def position(self) -> int:
+        """Compressed bytes read so far (for progress); 0 on a pipe."""
+        try:
+            return self.raw.raw.tell() if self.size is not None else 0  # type: ignore[attr-defined]
+        except (OSError, ValueError, AttributeError):
+            return 0
+
+    def close(self) -> None:
+        if self.raw is not sys.stdin.buffer:
+            with contextlib.suppress(Exception):
+                self.raw.close()
+
+    def __enter__(self) -> InputStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def open_text(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
+    """Open a plain, .gz or .zst file (or ``-``) as UTF-8 text, whatever its suffix says."""
+    with InputStream(path) as src:
+        yield io.TextIOWrapper(src.stream, encoding="utf-8", newline="")
+
+
+def iter_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
+    """Lines of a plain/.gz/.zst file as ``(line_number, bytes without the newline)``."""
+    with InputStream(path) as src:
+        for number, line in enumerate(src.stream, 1):
+            yield number, line.rstrip(b"\r\n")
+
+
+def _raise(error: LrlError) -> None:
+    raise error
+
+
+class RecordReader:
+    """JSONL records of one file or stdin, with the number of the line each came from.
+
+    Iterating yields dicts. ``line`` is the number of the line last read, so a caller that finds a
+    record unusable raises ``InputError`` through :meth:`reject`, which names the file and line, or,
+    with ``skip_bad_lines``, counts it as a warning in ``stats`` and lets the caller go on.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "-",
+        *,
+        skip_bad_lines: bool = False,
+        stats: Stats | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.name = display_name(path)
+        self.skip_bad_lines = skip_bad_lines
+        self.stats = stats
+        self.line = 0
+        self.warned = 0
+        self._source: InputStream | None = None
+
+    def reject(self, error: LrlError) -> None:
+        """Raise ``error`` located at the current line, or count it and warn once per kind."""
+        error.located(self.name, self.line or None)
+        if not self.skip_bad_lines or not isinstance(error, InputError):
+            raise error
+        if self.stats is not None:
+            self.stats.drop("bad_line")
+        if self.warned < 5:
+            from lrltool import ui
+
+            ui.warn(f"skipped: {error}")
+        self.warned += 1
+
+    def position(self) -> int:
+        return self._source.position() if self._source else 0
+
+    @property
+    def size(self) -> int | None:
+        return self._source.size if self._source else None
+
+    def _lines(self, stream: IO[bytes]) -> Iterator[bytes]:
+        for self.line, line in enumerate(stream, 1):  # noqa: B007 - the current line is state
+            yield line
+
+    def __iter__(self) -> Iterator[Record]:
+        with InputStream(self.path) as source:
+            self._source = source
+            reader = jsonlines.Reader(self._lines(source.stream), loads=orjson.loads)
+            while True:
+                try:
+                    value = reader.read(skip_empty=True)
+                except EOFError:
+                    return
+                except jsonlines.InvalidLineError as exc:
+                    reason = "line is not valid UTF-8" if "utf-8" in str(exc) else "line is not valid JSON"
+                    self.reject(InputError(f"{reason}", hint="expected one JSON object per line"))
+                    continue
+                except LrlError as exc:
+                    raise exc.located(self.name, None) from None
+                if self.stats is not None:
+                    self.stats.records_in += 1
+                if not isinstance(value, dict):
+                    self.reject(
+                        InputError(
+                            f"expected a JSON object, found a JSON {type(value).__name__}",
+                            hint="write one JSON object per line",
+                        )
+                    )
+                    continue
+                yield value
+
+
+def read_records(
+    path: str | os.PathLike[str] = "-", *, skip_bad_lines: bool = False, stats: Stats | None = None
+) -> RecordReader:
+    return RecordReader(path, skip_bad_lines=skip_bad_lines, stats=stats)
+
+
+def require(record: Record, key: str, kind: type | tuple[type, ...] = str, *, what: str = "record") -> Any:
+    """``record[key]``, or an :class:`InputError` saying what was expected."""
+    try:
+        value = record[key]
+    except KeyError:
+        raise InputError(
+            f"{what} has no '{key}' key",
+            hint=f"each line must be a JSON object with a '{key}' field",
+        ) from None
+    if not isinstance(value, kind) or (kind is str and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise InputError(
+            f"{what} field '{key}' is {type(value).__name__}, expected {names}",
+            hint=f"write '{key}' as a JSON {names}",
+        )
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing
+
+
+class AtomicFile:
+    """A file written under a temporary name in its folder and renamed into place by ``commit``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, zstd_level: int = 3, zstd_threads: int = 0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self.tmp = Path(tmp)
+        self._file = os.fdopen(fd, "wb")
+        suffix = self.path.suffix
+        self._inner: IO[bytes] | None = None
+        if suffix == ".zst":
+            cctx = zstandard.ZstdCompressor(level=zstd_level, threads=zstd_threads)
+            self._inner = cctx.stream_writer(self._file, closefd=False)  # type: ignore[assignment]
+        elif suffix == ".gz":
+            self._inner = gzip.GzipFile(fileobj=self._file, mode="wb", mtime=0)
+        self.stream: IO[bytes] = self._inner if self._inner is not None else self._file  # type: ignore[assignment]
+
+    def commit(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+        self._file.close()
+        os.chmod(self.tmp, 0o644)
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._inner is not None:
+                self._inner.close()
+        with contextlib.suppress(Exception):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
+
+
+class _Stdout:
+    def __init__(self) -> None:
+        self.stream = sys.stdout.buffer
+
+    def commit(self) -> None:
+        self.stream.flush()
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stream.flush()
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str] = "-", **zstd: int) -> Iterator[IO[bytes]]:
+    """A binary stream to ``path`` (``-`` = stdout), compressed by suffix, renamed on success only."""
+    target: AtomicFile | _Stdout = _Stdout() if str(path) == "-" else AtomicFile(path, **zstd)
+    try:
+        yield target.stream
+    except BaseException:
+        target.discard()
+        raise
+    target.commit()
+
+
+class RecordWriter:
+    """Writes records as JSONL (orjson) to a binary stream and counts them."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._writer = jsonlines.Writer(stream, dumps=orjson.dumps, flush=False)
+        self.count = 0
+
+    def write(self, record: Record) -> None:
+        self._writer.write(record)
+        self.count += 1
+
+    def write_all(self, records: Iterable[Record]) -> int:
+        for record in records:
+            self.write(record)
+        return self.count
+
+
+@contextlib.contextmanager
+def write_records(path: str | os.PathLike[str] = "-", **zstd: int) -> Iterator[RecordWriter]:
+    """Write JSONL records to ``path`` atomically (see :func:`atomic_output`)."""
+    with atomic_output(path, **zstd) as stream:
+        yield RecordWriter(stream)
+
+
+@contextlib.contextmanager
+def write_record_files(paths: dict[str, Path], **zstd: int) -> Iterator[dict[str, RecordWriter]]:
+    """Several JSONL outputs that appear together on success and not at all on failure."""
+    files = {key: AtomicFile(path, **zstd) for key, path in paths.items()}
+    try:
+        yield {key: RecordWriter(f.stream) for key, f in files.items()}
+    except BaseException:
+        for f in files.values():
+            f.discard()
+        raise
+    for f in files.values():
+        f.commit()
+
+
+def write_json(path: str | os.PathLike[str], value: Any) -> None:
+    """Write one indented JSON document atomically."""
+    with atomic_output(path) as stream:
+        stream.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Summaries
+
+
+class Stats:
+    """Counts of one streaming command: records in and out, dropped by reason, extra figures."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.records_in = 0
+        self.records_out = 0
+        self.dropped: Counter[str] = Counter()
+        self.extra: dict[str, Any] = {}
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.dropped[reason] += n
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "records_in": self.records_in,
+            "records_out": self.records_out,
+            "dropped": dict(sorted(self.dropped.items(), key=lambda kv: (-kv[1], kv[0]))),
+            **self.extra,
+        }
+
+    def line(self) -> str:
+        text = f"{self.command}: {self.records_in:,} in, {self.records_out:,} out"
+        if self.dropped:
+            parts = ", ".join(f"{reason} {n:,}" for reason, n in self.as_dict()["dropped"].items())
+            text += f"; dropped {sum(self.dropped.values()):,} ({parts})"
+        for key, value in self.extra.items():
+            if isinstance(value, (int, float, str)):
+                text += f"; {key} {value:,}" if isinstance(value, int) else f"; {key} {value}"
+        return text
+
+    def finish(self, stats_path: str | os.PathLike[str] | None = None) -> None:
+        """Print the one-line summary to stderr and write it as JSON if asked."""
+        from lrltool import ui
+
+        ui.info(self.line())
+        if stats_path is not None:
+            write_json(stats_path, self.as_dict())
+
+
+RejectFn = Callable[[LrlError], None]

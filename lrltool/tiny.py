@@ -1,0 +1,182 @@
+"""Tiny random-weight models with real tokenizers, built offline in seconds (tests, demo, benchmarks).
+
+``build_tiny("xlmr" | "bert" | "llama", out_dir)`` trains a tokenizer with ``tokenizers`` on bundled
+Romanian text (SentencePiece-style Unigram for XLM-R, WordPiece for BERT, byte-level BPE for LLaMA),
+builds a randomly initialised model of the real HF class, and saves both with ``save_pretrained``
+(safetensors). The MLM heads get a non-zero output bias so a dropped bias is visible in tests.
+Deterministic for a given seed and settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lrltool.errors import UsageError
+
+ARCHS = ("xlmr", "bert", "llama")
+
+
+def corpus_lines() -> list[str]:
+    """The bundled text the tiny tokenizers are trained on (SIB-200 Romanian sentences + predicates)."""
+    text = resources.files("lrltool.data").joinpath("tiny_corpus.txt").read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _train_tokenizer(arch: str, lines: Iterable[str], vocab_size: int, max_length: int) -> Any:
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers.processors import TemplateProcessing
+
+    lines = list(lines)
+    if arch == "xlmr":
+        from transformers import XLMRobertaTokenizerFast
+
+        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's ids 0..3, mask last
+        tok = Tokenizer(models.Unigram())
+        tok.normalizer = normalizers.NFKC()
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+        trainer = trainers.UnigramTrainer(
+            vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>", show_progress=False
+        )
+        tok.train_from_iterator(lines, trainer)
+        tok.post_processor = TemplateProcessing(
+            single="<s> $A </s>",
+            pair="<s> $A </s> </s> $B </s>",
+            special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))],
+        )
+        return XLMRobertaTokenizerFast(
+            tokenizer_object=tok,
+            bos_token="<s>",
+            eos_token="</s>",
+            sep_token="</s>",
+            cls_token="<s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            mask_token=AddedToken("<mask>", lstrip=True, rstrip=False),
+            model_max_length=max_length,
+        )
+    if arch == "bert":
+        from transformers import BertTokenizerFast
+
+        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+        tok.train_from_iterator(lines, trainer)
+        tok.post_processor = TemplateProcessing(
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+        )
+        return BertTokenizerFast(
+            tokenizer_object=tok,
+            unk_token="[UNK]",
+            sep_token="[SEP]",
+            pad_token="[PAD]",
+            cls_token="[CLS]",
+            mask_token="[MASK]",
+            do_lower_case=False,
+            model_max_length=max_length,
+        )
+    if arch == "llama":
+        from transformers import PreTrainedTokenizerFast
+
+        specials = ["<s>", "</s>", "<unk>"]
+        tok = Tokenizer(models.BPE(unk_token=None))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tok.train_from_iterator(lines, trainer)
+        tok.post_processor = TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B:1", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+        )
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            bos_token="<s>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            model_max_length=max_length,
+        )
+    raise UsageError(f"unknown tiny architecture '{arch}'", hint=f"choose one of {', '.join(ARCHS)}")
+
+
+def build_tiny(
+    arch: str,
+    out_dir: str | Path,
+    *,
+    vocab_size: int = 1000,
+    model_vocab_size: int | None = None,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    intermediate_size: int | None = None,
+    max_length: int = 128,
+    seed: int = 0,
+    lines: Iterable[str] | None = None,
+) -> Path:
+    """Build a tiny ``arch`` model + tokenizer into ``out_dir`` and return the folder.
+
+    ``model_vocab_size`` makes the embedding larger than the tokenizer (for example XLM-R's 250,002 rows
+    under a small tokenizer, for benchmarks); the default is the tokenizer's size.
+    """
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM, XLMRobertaConfig
+    from transformers import XLMRobertaForMaskedLM
+
+    if arch not in ARCHS:
+        raise UsageError(f"unknown tiny architecture '{arch}'", hint=f"choose one of {', '.join(ARCHS)}")
+    out = Path(out_dir)
+    tokenizer = _train_tokenizer(arch, lines if lines is not None else corpus_lines(), vocab_size, max_length)
+    vocab = max(model_vocab_size or 0, len(tokenizer))
+    inter = intermediate_size or 2 * hidden_size
+    common: dict[str, Any] = dict(
+        vocab_size=vocab,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=inter,
+    )
+    torch.manual_seed(seed)
+    model: Any
+    if arch == "xlmr":
+        config = XLMRobertaConfig(
+            **common,
+            max_position_embeddings=max_length + 2,  # XLM-R positions start after the padding index
+            type_vocab_size=1,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        model = XLMRobertaForMaskedLM(config)
+        with torch.no_grad():
+            model.lm_head.bias.normal_(0.0, 0.5)
+    elif arch == "bert":
+        config = BertConfig(**common, max_position_embeddings=max_length, pad_token_id=tokenizer.pad_token_id)
+        model = BertForMaskedLM(config)
+        with torch.no_grad():
+            model.cls.predictions.bias.normal_(0.0, 0.5)
+    else:
+        config = LlamaConfig(
+            **common,
+            num_key_value_heads=num_heads,
+            max_position_embeddings=max_length,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            tie_word_embeddings=False,
+        )
+        model = LlamaForCausalLM(config)
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out

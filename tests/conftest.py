@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.pop("LRLTOOL_DEBUG", None)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def cli(runner):
+    """Run the real app: ``cli(args, input=...)`` -> Result with .exit_code, .stdout, .stderr."""
+    from lrltool.cli import app
+
+    def invoke(args, input=None, env=None):
+        return runner.invoke(app, [str(a) for a in args], input=input, env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def _tiny(tmp_path_factory, arch: str, **kwargs) -> Path:
+    from lrltool.tiny import build_tiny
+
+    return build_tiny(arch, tmp_path_factory.mktemp(f"tiny-{arch}"), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def tiny_xlmr(tmp_path_factory) -> Path:
+    return _tiny(tmp_path_factory, "xlmr")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return _tiny(tmp_path_factory, "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    return _tiny(tmp_path_factory, "llama")
