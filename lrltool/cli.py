@@ -133,7 +133,16 @@ def languages_cli(
     from rich.table import Table
 
     table = Table(title="lrltool languages", title_justify="left")
-    for column in ("name", "FLORES/SIB", "GlotCC", "ConceptNet", "WikiANN", "sentiment", "mBERT GB", "XLM-R GB"):
+    for column in (
+        "name",
+        "FLORES/SIB",
+        "GlotCC",
+        "ConceptNet",
+        "WikiANN",
+        "sentiment",
+        "mBERT GB",
+        "XLM-R GB",
+    ):
         table.add_column(column, justify="right" if "GB" in column else "left")
     for lang in langs:
         table.add_row(
@@ -160,7 +169,9 @@ def languages_cli(
 
 @app.command("tiny-model")
 def tiny_model_cli(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the model and tokenizer to.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder to write the model and tokenizer to.")
+    ],
     arch: Annotated[str, typer.Option("--arch", help="xlmr, bert or llama.")] = "xlmr",
     vocab_size: Annotated[int, typer.Option(help="Tokenizer vocabulary size.")] = 1000,
     model_vocab_size: Annotated[

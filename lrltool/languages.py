@@ -92,7 +92,7 @@ def model_family(model: str) -> str | None:
     low = model.lower()
     if "xlm-roberta" in low or "xlmr" in low or "xlm_roberta" in low:
         return "xlmr"
-    if "multilingual" in low and "bert" in low or "mbert" in low:
+    if ("multilingual" in low and "bert" in low) or "mbert" in low:
         return "mbert"
     return None
 

@@ -237,7 +237,7 @@ class RecordReader:
         return self._source.size if self._source else None
 
     def _lines(self, stream: IO[bytes]) -> Iterator[bytes]:
-        for self.line, line in enumerate(stream, 1):  # noqa: B007 - the current line is state
+        for self.line, line in enumerate(stream, 1):
             yield line
 
     def __iter__(self) -> Iterator[Record]:

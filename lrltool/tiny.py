@@ -66,7 +66,9 @@ def _train_tokenizer(arch: str, lines: Iterable[str], vocab_size: int, max_lengt
         tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size, special_tokens=specials, show_progress=False
+        )
         tok.train_from_iterator(lines, trainer)
         tok.post_processor = TemplateProcessing(
             single="[CLS] $A [SEP]",
@@ -130,8 +132,14 @@ def build_tiny(
     under a small tokenizer, for benchmarks); the default is the tokenizer's size.
     """
     import torch
-    from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM, XLMRobertaConfig
-    from transformers import XLMRobertaForMaskedLM
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+        XLMRobertaConfig,
+        XLMRobertaForMaskedLM,
+    )
 
     if arch not in ARCHS:
         raise UsageError(f"unknown tiny architecture '{arch}'", hint=f"choose one of {', '.join(ARCHS)}")

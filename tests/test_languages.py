@@ -14,7 +14,9 @@ def test_registry_has_the_papers_30_languages():
     assert langs[1].name == "Romanian"
 
 
-@pytest.mark.parametrize("code", ["ron", "ro", "ron_Latn", "ron-Latn", "Romanian", "ROMANIAN", "RON_LATN", " ro "])
+@pytest.mark.parametrize(
+    "code", ["ron", "ro", "ron_Latn", "ron-Latn", "Romanian", "ROMANIAN", "RON_LATN", " ro "]
+)
 def test_every_spelling_of_romanian_resolves_to_it(code):
     lang = resolve_language(code)
     assert lang.name == "Romanian"

@@ -18,7 +18,11 @@ def test_make_lang_does_not_reach_the_recipe_environment():
     env = {**os.environ, "LANG": "C.UTF-8"}
     out = subprocess.run(
         ["make", "-s", "--no-print-directory", "LANG=ron", "show-config"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "language: ron" in out
     assert "LANG in the recipe environment: <unset>" in out
@@ -29,7 +33,11 @@ def test_make_keeps_the_locale_when_lang_comes_from_the_environment():
     env = {**os.environ, "LANG": "C.UTF-8"}
     out = subprocess.run(
         ["make", "-s", "--no-print-directory", "show-config"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "language: ron" in out  # the default language, not the locale
     assert "LANG in the recipe environment: C.UTF-8" in out
