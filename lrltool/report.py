@@ -1035,6 +1035,13 @@ class Report:
     plots: dict[str, str] = field(default_factory=dict)  # plot key -> file name under plots/
 
 
+def _check_pppl_metric(pppl_metric: str) -> None:
+    if pppl_metric not in PPPL_METRICS:
+        raise UsageError(
+            f"unknown pseudo-perplexity metric '{pppl_metric}'", hint=f"use one of {', '.join(PPPL_METRICS)}"
+        )
+
+
 def build_report(
     entries: Sequence[Entry],
     *,
@@ -1044,10 +1051,7 @@ def build_report(
     compare_paper: bool = False,
 ) -> Report:
     """Tables, averages, correlations, loss curves and warnings from checked metric records."""
-    if pppl_metric not in PPPL_METRICS:
-        raise UsageError(
-            f"unknown pseudo-perplexity metric '{pppl_metric}'", hint=f"use one of {', '.join(PPPL_METRICS)}"
-        )
+    _check_pppl_metric(pppl_metric)
     warnings: list[str] = []
     notes: list[str] = []
     tables = build_tables(entries, pppl_metric=pppl_metric, warnings=warnings, notes=notes)
@@ -1090,6 +1094,7 @@ def report_metrics(
     Writes ``output_dir/report.md``, ``results.csv`` and ``plots/*.png`` together (see :func:`write_report`),
     nothing when ``output_dir`` is None. Refuses input without any metric record unless run folders are given.
     """
+    _check_pppl_metric(pppl_metric)
     files, run_dirs = expand_inputs(inputs, runs)
     entries, counts = load_metric_records(files, skip_bad_lines=skip_bad_lines, stats=stats)
     if not entries and not run_dirs:
