@@ -269,6 +269,8 @@ def report_cli(
         stats=summary,
     )
     render_terminal(report, Console(file=sys.stdout, width=None if sys.stdout.isatty() else 250))
+    if not report.tables:
+        ui.info(f"no metric records; {len(report.runs)} loss curve(s)")
     for warning in report.warnings:
         ui.warn(warning)
     summary.finish(stats)

@@ -468,16 +468,15 @@ def build_tables(
             f"{sum(untabulated.values())} records are not tabulated ({parts}); tables use {pppl_metric}"
             f" for pseudo-perplexity and {', '.join(f'{t}: {m}' for t, m in TASK_METRICS.items())}."
         )
-    # Prompting rows stand beside the adapters of every table of their task (the paper's Table 2).
+    # Prompting rows stand beside the adapters of every table of their task (the paper's Table 2); a
+    # task with prompting rows only gets a table of its own, named after the first prompted model.
     for task, task_prompts in prompts.items():
-        if not any(key[2] == task for key in own):
-            for entry in task_prompts:
-                own[("task", entry.record["model"], task, entry.record["metric"])].append(entry)
+        if not any(key[0] == "task" and key[2] == task for key in own):
+            first = min(e.record["model"] for e in task_prompts)
+            own[("task", first, task, task_metric(task))] = []
     tables = []
     for (kind, model, task, metric), table_entries in own.items():
-        extra = [e for e in prompts.get(task, []) if e.record["model"] != model] if kind == "task" else []
-        if any(e.record["model"] == model for e in table_entries if _is_prompt(e.record)):
-            extra = [e for e in extra if e.record["model"] != model]
+        extra = prompts.get(task, []) if kind == "task" else []
         tables.append(_build_table(kind, model, task, metric, table_entries, extra, warnings, notes))
     tables.sort(
         key=lambda t: (
@@ -1058,10 +1057,15 @@ def build_report(
     for table in tables:
         warnings.extend(settings_warnings(table))
     comparisons = attach_paper_numbers(tables, paper_numbers()) if compare_paper else []
-    dirs: dict[Path, None] = {}
+    dirs: dict[Path, Path] = {}  # resolved -> as named, so each run is read once and shown as given
     for path in [*run_dirs, *runs_of_records(entries)]:
-        dirs.setdefault(path.resolve(), None)
-    runs = [read_run_log(path) for path in dirs]
+        dirs.setdefault(path.resolve(), path)
+    runs = [read_run_log(path) for path in dirs.values()]
+    # runs/ron/seq_bn-glotcc and runs/mlt/seq_bn-glotcc: name them by their last two folders.
+    clashing = {name for name, n in Counter(run.name for run in runs).items() if n > 1}
+    for run in runs:
+        if run.name in clashing:
+            run.name = f"{run.path.parent.name}-{run.path.name}"
     for run in runs:
         if not run.train and not run.evals:
             notes.append(f"{run.path}: log.jsonl has no loss lines; no loss curve drawn.")
@@ -1108,7 +1112,7 @@ def report_metrics(
     if output_dir is not None:
         write_report(report, output_dir)
     if stats is not None:
-        stats.records_out = sum(len(t.entries) for t in report.tables)
+        stats.records_out = len({id(e) for t in report.tables for e in t.entries})
         stats.extra["tables"] = len(report.tables)
         if output_dir is not None:
             stats.extra["plots"] = len(report.plots)
@@ -1218,8 +1222,6 @@ def render_terminal(report: Report, console: Any) -> None:
             rich_table.add_row(*(Text(text) for text in (row_label(table, row), gb_text(table, row), *cells)))
         console.print(rich_table)
         console.print()
-    if not report.tables and report.runs:
-        console.print(Text(f"no metric records; {len(report.runs)} loss curve(s)"))
 
 
 def _md(text: str) -> str:

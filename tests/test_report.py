@@ -373,6 +373,42 @@ def test_same_cell_from_different_adapter_folders_becomes_separate_columns(tmp_p
     assert report.warnings == [] and any("several adapter folders" in n for n in report.notes)
 
 
+def test_prompting_rows_alone_and_beside_adapters_of_the_same_model(tmp_path):
+    def prompt(model, lang, value, shots="prompt-0shot", method="prompt", source=None):
+        return metric_record(
+            metric="macro_f1",
+            value=value,
+            lang=lang,
+            model=model,
+            task="sa",
+            method=method,
+            source=source,
+            task_method=shots,
+            n=50,
+        )
+
+    alone = [prompt("llm-b", "ron", 0.5), prompt("llm-a", "ron", 0.4, "prompt-3shot")]
+    report = report_metrics(inputs=[str(write_jsonl(tmp_path / "a.jsonl", alone))])
+    (table,) = report.tables
+    assert table.model == "llm-a"
+    assert [c.label for c in table.columns] == ["prompt-3shot", "llm-b prompt-0shot"]
+    assert table.cells[("ron_Latn", Column("prompt", None, "prompt-0shot", model="llm-b"))].mean == 0.5
+    # A decoder with a language adapter, prompted, beside its own prompting without one.
+    same = [
+        metric_record(
+            metric="macro_f1", value=0.6, lang="ron", model="llm-a", task="sa", task_method="adapter", n=50
+        ),
+        prompt("llm-a", "ron", 0.45),
+        prompt("llm-a", "ron", 0.55, method="seq_bn", source="glotcc"),
+    ]
+    report = report_metrics(inputs=[str(write_jsonl(tmp_path / "b.jsonl", same))])
+    (table,) = report.tables
+    assert [c.label for c in table.columns] == ["base", "seq_bn/glotcc [prompt-0shot]", "prompt-0shot"]
+    assert table.cells[("ron_Latn", Column("prompt", None, "prompt-0shot"))].delta == pytest.approx(
+        0.45 - 0.6
+    )
+
+
 def test_unknown_model_family_has_no_seen_unseen_split(tmp_path):
     recs = [
         metric_record(metric="pppl_mean", value=v, lang=lang, model="models/tiny-enc", task="mlm", n=5)
