@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lrltool.report import Correlation, Report, RunLog, Table
+    from lrltool.report import Correlation, Report, RunLog, SizeSeries, Table
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 UNSEEN_SHADE = "0.9"
@@ -67,6 +67,13 @@ def draw_all(report: Report, folder: Path) -> dict[str, str]:
         file = name(f"gain_vs_pretraining_{short_model(model)}")
         draw_gain(model, corrs, folder / file)
         made[f"gain:{model}"] = file
+    by_model_sizes: dict[str, list[SizeSeries]] = {}
+    for series in report.sizes:
+        by_model_sizes.setdefault(series.table.model, []).append(series)
+    for model, sizes in by_model_sizes.items():
+        file = name(f"adaptation_size_{short_model(model)}")
+        draw_sizes(model, sizes, folder / file)
+        made[f"sizes:{model}"] = file
     for run in report.runs:
         file = name(f"loss_{run.name}")
         draw_run(run, folder / file)
@@ -82,7 +89,7 @@ def draw_table(table: Table, path: Path) -> None:
 
     langs, columns = table.langs, table.columns
     n_langs, n_cols = len(langs), len(columns)
-    width = max(7.0, min(26.0, 3.0 + n_langs * (0.3 + 0.16 * n_cols)))
+    width = max(9.0, min(26.0, 3.5 + n_langs * (0.3 + 0.16 * n_cols)))
     fig = _figure(width, 5.0)
     ax = fig.add_subplot()
     bar = 0.8 / n_cols
@@ -112,11 +119,11 @@ def draw_table(table: Table, path: Path) -> None:
     if table.kind == "pppl":
         ax.set_yscale("log")
         ax.set_ylabel("pseudo-perplexity (log scale; lower is better)")
-        ax.set_title(f"Pseudo-perplexity per language, {table.model}\n({PPPL_METRICS[table.metric]})")
+        fig.suptitle(f"Pseudo-perplexity per language, {table.model}\n({PPPL_METRICS[table.metric]})")
     else:
         ax.set_ylim(0, 100)
         ax.set_ylabel(f"{table.metric} (%; higher is better)")
-        ax.set_title(
+        fig.suptitle(
             f"{TASK_NAMES.get(table.task, table.task)}: {table.metric} per language, {table.model}\n"
             "(bars: mean over seeds; whiskers: sd)"
         )
@@ -201,6 +208,54 @@ def _name_languages(ax: Any, positions: dict[str, float]) -> None:
         [x for x, _ in clusters], [", ".join(names) for _, names in clusters], rotation=90, fontsize=7
     )
     top.tick_params(axis="x", which="minor", top=False, labeltop=False)
+
+
+def draw_sizes(model: str, sizes: list[SizeSeries], path: Path) -> None:
+    """PPPL or F1 against adaptation data size (log x), one line per method (and language), one panel
+    per task; the baseline of a single-language panel is a dashed line."""
+    from lrltool.report import PPPL_METRICS, TASK_NAMES
+
+    tables: list[Table] = []
+    for series in sizes:
+        if series.table not in tables:
+            tables.append(series.table)
+    fig = _figure(11.0, 0.6 + 4.0 * len(tables))
+    axes = fig.subplots(len(tables), 1, squeeze=False).ravel()
+    for ax, table in zip(axes, tables, strict=True):
+        panel = [s for s in sizes if s.table is table]
+        langs = sorted({s.lang for s in panel})
+        colors = _colors(len(panel))
+        for k, series in enumerate(panel):
+            label = series.column.label + (f" ({series.lang})" if len(langs) > 1 else "")
+            ax.plot(
+                [p[0] for p in series.points],
+                [p[1] * table.scale for p in series.points],
+                marker=MARKERS[k % len(MARKERS)],
+                color=colors[k],
+                label=label,
+            )
+        if len(langs) == 1:
+            base = table.cells.get((langs[0], table.baseline))
+            if base is not None:
+                ax.axhline(
+                    base.mean * table.scale, ls="--", color="0.3", label=f"baseline ({table.baseline.label})"
+                )
+        ax.set_xscale("log")
+        if table.kind == "pppl":
+            ax.set_yscale("log")
+            ax.set_ylabel(f"{table.metric} (log; lower is better)")
+            ax.set_title(f"Pseudo-perplexity ({PPPL_METRICS[table.metric]})", loc="left")
+        else:
+            ax.set_ylabel(f"{table.metric} (%; higher is better)")
+            ax.set_title(TASK_NAMES.get(table.task, table.task), loc="left")
+        ax.set_xlabel(f"adaptation data ({panel[0].unit}, log scale)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    all_langs = sorted({s.lang for s in sizes})
+    fig.suptitle(
+        f"Against adaptation data size, {model}" + (f" ({all_langs[0]})" if len(all_langs) == 1 else "")
+    )
+    fig.savefig(path, format="png")
 
 
 def draw_run(run: RunLog, path: Path) -> None:

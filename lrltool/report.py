@@ -941,6 +941,110 @@ def correlations(tables: Sequence[Table]) -> list[Correlation]:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Gain against adaptation data size (the same method trained on different amounts of text)
+
+
+@dataclass
+class SizeSeries:
+    """One method in one language at several adaptation data sizes (from each adapter's training.json)."""
+
+    table: Table
+    column: Column  # without the adapter-folder tag
+    lang: str
+    unit: str  # "bytes" or "tokens"
+    points: list[tuple[float, float, float | None]]  # (size, value, gain), by size
+
+
+@dataclass
+class SizeCorrelation:
+    table: Table
+    column: Column
+    unit: str
+    n: int
+    spearman: float | None
+    pearson: float | None  # against log10(size)
+
+
+@cache
+def _training_data(adapter: str) -> tuple[dict[str, Any], str | None]:
+    """The ``data`` object of the training.json beside an adapter (run folder or its adapter/ folder)."""
+    path = Path(adapter)
+    for folder in (path, path.parent):
+        training = folder / "training.json"
+        if training.is_file():
+            try:
+                info = json.loads(training.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise InputError(
+                    f"not valid JSON ({exc})", hint="check the run's training.json", path=str(training)
+                ) from None
+            data = info.get("data") if isinstance(info, dict) else None
+            return (data if isinstance(data, dict) else {}), str(training)
+    return {}, None
+
+
+def _size_of(cell: Cell, unit: str) -> float | None:
+    for entry in cell.entries:
+        adapter = entry.record.get("adapter")
+        if adapter:
+            value = _training_data(adapter)[0].get(unit)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                return float(value)
+    return None
+
+
+def size_series(tables: Sequence[Table]) -> list[SizeSeries]:
+    """Methods measured at two or more adaptation data sizes; sizes in bytes when every adapter's
+    training.json gives ``data.bytes``, else in tokens (``data.tokens``)."""
+    found = []
+    for table in tables:
+        cells = [
+            (lang, column, cell)
+            for (lang, column), cell in table.cells.items()
+            if column.model is None and column.method not in ("base", "prompt")
+        ]
+        if not cells:
+            continue
+        sized = [c for _, _, c in cells if _size_of(c, "bytes") or _size_of(c, "tokens")]
+        unit = "bytes" if sized and all(_size_of(c, "bytes") for c in sized) else "tokens"
+        grouped: dict[tuple[Column, str], list[tuple[float, float, float | None]]] = defaultdict(list)
+        for lang, column, cell in cells:
+            size = _size_of(cell, unit)
+            if size is not None:
+                plain = Column(column.method, column.source, column.task_method)
+                grouped[(plain, lang)].append((size, cell.mean, gain(table, cell)))
+        for (column, lang), points in sorted(grouped.items(), key=lambda kv: (kv[0][0].sort_key(), kv[0][1])):
+            if len({size for size, _, _ in points}) > 1:
+                found.append(SizeSeries(table, column, lang, unit, sorted(points)))
+    return found
+
+
+def size_correlations(series: Sequence[SizeSeries]) -> list[SizeCorrelation]:
+    """Per table and method, pooled over languages: gain against adaptation data size."""
+    pooled: dict[tuple[int, Column], list[tuple[float, float]]] = defaultdict(list)
+    first: dict[tuple[int, Column], SizeSeries] = {}
+    for s in series:
+        key = (id(s.table), s.column)
+        first.setdefault(key, s)
+        pooled[key] += [(size, g) for size, _, g in s.points if g is not None]
+    found = []
+    for key, points in pooled.items():
+        s = first[key]
+        sizes, gains = [p[0] for p in points], [p[1] for p in points]
+        found.append(
+            SizeCorrelation(
+                s.table,
+                s.column,
+                s.unit,
+                len(points),
+                spearman(sizes, gains),
+                pearson([math.log10(x) for x in sizes], gains),
+            )
+        )
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------
 # Training runs: loss curves
 
 
@@ -1030,6 +1134,8 @@ class Report:
     pppl_metric: str
     compare_paper: bool
     comparisons: list[PaperComparison]
+    sizes: list[SizeSeries] = field(default_factory=list)
+    size_correlations: list[SizeCorrelation] = field(default_factory=list)
     output_dir: Path | None = None
     plots: dict[str, str] = field(default_factory=dict)  # plot key -> file name under plots/
 
@@ -1069,9 +1175,13 @@ def build_report(
     for run in runs:
         if not run.train and not run.evals:
             notes.append(f"{run.path}: log.jsonl has no loss lines; no loss curve drawn.")
+    _training_data.cache_clear()  # a rerun in the same process reads the runs again
+    sizes = size_series(tables)
     return Report(
         tables=tables,
         correlations=correlations(tables),
+        sizes=sizes,
+        size_correlations=size_correlations(sizes),
         runs=[run for run in runs if run.train or run.evals],
         warnings=warnings,
         notes=notes,
@@ -1269,6 +1379,8 @@ def render_markdown(report: Report) -> str:
             lines += [f"![{_md(table.title)}](plots/{plot})", ""]
     if report.correlations:
         lines += _correlation_section(report)
+    if report.sizes:
+        lines += _size_section(report)
     if report.runs:
         lines += ["## Training and validation loss", ""]
         for run in report.runs:
@@ -1323,6 +1435,39 @@ def _correlation_section(report: Report) -> list[str]:
     for key, plot in report.plots.items():
         if key.startswith("gain:"):
             lines += [f"![gain against pre-training data, {_md(key[5:])}](plots/{plot})", ""]
+    return lines
+
+
+def _size_section(report: Report) -> list[str]:
+    lines = [
+        "## Against adaptation data size",
+        "",
+        "Methods trained on several amounts of adaptation data (sizes from each adapter's training.json)."
+        " Spearman's rho and Pearson's r against log10(size) of the gain over the baseline, pooled over"
+        " languages.",
+        "",
+    ]
+    rows = [
+        [
+            short_model(c.table.model),
+            c.table.task,
+            c.column.label,
+            c.unit,
+            "" if c.spearman is None else f"{c.spearman:+.3f}",
+            "" if c.pearson is None else f"{c.pearson:+.3f}",
+            str(c.n),
+        ]
+        for c in report.size_correlations
+    ]
+    lines += _md_table(
+        ["model", "task", "method", "size in", "Spearman rho", "Pearson r (log size)", "n"],
+        rows,
+        ["left", "left", "left", "left", "right", "right", "right"],
+    )
+    lines.append("")
+    for key, plot in report.plots.items():
+        if key.startswith("sizes:"):
+            lines += [f"![against adaptation data size, {_md(key[6:])}](plots/{plot})", ""]
     return lines
 
 

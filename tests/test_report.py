@@ -701,6 +701,69 @@ def test_cli_writes_report_md_csv_and_plots(metrics_file, tmp_path, cli):
     assert len(pppl_rows) == sum(len(c) for c in PPPL.values()) + 3 * 4
 
 
+def test_gain_against_adaptation_data_size(tmp_path, cli):
+    from scipy import stats
+
+    recs = [metric_record(metric="pppl_mean", value=500.0, lang="mlt", model=MODEL, task="mlm", n=1012)]
+    recs.append(
+        metric_record(
+            metric="macro_f1",
+            value=0.40,
+            lang="mlt",
+            model=MODEL,
+            task="tc",
+            task_method="adapter",
+            seed=1,
+            n=9,
+        )
+    )
+    pppl = {1e6: 40.0, 1e7: 20.0, 1e8: 25.0, 1e9: 10.0}
+    tc = {1e6: 0.45, 1e7: 0.44, 1e8: 0.50, 1e9: 0.52}
+    for size in pppl:
+        run = tmp_path / "runs" / f"seq_bn-glotcc-{size:.0e}"
+        run.mkdir(parents=True)
+        (run / "training.json").write_text(
+            json.dumps({"method": "seq_bn", "data": {"hash": "x", "bytes": size, "tokens": size / 4}})
+        )
+        common = dict(lang="mlt", model=MODEL, method="seq_bn", source="glotcc", adapter=str(run), n=1012)
+        recs.append(metric_record(metric="pppl_mean", value=pppl[size], task="mlm", **common))
+        recs.append(
+            metric_record(
+                metric="macro_f1", value=tc[size], task="tc", task_method="adapter", seed=1, **common
+            )
+        )
+    path = write_jsonl(tmp_path / "m.jsonl", recs)
+    report = report_metrics(inputs=[str(path)], output_dir=tmp_path / "out")
+    mlm, task = report.sizes
+    assert (mlm.table.task, mlm.column, mlm.lang, mlm.unit) == (
+        "mlm",
+        Column("seq_bn", "glotcc"),
+        "mlt_Latn",
+        "bytes",
+    )
+    sizes = sorted(pppl)
+    reduction = [100 * (500.0 - pppl[x]) / 500.0 for x in sizes]
+    assert mlm.points == [(x, pppl[x], pytest.approx(r)) for x, r in zip(sizes, reduction, strict=True)]
+    f1_gain = [100 * (tc[x] - 0.40) for x in sizes]
+    assert [p[2] for p in task.points] == pytest.approx(f1_gain)
+    by_task = {c.table.task: c for c in report.size_correlations}
+    assert by_task["mlm"].n == 4
+    assert by_task["mlm"].spearman == pytest.approx(stats.spearmanr(sizes, reduction).statistic, abs=1e-12)
+    assert by_task["mlm"].pearson == pytest.approx(
+        stats.pearsonr([math.log10(x) for x in sizes], reduction).statistic, abs=1e-12
+    )
+    assert by_task["tc"].spearman == pytest.approx(stats.spearmanr(sizes, f1_gain).statistic, abs=1e-12)
+    assert_png(tmp_path / "out" / "plots" / "adaptation_size_xlm-roberta-base.png")
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Against adaptation data size" in md and "(plots/adaptation_size_xlm-roberta-base.png)" in md
+    # Without bytes in every training.json, sizes are in tokens.
+    (tmp_path / "runs" / "seq_bn-glotcc-1e+06" / "training.json").write_text(
+        json.dumps({"data": {"tokens": 2.5e5}})
+    )
+    report = report_metrics(inputs=[str(path)])
+    assert report.sizes[0].unit == "tokens" and report.sizes[0].points[0][0] == 2.5e5
+
+
 def test_stdin_and_globs(tmp_path, cli):
     recs = records()
     write_jsonl(tmp_path / "a.jsonl", recs[:60])
