@@ -245,6 +245,9 @@ def report_cli(
     quiet: QuietOpt = False,
 ) -> None:
     """Tables (terminal; with -o also report.md, results.csv, plots) from metric records."""
+    import io
+    import shutil
+
     from rich.console import Console
 
     from lrltool.errors import UsageError
@@ -268,7 +271,16 @@ def report_cli(
         skip_bad_lines=skip_bad_lines,
         stats=summary,
     )
-    render_terminal(report, Console(file=sys.stdout, width=None if sys.stdout.isatty() else 250))
+    # Rendered to a string first: rich turns a broken pipe into exit 1 itself; `| head` should end as
+    # in every other command (the handler above: quiet, 141).
+    buffer = io.StringIO()
+    tty = sys.stdout.isatty()
+    render_terminal(
+        report,
+        Console(file=buffer, force_terminal=tty, width=shutil.get_terminal_size().columns if tty else 250),
+    )
+    sys.stdout.write(buffer.getvalue())
+    sys.stdout.flush()
     if not report.tables:
         ui.info(f"no metric records; {len(report.runs)} loss curve(s)")
     for warning in report.warnings:

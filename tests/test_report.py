@@ -776,6 +776,28 @@ def test_stdin_and_globs(tmp_path, cli):
     assert "87.00 ± 2.65 (+5.00)" in from_glob.stdout
 
 
+def test_shell_pipeline(metrics_file, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            "bash",
+            "-o",
+            "pipefail",
+            "-c",
+            f"cat '{metrics_file}' | '{sys.executable}' -m lrltool report -o '{out}' | head -n 1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode in (0, 141), result.stderr  # 141: head closed the pipe first, quietly
+    assert result.stdout.startswith(f"Pseudo-perplexity (pppl_mean), {MODEL}")
+    assert "Traceback" not in result.stderr
+    assert (out / "report.md").is_file()
+
+
 def test_loss_curves_from_run_folders(tmp_path, cli):
     run = tmp_path / "runs" / "mlt" / "seq_bn-glotcc"
     run.mkdir(parents=True)
