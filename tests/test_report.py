@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lrltool.records import metric_record
-from lrltool.report import Column, build_report, load_metric_records, report_metrics
+from lrltool.report import Column, build_report, load_metric_records, render_markdown, report_metrics
 
 MODEL = "xlm-roberta-base"
 LLM = "models/tiny-llama"
@@ -436,7 +436,7 @@ def test_mixed_settings_are_warned(tmp_path, cli):
         }
     )
     path = write_jsonl(tmp_path / "m.jsonl", recs)
-    result = cli(["report", path, "-o", tmp_path / "out"])
+    result = cli(["report", path])
     assert result.exit_code == 0, result.stderr
     table_wide = (
         f"Pseudo-perplexity (pppl_mean), {MODEL}: records differ in 'paper_compat' (false in 18"
@@ -450,7 +450,7 @@ def test_mixed_settings_are_warned(tmp_path, cli):
     )
     assert f"warning: {table_wide}" in result.stderr
     assert f"warning: {per_language}" in result.stderr
-    md = (tmp_path / "out" / "report.md").read_text()
+    md = render_markdown(report_metrics(inputs=[str(path)]))
     assert "## Warnings" in md and table_wide in md and per_language in md
     # The settings behind each table are listed with counts.
     assert "- paper_compat: `false` (18), `true` (1)" in md
@@ -776,7 +776,8 @@ def test_stdin_and_globs(tmp_path, cli):
     assert "87.00 ± 2.65 (+5.00)" in from_glob.stdout
 
 
-def test_shell_pipeline(metrics_file, tmp_path):
+def test_shell_pipeline(small_metrics_file, tmp_path):
+    metrics_file = small_metrics_file
     import subprocess
     import sys
 
@@ -842,7 +843,13 @@ def test_loss_curves_from_run_folders(tmp_path, cli):
     assert (tmp_path / "runs-only2" / "plots" / "loss_seq_bn-glotcc.png").is_file()
 
 
-def test_rewrite_replaces_old_plots(metrics_file, tmp_path, cli):
+@pytest.fixture
+def small_metrics_file(tmp_path) -> Path:
+    return write_jsonl(tmp_path / "small.jsonl", [r for r in records() if r["metric"] == "pppl_mean"])
+
+
+def test_rewrite_replaces_old_plots(small_metrics_file, tmp_path, cli):
+    metrics_file = small_metrics_file
     out = tmp_path / "out"
     (out / "plots").mkdir(parents=True)
     (out / "plots" / "stale.png").write_bytes(b"old")
@@ -851,7 +858,8 @@ def test_rewrite_replaces_old_plots(metrics_file, tmp_path, cli):
     assert not [p for p in out.iterdir() if p.name.startswith(".report-")]
 
 
-def test_failure_while_drawing_leaves_the_old_report_untouched(metrics_file, tmp_path, monkeypatch):
+def test_failure_while_drawing_leaves_the_old_report_untouched(small_metrics_file, tmp_path, monkeypatch):
+    metrics_file = small_metrics_file
     out = tmp_path / "out"
     report_metrics(inputs=[str(metrics_file)], output_dir=out)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -867,7 +875,8 @@ def test_failure_while_drawing_leaves_the_old_report_untouched(metrics_file, tmp
     assert after == before
 
 
-def test_failure_in_a_new_folder_leaves_no_report(metrics_file, tmp_path, monkeypatch):
+def test_failure_in_a_new_folder_leaves_no_report(small_metrics_file, tmp_path, monkeypatch):
+    metrics_file = small_metrics_file
     from lrltool import plots
 
     monkeypatch.setattr(plots, "draw_table", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
