@@ -612,26 +612,30 @@ def _sd(values: Sequence[float]) -> float | None:
 
 
 def _add_averages(table: Table) -> None:
-    groups: dict[str, list[str]] = {}
+    """Average rows: languages seen and unseen in pre-training (when both occur), and all languages."""
     by_group: dict[str, list[str]] = defaultdict(list)
     for lang in table.langs:
         by_group[language_group(lang, table.model)].append(lang)
+    table.groups = {}
     if by_group.get("seen") and by_group.get("unseen"):
-        groups["seen"] = by_group["seen"]
-        groups["unseen"] = by_group["unseen"]
+        add_average_row(table, "seen", by_group["seen"])
+        add_average_row(table, "unseen", by_group["unseen"])
     if len(table.langs) > 1:
-        groups["all"] = list(table.langs)
-    table.groups = groups
-    for group, langs in groups.items():
-        for column in table.columns:
-            cells = [table.cells[(lang, column)] for lang in langs if (lang, column) in table.cells]
-            deltas = [c.delta for c in cells if c.delta is not None]
-            table.averages[(group, column)] = Average(
-                mean=_mean([c.mean for c in cells]) if cells else None,
-                delta=_mean(deltas) if deltas else None,
-                n_langs=len(cells),
-                of=len(langs),
-            )
+        add_average_row(table, "all", list(table.langs))
+
+
+def add_average_row(table: Table, group: str, langs: list[str]) -> None:
+    """Each column's mean over ``langs`` (those it has), and the mean of their changes."""
+    table.groups[group] = langs
+    for column in table.columns:
+        cells = [table.cells[(lang, column)] for lang in langs if (lang, column) in table.cells]
+        deltas = [c.delta for c in cells if c.delta is not None]
+        table.averages[(group, column)] = Average(
+            mean=_mean([c.mean for c in cells]) if cells else None,
+            delta=_mean(deltas) if deltas else None,
+            n_langs=len(cells),
+            of=len(langs),
+        )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -780,23 +784,10 @@ def attach_paper_numbers(tables: Sequence[Table], numbers: Sequence[PaperNumber]
             if row == "avg:all" and "all" not in table.groups:
                 if not table.langs:
                     continue
-                _add_all_group(table)
+                add_average_row(table, "all", list(table.langs))
             table.paper.setdefault(row, []).append(number)
             comparisons.append(_compare(table, number, row))
     return comparisons
-
-
-def _add_all_group(table: Table) -> None:
-    table.groups["all"] = list(table.langs)
-    for column in table.columns:
-        cells = [table.cells[(lang, column)] for lang in table.langs if (lang, column) in table.cells]
-        deltas = [c.delta for c in cells if c.delta is not None]
-        table.averages[("all", column)] = Average(
-            _mean([c.mean for c in cells]) if cells else None,
-            _mean(deltas) if deltas else None,
-            len(cells),
-            len(table.langs),
-        )
 
 
 def _value_at(table: Table, row: str, column: Column) -> tuple[float | None, int | None]:
