@@ -140,6 +140,18 @@ def validate_metric_record(record: Record) -> str | None:
             f"unknown aggregate '{record['aggregate']}'",
             hint="aggregate is null for one run or 'mean' for the mean over seeds",
         )
+    if record.get("aggregate") == "mean":
+        details = record.get("details") or {}
+        sd = details.get("sd")
+        seeds = details.get("seeds")
+        if sd is not None and (not isinstance(sd, (int, float)) or isinstance(sd, bool) or sd < 0):
+            raise InputError(
+                "aggregate record 'details.sd' is not a non-negative number", hint="check the metrics file"
+            )
+        if seeds is not None and not (isinstance(seeds, list) and all(isinstance(x, int) for x in seeds)):
+            raise InputError(
+                "aggregate record 'details.seeds' is not a list of seeds", hint="check the metrics file"
+            )
     if metric in FRACTION_METRICS and not 0.0 <= value <= 1.0:
         raise InputError(
             f"'{metric}' value {value:g} is outside [0, 1]",
@@ -559,6 +571,8 @@ def _build_table(
 
     for (lang, column), found in cell_entries.items():
         table.cells[(lang, column)] = _summarize(found, f"{table.title}: {lang}, {column.label}", warnings)
+    # From here on a table's records are those its cells use (a superseded rerun is left out).
+    table.entries = [e for cell in table.cells.values() for e in cell.entries]
     table.langs = sorted({lang for lang, _ in table.cells}, key=_language_rank)
     table.columns = sorted({column for _, column in table.cells}, key=Column.sort_key)
     if baseline not in table.columns:
@@ -582,7 +596,10 @@ def _summarize(found: list[Entry], where: str, warnings: list[str]) -> Cell:
         sd = details.get("sd")
         seeds = details.get("seeds")
         if not isinstance(seeds, list):
-            seeds = [e.seed for e in singles] or [None] * int(details.get("n_seeds", 1) or 1)
+            n_seeds = details.get("n_seeds")
+            seeds = [e.seed for e in singles] or [None] * (
+                n_seeds if isinstance(n_seeds, int) and n_seeds > 0 else 1
+            )
         if singles:
             mean = _mean([e.value for e in singles])
             if {e.seed for e in singles} == set(seeds) and not math.isclose(
@@ -594,7 +611,7 @@ def _summarize(found: list[Entry], where: str, warnings: list[str]) -> Cell:
                 )
         return Cell(
             mean=agg.value,
-            sd=float(sd) if isinstance(sd, (int, float)) and not isinstance(sd, bool) else None,
+            sd=None if sd is None else float(sd),
             seeds=tuple(seeds),
             entries=found,
             from_aggregate=True,

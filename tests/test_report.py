@@ -346,6 +346,11 @@ def test_rerun_records_last_one_wins_with_a_warning(tmp_path):
         f"Pseudo-perplexity (pppl_mean), {MODEL}: 2 records for ron_Latn, base, run ({path}:1, {path}:2);"
         " the last one read is used"
     ]
+    # A rerun with another setting replaces the first run: its settings are not compared any more.
+    second["settings"] = {"variant": "within_word_l2r"}
+    report = report_metrics(inputs=[str(write_jsonl(tmp_path / "m2.jsonl", [first, second]))])
+    assert len(report.warnings) == 1 and "the last one read is used" in report.warnings[0]
+    assert report.tables[0].entries[0].record["settings"] == {"variant": "within_word_l2r"}
 
 
 def test_same_cell_from_different_adapter_folders_becomes_separate_columns(tmp_path):
@@ -922,6 +927,18 @@ BAD = [
     ("seed as text", good_line(seed="1"), 2, "metric record field 'seed' is str, expected int or null"),
     ("unknown aggregate", good_line(aggregate="median"), 2, "unknown aggregate 'median'"),
     ("not an object", "[1, 2]", 2, "expected a JSON object, found a JSON list"),
+    (
+        "aggregate sd",
+        good_line(aggregate="mean", details={"sd": "big"}),
+        2,
+        "'details.sd' is not a non-negative",
+    ),
+    (
+        "aggregate seeds",
+        good_line(aggregate="mean", details={"seeds": [{}]}),
+        2,
+        "'details.seeds' is not a list",
+    ),
 ]
 
 
@@ -971,6 +988,15 @@ def test_bad_arguments(tmp_path, cli, monkeypatch, args, code, message):
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_output_that_is_a_file_is_refused(metrics_file, tmp_path, cli):
+    target = tmp_path / "taken"
+    target.write_text("mine")
+    result = cli(["report", metrics_file, "-o", target])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {target}: the output is a file, not a folder; give -o a folder"
+    assert target.read_text() == "mine"
 
 
 def test_bad_log_line_names_the_log(tmp_path, cli):
