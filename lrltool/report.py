@@ -12,6 +12,8 @@ curves, named with ``--runs`` or found through the records' ``adapter`` field. B
   adapters of every table of their task;
 - averages over languages, split into languages seen and unseen in the model's pre-training data
   (``languages.tsv``), and the correlation of each method's gain with that data size (Spearman, Pearson);
+- where one method was trained on several amounts of adaptation data (one adapter folder each, sizes from
+  its ``training.json`` ``data.bytes`` or ``data.tokens``): value and gain against that size;
 - with ``--compare-paper``, the paper's published numbers that DESIGN.md quotes (``data/paper_numbers.json``).
 
 Writes (with an output folder) ``report.md``, ``results.csv`` and ``plots/*.png``, all together or not at all:
