@@ -67,7 +67,8 @@ JSON_TEMPLATES = [
 def _words(rng: random.Random, n: int) -> list[str]:
     words = set()
     while len(words) < n:
-        parts = ["".join(rng.choices(SYLLABLES, k=rng.randint(1, 4))) for _ in range(rng.choice((1, 1, 1, 2)))]
+        count = rng.choice((1, 1, 1, 2))
+        parts = ["".join(rng.choices(SYLLABLES, k=rng.randint(1, 4))) for _ in range(count)]
         words.add("_".join(parts))
     return sorted(words)
 

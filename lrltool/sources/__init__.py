@@ -116,7 +116,7 @@ def _splits(spec: Source, split: str | None, output: str) -> tuple[str, ...]:
             raise UsageError(f"{spec.name} has no splits", hint="leave out --split")
         return ("all",)
     if split is not None:
-        name = SPLIT_ALIASES.get(split, split)
+        name = split if split in spec.splits else SPLIT_ALIASES.get(split, split)
         if name not in spec.splits:
             raise UsageError(
                 f"{spec.name} has no split {split!r}", hint=f"use one of {', '.join(spec.splits)}"

@@ -124,7 +124,8 @@ def read(paths: list[Path], request: FetchRequest, split: str) -> Iterator[Recor
                     yield record
     stats.records_in += lines
     # Rows without the language's node prefix never reach the parser: they are other languages.
-    stats.drop("other_language", lines - candidates)
+    if lines > candidates:
+        stats.drop("other_language", lines - candidates)
 
 
 def _triple(raw: bytes, request: FetchRequest, path: Path, line: int) -> Record | None:

@@ -43,6 +43,10 @@ def snapshot(
         RevisionNotFoundError,
     )
 
+    from lrltool import ui
+
+    if ui.quiet():
+        huggingface_hub.utils.disable_progress_bars()
     url = f"https://huggingface.co/datasets/{repo_id}"
     at = f" at revision {revision}" if revision else ""
     try:
