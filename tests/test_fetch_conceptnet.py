@@ -330,3 +330,14 @@ def test_head_ends_quietly(tmp_path):
     assert done.stderr == ""
     assert orjson.loads(done.stdout)["start"] == "cuvânt 0"
     assert done.stdout.count("\n") == 1
+
+
+def test_dump_on_stdin(cli, tmp_path):
+    data = gzip.compress(("\n".join(ROWS) + "\n").encode(), mtime=0)
+    from typer.testing import CliRunner
+
+    from lrltool.cli import app
+
+    result = CliRunner().invoke(app, ["fetch", "conceptnet", "-l", "ro", "-i", "-"], input=data)
+    assert result.exit_code == 0, result.stderr
+    assert jsonl(result.stdout) == [SYNONYM, ISA, GENRE]

@@ -6,6 +6,7 @@ import json
 
 import pyarrow as pa
 import pytest
+from conftest import EXAMPLES as EXAMPLES_DIR
 from fetch_helpers import assert_error, assert_no_output, jsonl, write_parquet
 
 from lrltool.sources import SOURCES
@@ -432,12 +433,35 @@ def test_sentiment_name_outside_the_table_with_code(cli, tmp_path):
     ],
 )
 def test_every_source_reads_the_bundled_examples(cli, tmp_path, source, counts):
-    from conftest import EXAMPLES
-
     out = tmp_path / "out"
     multi = "all" not in counts
     target = out if multi else out / "all.jsonl"
-    result = cli(["fetch", source, "--lang", "ron", "--input", EXAMPLES / source, "-o", target])
+    result = cli(["fetch", source, "--lang", "ron", "--input", EXAMPLES_DIR / source, "-o", target])
     assert result.exit_code == 0, result.stderr
     found = {p.name.split(".")[0]: len(list(read_records(p))) for p in out.iterdir()}
     assert found == counts
+
+
+def test_one_split_into_an_existing_folder(cli, tmp_path):
+    sib_folder(tmp_path / "sib")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = cli(["fetch", "sib200", "-l", "ro", "-i", tmp_path / "sib", "--split", "test", "-o", out])
+    assert result.exit_code == 0, result.stderr
+    assert [p.name for p in out.iterdir()] == ["test.jsonl.zst"]
+    assert len(list(read_records(out / "test.jsonl.zst"))) == 3
+    result = cli(["fetch", "flores", "-l", "ro", "-i", EXAMPLES_DIR / "flores", "-o", out])
+    assert_error(result, f"-o {out} is a folder; name the output file", code=2)
+
+
+def test_flores_jsonl_bad_json_is_skipped_and_counted(cli, tmp_path):
+    (tmp_path / "devtest").mkdir()
+    path = tmp_path / "devtest" / "ron_Latn.jsonl"
+    path.write_text(
+        '{"id": 1, "text": "Unu."}\n{"id": 2, "text": \n{"id": 3, "text": "Trei."}\n', encoding="utf-8"
+    )
+    assert_error(cli(["fetch", "flores", "-l", "ro", "-i", tmp_path]), f"{path}:2: line is not valid JSON")
+    stats = tmp_path / "s.json"
+    result = cli(["fetch", "flores", "-l", "ro", "-i", tmp_path, "--skip-bad-lines", "--stats", stats])
+    assert [r["id"] for r in jsonl(result.stdout)] == ["devtest:1", "devtest:3"]
+    assert json.loads(stats.read_text())["dropped"] == {"bad_line": 1}

@@ -155,7 +155,8 @@ def fetch_source(
 
     Reads the published files under ``input_path`` or downloads them into the Hugging Face cache.
     Writes JSONL to ``output`` (``-`` = stdout, ``.zst``/``.gz`` compress); a multi-split source without
-    ``split`` writes ``output/{train,validation,test}.jsonl.zst`` together. Refuses an unknown source,
+    ``split`` writes ``output/{train,validation,test}.jsonl.zst`` together, and with ``split`` and an
+    existing folder as ``output``, ``output/<split>.jsonl.zst``. Refuses an unknown source,
     language, split or match mode (usage errors), missing or malformed files, and a result with no
     records (input errors); nothing is left behind on failure. Returns the run's counts, after printing
     the one-line summary to stderr (and writing ``stats_path`` if given).
@@ -180,6 +181,10 @@ def fetch_source(
         skip_bad_lines=skip_bad_lines,
         stats=stats,
     )
+    if len(splits) == 1 and output != "-" and Path(output).is_dir():
+        if not spec.multi_split:
+            raise UsageError(f"-o {output} is a folder", hint="name the output file")
+        output = str(Path(output) / f"{splits[0]}.jsonl.zst")  # one split into its place in DIR
     located = spec.locate(request, splits)
     counts: dict[str, int] = {}
     if len(splits) == 1:

@@ -40,11 +40,14 @@ _FORMAT_HINT = "expected ConceptNet assertions: 5 tab-separated columns uri, rel
 
 
 def locate(request: FetchRequest, splits: tuple[str, ...] = ("all",)) -> dict[str, list[Path]]:
-    """The dump: ``--input`` (a file, or a folder with one ``*assertions*.csv*``) or the cached download."""
+    """The dump: ``--input`` (a file, ``-`` for stdin, or a folder with one ``*assertions*.csv*``), else
+    the cached download."""
     if request.input is None:
         path = hub.cached_url(DUMP_URL, f"conceptnet/{DUMP_NAME}", what="the ConceptNet 5.7 assertions dump")
         return {"all": [path]}
     path = request.input
+    if str(path) == "-":  # e.g. `zcat dump.csv.gz | lrltool fetch conceptnet -i -`
+        return {"all": [path]}
     if path.is_dir():
         found = [path / DUMP_NAME] if (path / DUMP_NAME).is_file() else sorted(path.glob("*assertions*.csv*"))
         if len(found) != 1:

@@ -23,7 +23,7 @@ from pathlib import Path
 from lrltool.errors import InputError
 from lrltool.sources import hub
 from lrltool.sources.base import FetchRequest, first_match, input_root, no_files_error, parquet_batches
-from lrltool.streams import Record, iter_lines, read_records, require
+from lrltool.streams import Record, Stats, iter_lines, read_records, require
 
 REPO = "openlanguagedata/flores_plus"
 SPLITS = ("devtest", "dev")
@@ -96,7 +96,8 @@ def _rows(path: Path, request: FetchRequest) -> Iterator[tuple[object, str, dict
                 meta = {key: batch[key][i] for key in META_COLUMNS if key in batch}
                 yield (ids[i] if ids is not None else row), text, meta
     elif path.suffix == ".jsonl":
-        reader = read_records(path)
+        bad_json = Stats("flores")  # lines the reader itself skips under --skip-bad-lines
+        reader = read_records(path, skip_bad_lines=request.skip_bad_lines, stats=bad_json)
         for record in reader:
             try:
                 text = require(record, "text", what="FLORES+ record")
@@ -105,6 +106,8 @@ def _rows(path: Path, request: FetchRequest) -> Iterator[tuple[object, str, dict
                 continue
             meta = {key: record[key] for key in META_COLUMNS if key in record}
             yield record.get("id", reader.line), text, meta
+        if bad_json.dropped:
+            request.stats.drop("bad_line", bad_json.dropped["bad_line"])
     else:
         for number, raw in iter_lines(path):
             try:
