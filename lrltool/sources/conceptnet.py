@@ -21,7 +21,7 @@ Speed: the dump is read in 4 MiB blocks of decompressed bytes; only lines holdin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -33,7 +33,13 @@ from lrltool.streams import InputStream, Record
 
 DUMP_NAME = "conceptnet-assertions-5.7.0.csv.gz"
 DUMP_URL = f"https://s3.amazonaws.com/conceptnet/downloads/2019/edges/{DUMP_NAME}"
-MATCH_MODES = ("start", "either", "both")
+#: --match: which node languages a kept row has (start, end, wanted code) -> bool.
+MATCHES: dict[str, Callable[[str, str, str], bool]] = {
+    "start": lambda start, end, code: start == code,
+    "either": lambda start, end, code: code in (start, end),
+    "both": lambda start, end, code: start == code == end,
+}
+MATCH_MODES = tuple(MATCHES)
 BLOCK = 4 << 20
 
 _FORMAT_HINT = "expected ConceptNet assertions: 5 tab-separated columns uri, rel, start, end, json"
@@ -158,16 +164,7 @@ def _triple(raw: bytes, request: FetchRequest, path: Path, line: int) -> Record 
     if start is None or end is None:
         stats.drop("not_a_concept")
         return None
-    code = request.code
-    match = request.match
-    wanted = (
-        start[0] == code
-        if match == "start"
-        else (start[0] == code and end[0] == code)
-        if match == "both"
-        else (start[0] == code or end[0] == code)
-    )
-    if not wanted:
+    if not MATCHES[request.match](start[0], end[0], request.code):
         stats.drop("other_language")
         return None
     try:
