@@ -219,8 +219,9 @@ def fetch_cli(
 ) -> None:
     """Read a data source in its published format and write JSONL records.
 
-    conceptnet gives triples; glotcc and flores text records; sib200 and sentiment labelled texts;
-    wikiann tokens with NER tags. Without --input the published files are downloaded to the HF cache.
+    conceptnet: triples. glotcc, flores: texts. sib200, sentiment: labelled texts. wikiann: NER tags.
+
+    Without --input, the published files are first downloaded into the Hugging Face cache.
     """
     from lrltool.sources import fetch_source
 

@@ -465,3 +465,11 @@ def test_flores_jsonl_bad_json_is_skipped_and_counted(cli, tmp_path):
     result = cli(["fetch", "flores", "-l", "ro", "-i", tmp_path, "--skip-bad-lines", "--stats", stats])
     assert [r["id"] for r in jsonl(result.stdout)] == ["devtest:1", "devtest:3"]
     assert json.loads(stats.read_text())["dropped"] == {"bad_line": 1}
+
+
+def test_the_cli_offers_exactly_the_registered_sources():
+    from lrltool.cli import FetchSource, MatchMode
+    from lrltool.sources import conceptnet
+
+    assert [s.value for s in FetchSource] == list(SOURCES)
+    assert tuple(m.value for m in MatchMode) == conceptnet.MATCH_MODES
