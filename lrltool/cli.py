@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -159,6 +160,84 @@ def languages_cli(
 
 
 # --- fetch ----------------------------------------------------------------------------------------
+
+
+class FetchSource(str, Enum):
+    conceptnet = "conceptnet"
+    glotcc = "glotcc"
+    flores = "flores"
+    sib200 = "sib200"
+    wikiann = "wikiann"
+    sentiment = "sentiment"
+
+
+class MatchMode(str, Enum):
+    start = "start"
+    either = "either"
+    both = "both"
+
+
+@app.command("fetch")
+def fetch_cli(
+    source: Annotated[FetchSource, typer.Argument(help="Data source.", show_default=False)],
+    lang: LangOpt,
+    input_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Local copy as published (a file or folder); default: download to the HF cache.",
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="flores: devtest (default) or dev. sib200/wikiann/sentiment: train, validation (dev)"
+            " or test, written to -o/stdout; without it -o DIR gets all three.",
+        ),
+    ] = None,
+    output: OutputOpt = "-",
+    match: Annotated[
+        MatchMode | None,
+        typer.Option(
+            help="conceptnet: the language on the start node (default, as the paper), either or both."
+        ),
+    ] = None,
+    code: Annotated[
+        str | None,
+        typer.Option(
+            "--code", help="This source's code for the language (overrides the table; needed outside it)."
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="Hub revision (branch, tag or commit) to download from.")
+    ] = None,
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Read a data source in its published format and write JSONL records.
+
+    conceptnet: triples. glotcc, flores: texts. sib200, sentiment: labelled texts. wikiann: NER tags.
+
+    Without --input, the published files are first downloaded into the Hugging Face cache.
+    """
+    from lrltool.sources import fetch_source
+
+    ui.configure(quiet=quiet)
+    fetch_source(
+        source=source.value,
+        lang=lang,
+        code=code,
+        input_path=input_path,
+        split=split,
+        output=output,
+        match=match.value if match else None,
+        revision=revision,
+        skip_bad_lines=skip_bad_lines,
+        stats_path=stats,
+    )
 
 
 # --- verbalize, cap -------------------------------------------------------------------------------
