@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -159,6 +160,84 @@ def languages_cli(
 
 
 # --- fetch ----------------------------------------------------------------------------------------
+
+
+class FetchSource(str, Enum):
+    conceptnet = "conceptnet"
+    glotcc = "glotcc"
+    flores = "flores"
+    sib200 = "sib200"
+    wikiann = "wikiann"
+    sentiment = "sentiment"
+
+
+class MatchMode(str, Enum):
+    start = "start"
+    either = "either"
+    both = "both"
+
+
+@app.command("fetch")
+def fetch_cli(
+    source: Annotated[FetchSource, typer.Argument(help="Data source.", show_default=False)],
+    lang: LangOpt,
+    input_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Local copy as published (a file or folder); default: download to the HF cache.",
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="flores: devtest (default) or dev. sib200/wikiann/sentiment: train, validation (dev)"
+            " or test, written to -o/stdout; without it -o DIR gets all three.",
+        ),
+    ] = None,
+    output: OutputOpt = "-",
+    match: Annotated[
+        MatchMode | None,
+        typer.Option(
+            help="conceptnet: the language on the start node (default, as the paper), either or both."
+        ),
+    ] = None,
+    code: Annotated[
+        str | None,
+        typer.Option(
+            "--code", help="This source's code for the language (overrides the table; needed outside it)."
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="Hub revision (branch, tag or commit) to download from.")
+    ] = None,
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Read a data source in its published format and write JSONL records.
+
+    conceptnet: triples. glotcc, flores: texts. sib200, sentiment: labelled texts. wikiann: NER tags.
+
+    Without --input, the published files are first downloaded into the Hugging Face cache.
+    """
+    from lrltool.sources import fetch_source
+
+    ui.configure(quiet=quiet)
+    fetch_source(
+        source=source.value,
+        lang=lang,
+        code=code,
+        input_path=input_path,
+        split=split,
+        output=output,
+        match=match.value if match else None,
+        revision=revision,
+        skip_bad_lines=skip_bad_lines,
+        stats_path=stats,
+    )
 
 
 # --- verbalize, cap -------------------------------------------------------------------------------
@@ -345,6 +424,84 @@ def finetune_cli(
 
 
 # --- report ---------------------------------------------------------------------------------------
+
+
+@app.command("report")
+def report_cli(
+    metrics: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Metric records from 'lrltool eval': files, globs, '-' for stdin (the default when piped)."
+            " Run folders given here are plotted as with --runs."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Also write report.md, results.csv and plots/*.png to this folder."
+        ),
+    ] = None,
+    compare_paper: Annotated[
+        bool, typer.Option("--compare-paper", help="Add the paper's published numbers where they exist.")
+    ] = False,
+    runs: Annotated[
+        list[str] | None,
+        typer.Option("--runs", help="A run folder (or glob) whose log.jsonl to plot; repeat for more."),
+    ] = None,
+    pppl_metric: Annotated[
+        str,
+        typer.Option(
+            "--pppl-metric", help="Which pseudo-perplexity to tabulate: pppl_mean, pppl, pppl_word."
+        ),
+    ] = "pppl_mean",
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Tables (terminal; with -o also report.md, results.csv, plots) from metric records."""
+    import io
+    import shutil
+
+    from rich.console import Console
+
+    from lrltool.errors import UsageError
+    from lrltool.report import render_terminal, report_metrics
+    from lrltool.streams import Stats
+
+    ui.configure(quiet=quiet)
+    if not metrics:
+        if sys.stdin.isatty() and not runs:
+            raise UsageError(
+                "no metric records given", hint="name metric files, or pipe 'lrltool eval' into report"
+            )
+        metrics = [] if sys.stdin.isatty() else ["-"]
+    summary = Stats("report")
+    report = report_metrics(
+        inputs=metrics,
+        output_dir=output,
+        runs=runs or [],
+        compare_paper=compare_paper,
+        pppl_metric=pppl_metric,
+        skip_bad_lines=skip_bad_lines,
+        stats=summary,
+    )
+    # Rendered to a string first: rich turns a broken pipe into exit 1 itself; `| head` should end as
+    # in every other command (the handler above: quiet, 141).
+    buffer = io.StringIO()
+    tty = sys.stdout.isatty()
+    render_terminal(
+        report,
+        Console(file=buffer, force_terminal=tty, width=shutil.get_terminal_size().columns if tty else 250),
+    )
+    sys.stdout.write(buffer.getvalue())
+    sys.stdout.flush()
+    if not report.tables:
+        ui.info(f"no metric records; {len(report.runs)} loss curve(s)")
+    for warning in report.warnings:
+        ui.warn(warning)
+    summary.finish(stats)
+    if output is not None:
+        ui.info(f"report written to {output / 'report.md'}")
 
 
 def main() -> None:
