@@ -827,6 +827,9 @@ class Prepared:
     notes: list[str] = field(default_factory=list)  # warnings, shown once the model has loaded
 
 
+_FUSABLE = ("seq_bn", "seq_bn_inv")  # adapters' Fuse combines bottleneck adapters of one configuration
+
+
 def prepare(
     *,
     task: str,
@@ -856,6 +859,13 @@ def prepare(
         raise UsageError(
             f"{full_runs[0]['path']} is a full continued-pre-training run, which cannot be fused",
             hint="fuse two adapter runs (seq_bn, seq_bn_inv, lora)",
+        )
+    not_bottleneck = [info for info in lang_infos if fusion and info["method"] not in _FUSABLE]
+    if not_bottleneck:
+        raise UsageError(
+            f"{not_bottleneck[0]['path']} is a {not_bottleneck[0]['method']} adapter; AdapterFusion fuses"
+            " bottleneck adapters",
+            hint=f"fuse two adapters trained with --method {' or '.join(_FUSABLE)}",
         )
     if method == "full" and len(lang_infos) > len(full_runs):
         raise UsageError(

@@ -18,12 +18,18 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
     return path
 
 
+# One cue word per label opens each text, so that a few training steps of a tiny model learn something
+# and predictions are not all one label (tests compare metrics on varied predictions).
+CUES = ("știință", "călătorie", "politică", "sport", "sănătate", "divertisment", "geografie")
+
+
 def classification_records(task: str, lines: list[str], offset: int) -> list[dict]:
     labels = SIB200_LABELS if task == "tc" else SENTIMENT_LABELS
-    return [
-        {"id": f"{offset + i}", "text": text, "label": labels[(len(text.split()) + i) % len(labels)]}
-        for i, text in enumerate(lines)
-    ]
+    records = []
+    for i, text in enumerate(lines):
+        k = (offset + i) % len(labels)
+        records.append({"id": f"{offset + i}", "text": f"{CUES[k]} {CUES[k]} {text}", "label": labels[k]})
+    return records
 
 
 def ner_records(lines: list[str], offset: int, max_words: int = 14) -> list[dict]:
@@ -117,3 +123,24 @@ def make_full_run(model_dir: Path, out: Path, *, source: str = "glotcc", lang: s
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def make_sharp_model(model_dir: Path, out: Path, *, scale: float = 10.0) -> Path:
+    """A copy of a tiny model whose attention and feed-forward weights are ``scale`` times larger.
+
+    At lrltool.tiny's initialisation (std 0.02) the first token's final state hardly depends on the
+    input (its spread across sentences is ~0.3% of its size), so a sequence-classification head
+    predicts one label for everything; scaled weights make the [CLS]/<s> state depend on the text.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(model_dir, out)
+    weights = load_file(str(out / "model.safetensors"))
+    scaled = (".attention.self.", ".attention.output.dense.", ".intermediate.dense.", ".output.dense.")
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            if name.endswith(".weight") and any(part in name for part in scaled):
+                weights[name] = (tensor * scale).contiguous()
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
