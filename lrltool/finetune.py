@@ -924,7 +924,7 @@ def prepare(
     else:
         from lrltool.languages import resolve_language
 
-        lang = resolve_language(lang).code
+        lang = resolve_language(lang).flores  # the code metric records use (ron_Latn)
     return Prepared(
         spec=spec,
         labels=labels,

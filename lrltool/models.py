@@ -935,11 +935,12 @@ def adapter_info(path: str | Path) -> dict[str, Any]:
     """What a language adapter is: a dict with path, folder, kind ("adapter" or "full"), method, source,
     lang, model (the base model it was trained on, if known), model_type, hidden_size and weights_sha256.
 
-    ``path``: a train-adapter run (its adapter/ or, for ``full``, model/ folder), or an adapter folder.
+    ``path``: a train-adapter run (its adapter/ or, for ``full``, model/ folder), an adapter folder, or a
+    hub repository holding an adapter (see :func:`resolve_adapter`).
     Method, source and language come from the run's training.json when there is one; an adapter folder
     alone gives its method from adapter_config.json and leaves source and language unknown (None).
     """
-    folder = find_adapter_dir(path).resolve()
+    folder = resolve_adapter(path).resolve()
     run_dir = folder.parent if folder.name in ("adapter", "model") else folder
     training: dict[str, Any] = {}
     if (run_dir / "training.json").is_file():

@@ -17,6 +17,10 @@ from lrltool.errors import InputError, ModelError, UsageError
 FAST = dict(max_steps=4, batch_size=8, eval_steps=2)
 
 
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
 @pytest.fixture(scope="module")
 def data_dirs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("task-data")
@@ -302,27 +306,9 @@ def test_patience_stops_when_the_score_stops_improving(tiny_xlmr, data_dirs, tmp
 def test_resume_after_interrupt_ends_with_the_same_weights(
     cli, tiny_xlmr, data_dirs, xlmr_lang_runs, tmp_path
 ):
-    args = [
-        "finetune",
-        "--task",
-        "ner",
-        "--model",
-        tiny_xlmr,
-        "--data",
-        data_dirs["ner"],
-        "--lang-adapter",
-        xlmr_lang_runs["glotcc"],
-        "--max-steps",
-        6,
-        "--eval-steps",
-        2,
-        "-b",
-        8,
-        "--device",
-        "cpu",
-        "--lr",
-        3e-3,
-    ]
+    lang = xlmr_lang_runs["glotcc"]
+    args = [*_words("finetune --task ner --max-steps 6 --eval-steps 2 -b 8 --device cpu --lr 3e-3"),
+            "--model", tiny_xlmr, "--data", data_dirs["ner"], "--lang-adapter", lang]  # fmt: skip
     straight = cli([*args, "-o", tmp_path / "straight"])
     assert straight.exit_code == 0, straight.stderr
     stopped = cli([*args, "-o", tmp_path / "resumed"], env={"LRLTOOL_TEST_INTERRUPT_AT_STEP": "3"})
@@ -346,55 +332,17 @@ def test_resume_after_interrupt_ends_with_the_same_weights(
 
 def test_seeds_write_one_full_run_each(cli, tiny_xlmr, data_dirs, tmp_path):
     out = tmp_path / "seeds"
-    result = cli(
-        [
-            "finetune",
-            "--task",
-            "sa",
-            "--model",
-            tiny_xlmr,
-            "--data",
-            data_dirs["sa"],
-            "-o",
-            out,
-            "--seeds",
-            "1,2",
-            "--max-steps",
-            2,
-            "-b",
-            8,
-            "--device",
-            "cpu",
-        ]
-    )
+    common = [*_words("finetune --task sa --max-steps 2 -b 8 --device cpu"), "--model", tiny_xlmr,
+              "--data", data_dirs["sa"], "-o", out]  # fmt: skip
+    result = cli([*common, "--seeds", "1,2", "--lang", "ro"])
     assert result.exit_code == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["seed-1", "seed-2"]
     infos = [json.loads((out / f"seed-{s}" / "training.json").read_text()) for s in (1, 2)]
     assert [i["seed"] for i in infos] == [1, 2] and all(i["finished"] for i in infos)
+    assert [i["lang"] for i in infos] == ["ron_Latn", "ron_Latn"]
     heads = [load_file(str(out / f"seed-{s}" / "adapter" / "model_head.safetensors")) for s in (1, 2)]
     assert not torch.equal(heads[0]["classifier.out_proj.weight"], heads[1]["classifier.out_proj.weight"])
-    again = cli(
-        [
-            "finetune",
-            "--task",
-            "sa",
-            "--model",
-            tiny_xlmr,
-            "--data",
-            data_dirs["sa"],
-            "-o",
-            out,
-            "--seeds",
-            "1,2,3",
-            "--max-steps",
-            2,
-            "-b",
-            8,
-            "--device",
-            "cpu",
-            "--resume",
-        ]
-    )
+    again = cli([*common, "--seeds", "1,2,3", "--lang", "ro", "--resume"])
     assert again.exit_code == 0, again.stderr
     assert "seed 1 has finished; keeping it" in again.stderr
     assert sorted(p.name for p in out.iterdir()) == ["seed-1", "seed-2", "seed-3"]
@@ -427,22 +375,8 @@ def _fails(result, code: int, text: str, *absent: Path) -> None:
 
 def test_fusion_with_one_adapter_is_refused(cli, tiny_xlmr, data_dirs, xlmr_lang_runs, tmp_path):
     out = tmp_path / "run"
-    result = cli(
-        [
-            "finetune",
-            "--task",
-            "tc",
-            "--model",
-            tiny_xlmr,
-            "--data",
-            data_dirs["tc"],
-            "-o",
-            out,
-            "--lang-adapter",
-            xlmr_lang_runs["glotcc"],
-            "--fusion",
-        ]
-    )
+    args = ["finetune", "--task", "tc", "--model", tiny_xlmr, "--data", data_dirs["tc"], "-o", out]
+    result = cli([*args, "--lang-adapter", xlmr_lang_runs["glotcc"], "--fusion"])
     _fails(result, 2, "--fusion needs exactly two --lang-adapter (got 1)", out)
 
 
@@ -453,22 +387,9 @@ def test_adapter_of_another_base_model_is_refused(cli, tiny_xlmr, tiny_bert, dat
     narrow = build_tiny("xlmr", tmp_path / "narrow-xlmr", hidden_size=32)
     narrow_run = make_lang_run(narrow, tmp_path / "narrow-run")
     out = tmp_path / "run"
+    args = ["finetune", "--task", "tc", "--model", tiny_xlmr, "--data", data_dirs["tc"], "-o", out]
     for run, text in ((other_bert, "made for a bert model, not xlm-roberta"), (narrow_run, "hidden size 32")):
-        result = cli(
-            [
-                "finetune",
-                "--task",
-                "tc",
-                "--model",
-                tiny_xlmr,
-                "--data",
-                data_dirs["tc"],
-                "-o",
-                out,
-                "--lang-adapter",
-                run,
-            ]
-        )
+        result = cli([*args, "--lang-adapter", run])
         _fails(result, 1, text, out)
 
 
@@ -499,19 +420,11 @@ def test_option_combinations_are_refused(cli, tiny_xlmr, data_dirs, xlmr_lang_ru
         "--method full trains every weight",
         out,
     )
+    two = ["--lang-adapter", xlmr_lang_runs["glotcc"], "--lang-adapter", xlmr_lang_runs["conceptnet"]]
+    _fails(cli([*base, *two]), 2, "several --lang-adapter need --fusion", out)
+    lora = make_lang_run(tiny_xlmr, tmp_path / "lora-run", method="lora", source="conceptnet")
     _fails(
-        cli(
-            [
-                *base,
-                "--lang-adapter",
-                xlmr_lang_runs["glotcc"],
-                "--lang-adapter",
-                xlmr_lang_runs["conceptnet"],
-            ]
-        ),
-        2,
-        "several --lang-adapter need --fusion",
-        out,
+        cli([*base, *two[:2], "--lang-adapter", lora, "--fusion"]), 2, "AdapterFusion fuses bottleneck", out
     )
     _fails(cli([*base, "--eval-steps", 3, "--eval-every-epoch"]), 2, "exclude each other", out)
     _fails(cli([*base, "--task", "pos"]), 2, "unknown task 'pos'", out)
@@ -520,21 +433,8 @@ def test_option_combinations_are_refused(cli, tiny_xlmr, data_dirs, xlmr_lang_ru
 
 def test_output_folder_with_another_run_is_refused(cli, tiny_xlmr, data_dirs, tmp_path):
     out = tmp_path / "run"
-    args = [
-        "finetune",
-        "--task",
-        "sa",
-        "--model",
-        tiny_xlmr,
-        "--data",
-        data_dirs["sa"],
-        "-o",
-        out,
-        "--max-steps",
-        1,
-        "-b",
-        8,
-    ]
+    args = [*_words("finetune --task sa --max-steps 1 -b 8"), "--model", tiny_xlmr, "--data", data_dirs["sa"],
+            "-o", out]  # fmt: skip
     assert cli(args).exit_code == 0
     before = (out / "training.json").read_bytes()
     _fails(cli(args), 1, "the output folder holds another run")
