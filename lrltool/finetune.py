@@ -661,7 +661,7 @@ def load_finetuned(info: dict[str, Any], run_path: Path, *, device: Any) -> Task
     lang_infos = info.get("lang_adapters") or []
     for lang in lang_infos:
         folder = Path(lang["folder"])
-        current = models.adapter_info(folder)["weights_sha256"] if folder.exists() else None
+        current = models.weights_sha256(folder) if folder.exists() else None
         if current != lang["weights_sha256"]:
             raise RunError(
                 f"the language adapter {lang['path']} "
@@ -1458,8 +1458,9 @@ def model_card(info: dict[str, Any]) -> str:
         f" {data.get('validation_records', 0):,} validation"
         f" examples from `{data.get('dir')}` (sha256 {str(data.get('hash', ''))[:16]}...)",
         f"- trainable parameters: {info.get('trainable_parameters', 0):,}",
-        f"- steps: {info.get('steps')}; best validation {info.get('metric')} {info.get('best_score')} at step"
-        f" {info.get('best_step')} (the exported weights); {info.get('seconds', 0):.0f} s",
+        f"- steps: {info.get('steps')}; best validation {info.get('metric')}"
+        f" {_score_text(info.get('best_score'))} at step {info.get('best_step')} (the exported weights);"
+        f" {info.get('seconds', 0):.0f} s",
     ]
     settings = info.get("settings") or {}
     if settings:
@@ -1500,6 +1501,10 @@ def model_card(info: dict[str, Any]) -> str:
             )
     lines += ["```", "", f"Command: `{info.get('command') or ''}`", ""]
     return "\n".join(lines)
+
+
+def _score_text(score: float | None) -> str:
+    return "(no validation split)" if score is None else f"{score:.4f}"
 
 
 def write_model_card(run: runs.RunDir, info: dict[str, Any]) -> None:

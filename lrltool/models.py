@@ -948,15 +948,11 @@ def adapter_info(path: str | Path) -> dict[str, Any]:
         training = data if isinstance(data, dict) else {}
     if (folder / ADAPTER_CONFIG).is_file():
         config = read_adapter_config(folder)
-        weights = folder / ADAPTER_SAFETENSORS
-        if not weights.is_file():
-            weights = folder / ADAPTER_PICKLE
         kind = "adapter"
         method = training.get("method") or _method_from_adapter_config(config)
         model_type, hidden = config.get("model_type"), config.get("hidden_size")
     else:
         source = resolve_model(str(folder))
-        weights = sorted(folder.glob("*.safetensors"))[0]
         kind, method = "full", "full"
         model_type, hidden = source.model_type, source.config.get("hidden_size")
     return {
@@ -970,5 +966,20 @@ def adapter_info(path: str | Path) -> dict[str, Any]:
         "model_revision": training.get("model_revision"),
         "model_type": model_type,
         "hidden_size": hidden,
-        "weights_sha256": file_sha256(weights),
+        "weights_sha256": weights_sha256(folder),
     }
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """sha256 of an adapter folder's adapter.safetensors (or .bin), or of a model folder's safetensors
+    (one file: its sha256; shards: the sha256 of their sha256s in name order)."""
+    path = Path(folder)
+    for name in (ADAPTER_SAFETENSORS, ADAPTER_PICKLE):
+        if (path / name).is_file():
+            return file_sha256(path / name)
+    shards = sorted(path.glob("*.safetensors"))
+    if not shards:
+        raise ModelError("no weights in the folder", hint="check the path", path=str(path))
+    if len(shards) == 1:
+        return file_sha256(shards[0])
+    return hashlib.sha256("".join(file_sha256(f) for f in shards).encode()).hexdigest()

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from task_helpers import make_full_run, make_lang_run, make_task_data, read_jsonl, write_jsonl
+from task_helpers import (
+    make_full_run,
+    make_lang_run,
+    make_sharp_model,
+    make_task_data,
+    read_jsonl,
+    write_jsonl,
+)
 
 from lrltool import finetune as ft
 from lrltool import models, taskeval
@@ -256,6 +263,15 @@ def test_full_language_run_is_the_base_model_plus_a_task_adapter(tiny_xlmr, data
     assert (result.info["lang_method"], result.info["lang_source"]) == ("full", "conceptnet")
     assert result.task.lang_names == []
     assert str(result.task.model.active_adapters) == "Stack[tc]"
+    records = taskeval.evaluate_task_run(
+        task="tc", run=tmp_path / "run", data=data_dirs["tc"] / "validation.jsonl"
+    )
+    assert (records[0]["method"], records[0]["source"], records[0]["model"]) == (
+        "full",
+        "conceptnet",
+        str(tiny_xlmr),
+    )
+    assert records[0]["value"] == result.info["best_score"]
 
 
 def test_full_fine_tuning_trains_every_weight_and_writes_a_plain_model(tiny_xlmr, data_dirs, tmp_path):
@@ -273,13 +289,19 @@ def test_full_fine_tuning_trains_every_weight_and_writes_a_plain_model(tiny_xlmr
     ids = torch.tensor([[0, 100, 200, 2]])
     with torch.no_grad():
         assert torch.allclose(plain(ids).logits, net.eval()(ids).logits, atol=1e-6)
+    records = taskeval.evaluate_task_run(
+        task="tc", run=tmp_path / "run", data=data_dirs["tc"] / "validation.jsonl"
+    )
+    assert (records[0]["task_method"], records[0]["method"]) == ("full", "base")
+    assert records[0]["value"] == result.info["best_score"]
 
 
 # --- the exported checkpoint, resume, early stopping, seeds ----------------------------------------
 
 
 def test_exported_weights_are_the_best_validation_checkpoint(tiny_xlmr, data_dirs, tmp_path):
-    result = _train("tc", tiny_xlmr, data_dirs["tc"], tmp_path / "run", max_steps=6, eval_steps=1, lr=1e-2)
+    sharp = make_sharp_model(tiny_xlmr, tmp_path / "sharp")  # its validation score moves from step to step
+    result = _train("tc", sharp, data_dirs["tc"], tmp_path / "run", max_steps=6, eval_steps=1, lr=3e-2)
     log = read_jsonl(tmp_path / "run" / "log.jsonl")
     scores = {e["step"]: e["eval_macro_f1"] for e in log if "eval_macro_f1" in e}
     assert sorted(scores) == [1, 2, 3, 4, 5, 6]
@@ -317,6 +339,8 @@ def test_resume_after_interrupt_ends_with_the_same_weights(
     assert "Traceback" not in stopped.stderr
     assert not (tmp_path / "resumed" / "adapter").exists()
     assert json.loads((tmp_path / "resumed" / "training.json").read_text())["finished"] is False
+    other = cli([*args, "-o", tmp_path / "resumed", "--resume", "--lr", "1e-3"])
+    assert other.exit_code == 1 and "--resume with a different settings" in other.stderr
     resumed = cli([*args, "-o", tmp_path / "resumed", "--resume"])
     assert resumed.exit_code == 0, resumed.stderr
     assert "resuming" in resumed.stderr
