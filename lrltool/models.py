@@ -377,8 +377,9 @@ def resolve_model(model: str, *, revision: str | None = None) -> ModelSource:
     # config.json first: a hostile config is refused before a byte of weights or tokenizer is fetched.
     folder = _hub_download(name, revision, ["config.json"], "model")
     validate_config(_read_json(folder / "config.json"), path=f"{name}/config.json")
-    folder = _hub_download(name, revision, HUB_MODEL_FILES, "model")
-    return _inspect_folder(folder, name=name, revision=_snapshot_revision(folder) or revision)
+    commit = _snapshot_revision(folder) or revision  # the rest from the same commit, even if a branch moves
+    folder = _hub_download(name, commit, HUB_MODEL_FILES, "model")
+    return _inspect_folder(folder, name=name, revision=_snapshot_revision(folder) or commit)
 
 
 # ---------------------------------------------------------------------------------------------------

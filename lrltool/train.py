@@ -279,6 +279,8 @@ def tokenize_texts(texts: Sequence[str], tokenizer: Any, spec: TokenizeSpec, *, 
     eos = tokenizer.eos_token_id if spec.objective == "clm" else None
     id_parts, ws_parts, lengths = [], [], []
     for begin in range(0, len(texts), chunk):
+        chunk_ids: list[Any] = []
+        chunk_ws: list[Any] = []
         for enc in backend.encode_batch(list(texts[begin : begin + chunk]), add_special_tokens=True):
             ids = np.asarray(enc.ids, dtype=np.int32)
             ws = None
@@ -294,10 +296,14 @@ def tokenize_texts(texts: Sequence[str], tokenizer: Any, spec: TokenizeSpec, *, 
             if not spec.packing and len(ids) > spec.max_len:
                 ids = ids[: spec.max_len]
                 ws = ws[: spec.max_len] if ws is not None else None
-            id_parts.append(ids)
+            chunk_ids.append(ids)
             lengths.append(len(ids))
             if ws is not None:
-                ws_parts.append(ws)
+                chunk_ws.append(ws)
+        # One array per chunk, not per text: millions of small arrays would cost more than the tokens.
+        id_parts.append(np.concatenate(chunk_ids) if chunk_ids else np.zeros(0, dtype=np.int32))
+        if chunk_ws:
+            ws_parts.append(np.concatenate(chunk_ws))
     flat = np.concatenate(id_parts) if id_parts else np.zeros(0, dtype=np.int32)
     word_start = (
         (np.concatenate(ws_parts) if ws_parts else np.zeros(0, dtype=np.uint8)) if spec.whole_word else None
@@ -729,6 +735,7 @@ class _Trainer:
         bf16: bool,
         run: Any,
         total_steps: int,
+        started: float,
     ) -> None:
         import numpy as np
         import torch
@@ -758,7 +765,8 @@ class _Trainer:
         self.best_loss: float | None = None
         self.best_step: int | None = None
         self.seconds_before = 0.0
-        self.started = time.perf_counter()
+        self.started = started  # when the command started (time.perf_counter())
+        self.first_step_seconds: float | None = None
         self._order: tuple[int, Any] | None = None
 
     # --- examples
@@ -912,6 +920,8 @@ class _Trainer:
             bar.update(completed=self.step)
             while self.step < self.total_steps:
                 loss, tokens, lr = self.train_step()
+                if self.first_step_seconds is None:
+                    self.first_step_seconds = time.perf_counter() - self.started
                 if interrupt_at and self.step == interrupt_at:
                     os.kill(os.getpid(), signal.SIGINT)
                 summary = torch.tensor(
@@ -926,15 +936,15 @@ class _Trainer:
                     epoch = self.step * self.global_batch / len(self.train_blocks)
                     log.write(step=self.step, loss=loss, lr=lr, epoch=round(epoch, 6))
                 eval_loss = None
-                at_eval = self.step % self.settings.eval_steps == 0 or self.step == self.total_steps
-                if self.val_blocks is not None and at_eval:
+                every = self.step % self.settings.eval_steps == 0
+                if self.val_blocks is not None and (every or self.step == self.total_steps):
                     eval_loss = self.evaluate()
                     if log is not None:
                         log.write(step=self.step, eval_loss=eval_loss)
                     if self.best_loss is None or eval_loss < self.best_loss:
                         self._save_best(eval_loss)
-                    if self.step < self.total_steps:
-                        self.save_last()
+                if every and self.step < self.total_steps:
+                    self.save_last()  # with or without a validation set: a crash loses < eval_steps steps
                 elapsed = time.perf_counter() - loop_started
                 rate = tokens_seen / elapsed if elapsed > 0 else 0.0
                 if self.dist.main:
@@ -1007,6 +1017,7 @@ def train_language_adapter(
 
     from lrltool import models, runs
 
+    started = time.perf_counter()
     settings = settings or TrainSettings()
     _check_settings(settings)
     method = models.adapter_method(settings.method)
@@ -1114,6 +1125,7 @@ def train_language_adapter(
         bf16=use_bf16,
         run=run,
         total_steps=total_steps,
+        started=started,
     )
     info: dict[str, Any] = {
         "kind": "language adapter" if method.name != "full" else "continued pre-training",
@@ -1175,6 +1187,7 @@ def train_language_adapter(
         exported_step=exported,
         seconds=round(trainer.seconds(), 2),
         tokens_per_second=tokens_per_second,
+        first_step_seconds=round(trainer.first_step_seconds or 0.0, 3),  # reading + tokenizing + loading
         finished=True,
     )
     if dist.main:

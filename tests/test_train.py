@@ -467,6 +467,33 @@ def test_output_holding_another_run(cli, tiny_xlmr, corpus, tmp_path):
     assert forced.exit_code == 0 and json.loads((out / "training.json").read_text())["steps"] == 2
 
 
+def test_hub_model_revision_is_recorded(cli, tiny_xlmr, corpus, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / commit
+    shutil.copytree(tiny_xlmr, snapshot)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kwargs: str(snapshot))
+    out = tmp_path / "run"
+    result = _run(cli, "org/tiny", corpus, out, "--max-steps", "1", "--revision", "v1")
+    assert result.exit_code == 0, result.stderr
+    info = json.loads((out / "training.json").read_text())
+    assert (info["model"], info["model_revision"]) == ("org/tiny", commit)
+    assert f"revision `{commit}`" in (out / "README.md").read_text()
+
+
+def test_offline_hub_model_not_in_the_cache(cli, corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    result = _run(cli, "someone/uncached-model", corpus, tmp_path / "run")
+    _one_line_error(result, "'someone/uncached-model' is not in the Hugging Face cache")
+    assert "hf download someone/uncached-model" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_objective_that_does_not_fit_the_model(cli, tiny_llama, corpus, tmp_path):
     result = _run(cli, tiny_llama, corpus, tmp_path / "run", "--objective", "mlm")
     _one_line_error(result, "is a decoder (llama): it trains with CLM, not MLM")
