@@ -331,8 +331,10 @@ def load_or_tokenize(
     folder = cache_dir / "tokenized" / cache_key(data_hash, tokenizer, spec)
     if (folder / "meta.json").is_file():
         try:
-            ws = np.load(folder / "word_start.npy") if spec.whole_word else None
-            return Blocks(np.load(folder / "ids.npy"), np.load(folder / "starts.npy"), ws), True, folder
+            # Memory-mapped: a GB-sized token array is ready at once and paged in as training reads it.
+            ws = np.load(folder / "word_start.npy", mmap_mode="r") if spec.whole_word else None
+            ids = np.load(folder / "ids.npy", mmap_mode="r")
+            return Blocks(ids, np.load(folder / "starts.npy"), ws), True, folder
         except (OSError, ValueError):
             pass  # a damaged entry: tokenize again and replace it
     blocks = tokenize_texts(texts, tokenizer, spec)
@@ -374,7 +376,12 @@ def _rng(*key: int) -> Any:
 
 @dataclass
 class Masker:
-    """MLM masking of one example, a pure function of (ids, random generator)."""
+    """MLM masking of one example, a pure function of (ids, random generator).
+
+    As BERT and transformers' DataCollatorForLanguageModeling: each non-special token is chosen with
+    ``probability``; a chosen token becomes the mask token (80%), a random token (10%) or stays (10%).
+    Whole-word masking chooses words instead, and makes one 80/10/10 decision per word.
+    """
 
     mask_id: int
     special_ids: Any  # np array of ids never masked

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -400,7 +401,7 @@ def test_ctrl_c_in_a_real_pipeline(tiny_xlmr, corpus, tmp_path):
         f" --max-seq-length 32 --cache-dir {tmp_path / 'cache'}"
     )
     env = {**os.environ, "LRLTOOL_TEST_INTERRUPT_AT_STEP": "2", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, env=env)
+    proc = _run_group(["bash", "-o", "pipefail", "-c", command], env)
     assert proc.returncode == 130, proc.stderr
     assert proc.stdout == ""
     last = proc.stderr.strip().splitlines()[-1]
@@ -502,6 +503,26 @@ def test_objective_that_does_not_fit_the_model(cli, tiny_llama, corpus, tmp_path
 # --- several processes ----------------------------------------------------------------------------
 
 
+def _run_group(command: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a command in its own process group, and kill the whole group (torchrun's workers) on timeout."""
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one_process_with_the_global_batch(tiny_xlmr, corpus, tmp_path):
     model = tmp_path / "m"
@@ -527,33 +548,10 @@ def test_torchrun_two_processes_equal_one_process_with_the_global_batch(tiny_xlm
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = Path(sys.executable).parent / "torchrun"
     launch = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "lrltool", "train-adapter"]
-    two = subprocess.run(
-        [*launch, *common, "-o", str(tmp_path / "two"), "--batch-size", "2"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-    )
+    two = _run_group([*launch, *common, "-o", str(tmp_path / "two"), "--batch-size", "2"], env)
     assert two.returncode == 0, two.stderr[-3000:]
-    one = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lrltool",
-            "train-adapter",
-            *common,
-            "-o",
-            str(tmp_path / "one"),
-            "--batch-size",
-            "4",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-    )
+    single = [sys.executable, "-m", "lrltool", "train-adapter", *common, "-o", str(tmp_path / "one")]
+    one = _run_group([*single, "--batch-size", "4"], env)
     assert one.returncode == 0, one.stderr[-3000:]
     info = json.loads((tmp_path / "two" / "training.json").read_text())
     assert info["processes"] == 2 and info["finished"]
