@@ -282,6 +282,130 @@ def tiny_model_cli(
 # --- train-adapter --------------------------------------------------------------------------------
 
 
+@app.command("train-adapter")
+def train_adapter_cli(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Hub id (xlm-roberta-base) or local model folder.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder to write (OUTDIR).")],
+    train: Annotated[
+        str, typer.Option("--train", help="Text records (JSONL, .gz, .zst); '-' reads stdin.")
+    ] = "-",
+    method: Annotated[str, typer.Option(help="seq_bn, seq_bn_inv, lora or full.")] = "seq_bn",
+    preset: Annotated[
+        str | None,
+        typer.Option(help="paper-glotcc or paper-conceptnet: the paper's settings (options override)."),
+    ] = None,
+    validation: Annotated[
+        str | None, typer.Option(help="Validation text records (default: hold out part of --train).")
+    ] = None,
+    validation_fraction: Annotated[
+        float | None, typer.Option(help="Share of --train held out for validation (default 0.01; 0: none).")
+    ] = None,
+    max_validation_records: Annotated[
+        int | None, typer.Option(help="At most this many held out (2000).")
+    ] = None,
+    objective: Annotated[
+        str | None, typer.Option(help="mlm or clm (default: from the model: MLM encoders, CLM decoders).")
+    ] = None,
+    reduction_factor: Annotated[int | None, typer.Option(help="Bottleneck reduction factor (16).")] = None,
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank (8).")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha (8).")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Optimizer steps (default: --epochs over the data).")
+    ] = None,
+    epochs: Annotated[
+        float | None, typer.Option(help="Passes over the data when --max-steps is not given (1).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step and process (16).")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step (1).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (1e-4).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (0).")] = None,
+    warmup_ratio: Annotated[float | None, typer.Option(help="Share of steps of linear warmup (0).")] = None,
+    max_seq_length: Annotated[
+        int | None, typer.Option(help="Tokens per example (default min(512, the model's limit)).")
+    ] = None,
+    mlm_probability: Annotated[float | None, typer.Option(help="Share of tokens masked (0.15).")] = None,
+    whole_word_mask: Annotated[
+        bool | None, typer.Option("--whole-word-mask", help="Mask whole words.")
+    ] = None,
+    line_by_line: Annotated[
+        bool | None,
+        typer.Option("--line-by-line", help="One text per example (the paper); default packs full blocks."),
+    ] = None,
+    eval_steps: Annotated[
+        int | None, typer.Option(help="Validate (and checkpoint) every N steps (500).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (42).")] = None,
+    revision: Annotated[str | None, typer.Option(help="Hub model revision (branch, tag or commit).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    bf16: Annotated[
+        bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: on with CUDA).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in OUTDIR.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the run in OUTDIR.")] = False,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Tokenization cache (default $LRLTOOL_CACHE or $HF_HOME/lrltool).")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not read or write the tokenization cache.")
+    ] = False,
+    adapter_name: Annotated[
+        str | None, typer.Option(help="Adapter name (default: the records' lang).")
+    ] = None,
+    log_steps: Annotated[int, typer.Option(help="Without a progress bar, print a line every N steps.")] = 50,
+    skip_bad_lines: SkipBadOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a language adapter (MLM or CLM) on text records; write OUTDIR/adapter and the run's records."""
+    import shlex
+
+    from lrltool.train import make_settings, train_language_adapter
+
+    ui.configure(quiet=quiet)
+    settings = make_settings(
+        preset,
+        method=method,
+        objective=objective,
+        reduction_factor=reduction_factor,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        max_steps=max_steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+        max_seq_length=max_seq_length,
+        mlm_probability=mlm_probability,
+        whole_word_mask=whole_word_mask,
+        line_by_line=line_by_line,
+        eval_steps=eval_steps,
+        seed=seed,
+        validation_fraction=validation_fraction,
+        max_validation_records=max_validation_records,
+    )
+    train_language_adapter(
+        model=model,
+        output=output,
+        train=train,
+        validation=validation,
+        settings=settings,
+        revision=revision,
+        device=device,
+        bf16=bf16,
+        resume=resume,
+        force=force,
+        cache_dir=cache_dir,
+        use_cache=not no_cache,
+        adapter_name=adapter_name,
+        skip_bad_lines=skip_bad_lines,
+        log_steps=log_steps,
+        command=shlex.join(["lrltool", *sys.argv[1:]]),
+    )
+
+
 # --- finetune -------------------------------------------------------------------------------------
 
 
