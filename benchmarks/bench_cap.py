@@ -1,0 +1,190 @@
+"""`lrltool cap` against the I/O floor `zstd -dc IN | zstd -3 -c > OUT` (issue 2, section 8).
+
+Input: a generated zstd JSONL of GlotCC-like text records (500 MB uncompressed; 50 MB with --quick) with
+about 5% exact duplicates, 1% duplicates that differ only in whitespace, 2% texts in NFD (not NFC), 1%
+with control characters and 1% too short to keep. Ours: `lrltool cap --max-bytes 10G IN -o OUT.zst`
+(cleaning and dedup on, zstd output, so nothing is capped). Throughput = uncompressed input MB / second.
+
+Also measured: the output of the pool of workers equals the single-process output; peak RSS on the
+quick and the full input; and the dedup set's bytes per distinct text (cap's --stats).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+import unicodedata
+from pathlib import Path
+
+from common import PYTHON, WORK, Row, run_timed
+
+GOAL = 0.2
+FULL_BYTES = 500 * 10**6
+QUICK_BYTES = 50 * 10**6
+
+_ONSETS = ["", "b", "c", "d", "f", "g", "h", "j", "l", "m", "n", "p", "r", "s", "ș", "t", "ț", "v", "z",
+           "br", "cr", "dr", "fl", "gr", "pl", "pr", "st", "str", "tr", "ch", "gh"]  # fmt: skip
+_VOWELS = ["a", "e", "i", "o", "u", "ă", "â", "î", "ea", "ia", "ie", "oa", "iu", "ei", "ai"]
+_CODAS = ["", "", "", "n", "r", "l", "s", "t", "m", "nt", "st", "ț", "ș", "c"]
+
+
+def _vocabulary(rng: random.Random, size: int = 20000) -> list[str]:
+    words = set()
+    while len(words) < size:
+        syllables = rng.choice((1, 1, 2, 2, 2, 3, 3, 4))
+        words.add("".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables)))
+    return sorted(words)
+
+
+def generate(path: Path, target_bytes: int, *, seed: int = 0) -> dict[str, int]:
+    """Write about ``target_bytes`` of uncompressed JSONL text records to ``path`` (zstd); return counts."""
+    import orjson
+    import zstandard
+
+    rng = random.Random(seed)
+    vocab = _vocabulary(rng)
+    # Zipf-like word frequencies, as in real text.
+    weights = [1.0 / (rank + 10) for rank in range(len(vocab))]
+    cum = list(__import__("itertools").accumulate(weights))
+    counts = {"records": 0, "exact_duplicates": 0, "whitespace_duplicates": 0, "nfd": 0, "control": 0}
+    recent: list[str] = []
+    written = 0
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as raw:
+        out = zstandard.ZstdCompressor(level=3).stream_writer(raw)
+        i = 0
+        while written < target_bytes:
+            roll = rng.random()
+            if roll < 0.05 and recent:
+                text = rng.choice(recent)
+                counts["exact_duplicates"] += 1
+            elif roll < 0.06 and recent:
+                text = rng.choice(recent).replace(" ", "  \t", 3) + " \n"
+                counts["whitespace_duplicates"] += 1
+            elif roll < 0.07:
+                text = rng.choice(("ok", "da", "...", "  \n"))  # too short to keep
+            else:
+                n_words = max(3, int(rng.lognormvariate(5.0, 0.9)))
+                words = rng.choices(vocab, cum_weights=cum, k=n_words)
+                # Sentences of 8 to 20 words, one paragraph a line (as GlotCC's text has them).
+                paragraphs, sentence = [], []
+                for j, word in enumerate(words):
+                    sentence.append(word.capitalize() if not sentence else word)
+                    if len(sentence) >= rng.randint(8, 20) or j == n_words - 1:
+                        paragraphs.append(" ".join(sentence) + ".")
+                        sentence = []
+                sep = "\n" if rng.random() < 0.95 else rng.choice((" \n", "\n\n", "\t", "\u00a0", "\r\n"))
+                text = " ".join(paragraphs) if rng.random() < 0.3 else sep.join(paragraphs)
+                if rng.random() < 0.02:
+                    text = unicodedata.normalize("NFD", text)
+                    counts["nfd"] += 1
+                if rng.random() < 0.01:
+                    at = rng.randrange(len(text))
+                    text = text[:at] + rng.choice(("\x00", "\x07", "\x1b", "\x7f", "\u0085 ")) + text[at:]
+                    counts["control"] += 1
+                recent.append(text)
+                if len(recent) > 5000:
+                    recent.pop(rng.randrange(len(recent)))
+            record = {
+                "id": f"ron-Latn-{i:09d}",
+                "text": text,
+                "lang": "ron_Latn",
+                "source": "glotcc",
+                "meta": {"url": f"https://exemplu{i % 997}.ro/articol/{i}", "shard": "ron-Latn_0.parquet"},
+            }
+            line = orjson.dumps(record) + b"\n"
+            out.write(line)
+            written += len(line)
+            i += 1
+        out.close()
+    counts["records"] = i
+    counts["bytes"] = written
+    tmp.rename(path)
+    path.with_suffix(".json").write_text(json.dumps(counts))
+    return counts
+
+
+def _input(target_bytes: int) -> tuple[Path, dict[str, int]]:
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / f"cap-input-{target_bytes // 10**6}MB.jsonl.zst"
+    if not path.exists():
+        print(f"generating {path} ...", file=sys.stderr)
+        return path, generate(path, target_bytes)
+    return path, json.loads(path.with_suffix(".json").read_text())
+
+
+def run(quick: bool) -> list[Row]:
+    if shutil.which("zstd") is None:
+        raise RuntimeError("the I/O floor needs the zstd binary: apt-get install zstd")
+    path, counts = _input(QUICK_BYTES if quick else FULL_BYTES)
+    mb = counts["bytes"] / 1e6
+    out_dir = WORK / "cap-out"
+    out_dir.mkdir(exist_ok=True)
+    floor_out = out_dir / "floor.jsonl.zst"
+    ours_out = out_dir / "ours.jsonl.zst"
+    single_out = out_dir / "single.jsonl.zst"
+    stats_path = out_dir / "stats.json"
+    lrltool = [PYTHON, "-m", "lrltool"]
+
+    floor = run_timed(f"zstd -q -dc {path} | zstd -q -3 -c > {floor_out}")
+    ours = run_timed([*lrltool, "cap", "--max-bytes", "10G", str(path), "-o", str(ours_out),
+                      "--stats", str(stats_path), "-q"])  # fmt: skip
+    stats = json.loads(stats_path.read_text())
+    single = run_timed([*lrltool, "cap", "--max-bytes", "10G", "--workers", "1", str(path), "-o",
+                        str(single_out), "-q"])  # fmt: skip
+    identical = _decompressed(ours_out) == _decompressed(single_out)
+
+    floor_tp, ours_tp, single_tp = mb / floor.seconds, mb / ours.seconds, mb / single.seconds
+    ratio = ours_tp / floor_tp
+    details = {
+        "input_mb": round(mb, 1),
+        "records": counts["records"],
+        "floor_seconds": round(floor.seconds, 2),
+        "ours_seconds": round(ours.seconds, 2),
+        "single_process_seconds": round(single.seconds, 2),
+        "single_process_ratio": round(single_tp / floor_tp, 3),
+        "outputs_identical": identical,
+        "peak_rss_mb": round(ours.peak_rss_mb, 1),
+        "single_process_peak_rss_mb": round(single.peak_rss_mb, 1),
+        "kept": stats["records_out"],
+        "dropped": stats["dropped"],
+        "dedup_set_bytes": stats["dedup_set_bytes"],
+        "dedup_bytes_per_record": stats["dedup_bytes_per_record"],
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+    }
+    for p in (floor_out, ours_out, single_out):
+        p.unlink(missing_ok=True)
+    return [
+        Row(
+            benchmark="cap",
+            measure="throughput (MB/s, uncompressed input)",
+            ours=round(ours_tp, 1),
+            baseline=round(floor_tp, 1),
+            ratio=round(ratio, 3),
+            goal=f">= {GOAL}x",
+            ok=ratio >= GOAL and identical,
+            details=details,
+        )
+    ]
+
+
+def _decompressed(path: Path) -> str:
+    """A digest of the decompressed file (the outputs are too big to compare in memory comfortably)."""
+    import hashlib
+
+    import zstandard
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True) as r:
+        while chunk := r.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+if __name__ == "__main__":
+    target = int(sys.argv[1]) if len(sys.argv) > 1 else QUICK_BYTES
+    print(generate(WORK / "cap-sample.jsonl.zst", target))
+    os.environ.setdefault("LRLTOOL_PROGRESS", "0")
