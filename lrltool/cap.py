@@ -25,6 +25,7 @@ import itertools
 import os
 import re
 import unicodedata
+from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -323,8 +324,6 @@ def clean_batch(data: bytes, first_line: int, options: CleanOptions) -> CleanedB
         if thresholds is not None:
             splits.append(split)
         statuses.append(CANDIDATE)
-    from array import array
-
     return CleanedBatch(
         bytes(statuses),
         errors,
@@ -528,6 +527,10 @@ def cap_records(
             "--split writes one file per split into a folder",
             hint="give the folder with -o DIR (it is created if missing)",
         )
+    if split is None and str(output) != "-" and Path(output).is_dir():
+        raise UsageError(
+            f"-o {output} is a folder", hint="name an output file, or give --split to fill a folder"
+        )
     if min_chars < 0:
         raise UsageError(f"--min-chars must be 0 or more, not {min_chars}")
     workers = default_workers() if workers is None else workers
@@ -599,4 +602,3 @@ def cap_records(
 def _single_output(path: str | os.PathLike[str], **zstd: int) -> Iterator[list[IO[bytes]]]:
     with atomic_output(path, **zstd) as stream:
         yield [stream]
-

@@ -523,3 +523,98 @@ def test_cli_skip_bad_lines_counts_them(cli):
         "each line must be a JSON object with a 'text' field",
         "cap: 3 in, 2 out; dropped 2 (bad_line 2); bytes 2",
     ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The batched reader in streams.py that cap uses: same lines, numbers and messages as RecordReader
+
+
+def _batched(path, batch_bytes):
+    from lrltool.streams import LineBatchReader, not_an_object_error, parse_jsonl_lines
+
+    seen = []
+    for first, data in LineBatchReader(path, batch_bytes=batch_bytes):
+        for number, value in parse_jsonl_lines(data, first):
+            if isinstance(value, InputError):
+                seen.append((number, str(value.located(str(path), number))))
+            elif not isinstance(value, dict):
+                seen.append((number, str(not_an_object_error(value).located(str(path), number))))
+            else:
+                seen.append((number, value))
+    return seen
+
+
+def _record_reader(path):
+    from lrltool.streams import RecordReader
+
+    seen = []
+
+    class Collecting(RecordReader):
+        def reject(self, error):
+            seen.append((self.line, str(error.located(self.name, self.line))))
+
+    reader = Collecting(path)
+    for value in reader:
+        seen.append((reader.line, value))
+    return seen
+
+
+MIXED = (
+    b'{"id": 1, "text": "unu"}\n'
+    b"\n"
+    b"   \t \n"
+    b'\xef\xbb\xbf{"id": 2}\r\n'  # a BOM, a CRLF line end
+    b'\x1e{"id": 3}\n'  # an RFC 7464 record separator
+    b"{broken\n"
+    b'{"text": "\xff"}\n'
+    b"null\n"
+    b"[1, 2]\n"
+    b'"just a string"\n'
+    b'{"id": 4, "text": "'
+    + "ă".encode() * 300
+    + b'"}\n'
+    + '{"id": 5, "text": "fără sfârșit de linie"}'.encode()  # no line end
+)
+
+
+@pytest.mark.parametrize("batch_bytes", [1, 7, 64, 1 << 20])
+@pytest.mark.parametrize("compress", ["", ".gz", ".zst"])
+def test_batched_reader_equals_record_reader(tmp_path, batch_bytes, compress):
+    import gzip
+
+    path = tmp_path / f"mixed.jsonl{compress}"
+    packer = {"": bytes, ".gz": gzip.compress, ".zst": zstandard.ZstdCompressor().compress}[compress]
+    path.write_bytes(packer(MIXED))
+    expected = _record_reader(path)
+    assert [n for n, _ in expected] == [1, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert expected[3] == (6, f"{path}:6: line is not valid JSON; expected one JSON object per line")
+    assert expected[4] == (7, f"{path}:7: line is not valid UTF-8; expected one JSON object per line")
+    assert _batched(path, batch_bytes) == expected
+
+
+def test_batches_end_at_line_ends_and_number_their_lines(tmp_path):
+    from lrltool.streams import LineBatchReader
+
+    path = tmp_path / "lines.txt"
+    data = b"".join(b"x" * (i % 13) + b"\n" for i in range(500)) + b"tail"
+    path.write_bytes(data)
+    batches = list(LineBatchReader(path, batch_bytes=100))
+    assert b"".join(b for _, b in batches) == data
+    assert all(b.endswith(b"\n") for _, b in batches[:-1])
+    line = 1
+    for first, batch in batches:
+        assert first == line
+        line += batch.count(b"\n")
+    assert line == 501
+
+
+def test_cli_output_folder_needs_split(cli, tmp_path):
+    (tmp_path / "dir").mkdir()
+    result = cli(["cap", "-o", tmp_path / "dir"], input=GOOD)
+    assert result.exit_code == 2
+    folder = tmp_path / "dir"
+    assert (
+        result.stderr
+        == f"error: -o {folder} is a folder; name an output file, or give --split to fill a folder\n"
+    )
+    assert list((tmp_path / "dir").iterdir()) == []
