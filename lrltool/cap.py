@@ -314,8 +314,8 @@ def clean_batch(data: bytes, first_line: int, options: CleanOptions) -> CleanedB
             continue
         if cleaned is not text:
             value["text"] = cleaned
-        encoded = cleaned.encode()
         line = dumps(value, option=option)
+        encoded = cleaned.encode()  # after dumps, which leaves the str's UTF-8 form cached: a copy
         out.append(line)
         end += len(line)
         ends.append(end)
