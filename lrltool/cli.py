@@ -218,7 +218,10 @@ def cap_cli(
         ),
     ] = None,
     min_chars: Annotated[
-        int, typer.Option("--min-chars", min=0, help="Drop texts shorter than this after cleaning.")
+        int,
+        typer.Option(
+            "--min-chars", min=0, help="Drop texts shorter than this after cleaning (empty ones always)."
+        ),
     ] = 1,
     split: Annotated[
         str | None,

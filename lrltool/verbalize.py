@@ -40,7 +40,7 @@ def parse_templates(lines: Iterable[bytes], name: str) -> dict[str, str]:
     first_line: dict[str, int] = {}
     for number, raw in enumerate(lines, 1):
         try:
-            line = raw.decode("utf-8").rstrip("\r\n")
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
             raise InputError(
                 "line is not valid UTF-8", hint="save the file as UTF-8", path=name, line=number

@@ -184,9 +184,9 @@ def test_drops_self_loops_duplicates_and_missing_templates():
 
 def test_user_templates(tmp_path):
     path = tmp_path / "ro.tsv"
-    path.write_text(
+    path.write_text(  # with a byte order mark, as some editors write
         "# predicates in Romanian\nrelation\tpredicate\nIsA\teste un fel de\n/r/PartOf\t face parte din \n\n",
-        encoding="utf-8",
+        encoding="utf-8-sig",
     )
     templates = load_templates(path)
     assert templates == {"IsA": "este un fel de", "PartOf": "face parte din"}
