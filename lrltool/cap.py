@@ -269,7 +269,7 @@ class CleanedBatch(NamedTuple):
 
     statuses: bytes  # one status per non-blank line
     errors: list[tuple[int, int, str, str | None]]  # (index in statuses, line number, message, hint)
-    lines: bytes  # the candidates' output lines, concatenated
+    lines: bytes | memoryview  # the candidates' output lines, concatenated
     line_ends: bytes  # int64 end offset of each candidate's line in ``lines``
     sizes: bytes  # int64 UTF-8 bytes of each candidate's text
     digests: bytes  # 8-byte digest of each candidate's text
@@ -336,6 +336,7 @@ def clean_batch(data: bytes, first_line: int, options: CleanOptions) -> CleanedB
 
 
 _worker_options: CleanOptions | None = None
+_slots: list[Any] | None = None  # shared memory for results, set before the workers fork (_CleaningPool)
 
 
 def _start_worker(options: CleanOptions) -> None:
@@ -346,9 +347,13 @@ def _start_worker(options: CleanOptions) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
 
 
-def _clean_batch_in_worker(data: bytes, first_line: int) -> CleanedBatch:
+def _clean_batch_in_worker(data: bytes, first_line: int, slot: int | None) -> tuple[CleanedBatch, int | None]:
     assert _worker_options is not None
-    return clean_batch(data, first_line, _worker_options)
+    batch = clean_batch(data, first_line, _worker_options)
+    if slot is not None and _slots is not None and len(batch.lines) <= len(_slots[slot]):
+        _slots[slot][: len(batch.lines)] = batch.lines
+        return batch._replace(lines=b""), len(batch.lines)
+    return batch, None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -423,30 +428,73 @@ class _Merger:
         ends = np.frombuffer(batch.line_ends, dtype=np.int64)
         if len(self.outputs) == 1:
             self.split_counts[0] += int(keep.sum())
-            self.outputs[0].write(batch.lines if keep.all() else _select(np, batch.lines, ends, keep))
+            _write_kept(np, self.outputs[0], batch.lines, ends, keep)
             return
         splits = np.frombuffer(batch.splits, dtype=np.uint8)
         for index, stream in enumerate(self.outputs):
             mine = keep & (splits == index)
             self.split_counts[index] += int(mine.sum())
-            if mine.any():
-                stream.write(_select(np, batch.lines, ends, mine))
+            _write_kept(np, stream, batch.lines, ends, mine)
 
 
-def _select(np: Any, lines: bytes, ends: np.ndarray, keep: np.ndarray) -> bytes:
-    """The kept lines of a batch, concatenated."""
-    lengths = np.diff(ends, prepend=0)
-    mask = np.repeat(keep, lengths)
-    return np.frombuffer(lines, dtype=np.uint8)[mask].tobytes()
+def _write_kept(
+    np: Any, stream: IO[bytes], lines: bytes | memoryview, ends: np.ndarray, keep: np.ndarray
+) -> None:
+    """Write the kept lines of a batch: one write per run of consecutive kept lines."""
+    if keep.all():
+        stream.write(lines)
+        return
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], keep.view(np.int8), [0]))))  # run starts, ends
+    starts = np.concatenate(([0], ends))  # byte offset where each line starts; the last: the end
+    view = memoryview(lines)
+    for first, last in zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True):
+        stream.write(view[starts[first] : starts[last]])
 
 
-def _start_pool(workers: int, options: CleanOptions) -> Any:
-    """A pool of cleaning processes. Started before this process opens its outputs or shows progress:
-    then it has no threads of its own, and fork is safe (spawn re-imports the caller's main module)."""
-    import multiprocessing
+class _CleaningPool:
+    """Worker processes that clean batches, at most two batches a worker in flight, results in order.
 
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method).Pool(workers, initializer=_start_worker, initargs=(options,))
+    Started before this process opens its outputs or shows progress: then it has no threads of its own
+    and fork is safe (spawn, where fork is missing, re-imports the caller's main module). With fork,
+    each batch in flight has a slot of shared memory that its worker writes the output lines into, so
+    they do not come back through the result pipe (which took a third of the merging process's time);
+    a result too big for its slot comes through the pipe.
+    """
+
+    def __init__(self, workers: int, options: CleanOptions, batch_bytes: int) -> None:
+        import mmap
+        import multiprocessing
+
+        global _slots
+        fork = "fork" in multiprocessing.get_all_start_methods()
+        self.depth = 2 * workers
+        self.slots = [mmap.mmap(-1, 2 * batch_bytes + (1 << 20)) for _ in range(self.depth)] if fork else None
+        _slots = self.slots  # the forked workers inherit them
+        context = multiprocessing.get_context("fork" if fork else "spawn")
+        self.pool = context.Pool(workers, initializer=_start_worker, initargs=(options,))
+
+    def clean(self, batches: Iterable[tuple[int, bytes]]) -> Iterator[CleanedBatch]:
+        pending: deque[tuple[int | None, Any]] = deque()
+        for index, (line, data) in enumerate(batches):
+            while len(pending) >= self.depth:
+                yield self._result(*pending.popleft())
+            # A slot is free again: the batch that used it was merged before this one is sent.
+            slot = index % self.depth if self.slots is not None else None
+            pending.append((slot, self.pool.apply_async(_clean_batch_in_worker, (data, line, slot))))
+        while pending:
+            yield self._result(*pending.popleft())
+
+    def _result(self, slot: int | None, result: Any) -> CleanedBatch:
+        batch, size = result.get()
+        if size is not None and self.slots is not None and slot is not None:
+            batch = batch._replace(lines=memoryview(self.slots[slot])[:size])
+        return batch
+
+    def close(self) -> None:
+        global _slots
+        self.pool.terminate()
+        self.pool.join()
+        _slots = self.slots = None  # unmapped once the last view of them is gone
 
 
 def default_workers() -> int:
@@ -459,20 +507,14 @@ def default_workers() -> int:
 
 
 def _cleaned_batches(
-    batches: Iterable[tuple[int, bytes]], options: CleanOptions, pool: Any, workers: int
+    batches: Iterable[tuple[int, bytes]], options: CleanOptions, pool: _CleaningPool | None
 ) -> Iterator[CleanedBatch]:
-    """Cleaned batches in input order: inline, or by ``pool`` with at most two batches a worker in flight."""
-    if pool is None:
-        for line, data in batches:
-            yield clean_batch(data, line, options)
+    """Cleaned batches in input order: inline, or by the pool of workers."""
+    if pool is not None:
+        yield from pool.clean(batches)
         return
-    pending: deque[Any] = deque()
     for line, data in batches:
-        while len(pending) >= 2 * workers:
-            yield pending.popleft().get()
-        pending.append(pool.apply_async(_clean_batch_in_worker, (data, line)))
-    while pending:
-        yield pending.popleft().get()
+        yield clean_batch(data, line, options)
 
 
 @contextmanager
@@ -554,7 +596,7 @@ def cap_records(
     batches = iter(reader)
     head = list(itertools.islice(batches, 2))  # a missing or unreadable input fails here, before any output
     # One batch is cleaned inline: starting processes would cost more than it saves.
-    pool = _start_pool(workers, options) if workers > 1 and len(head) == 2 else None
+    pool = _CleaningPool(workers, options, batch_bytes) if workers > 1 and len(head) == 2 else None
     # zstd's own threads compress the output while this process merges (when workers clean apart).
     zstd = {"zstd_threads": workers if pool is not None else 0}
     if split is not None:
@@ -569,7 +611,7 @@ def cap_records(
             merger = _Merger(
                 streams, max_bytes=max_bytes, dedup=not keep_duplicates, reject=reject, stats=stats
             )
-            for batch in _cleaned_batches(itertools.chain(head, batches), options, pool, workers):
+            for batch in _cleaned_batches(itertools.chain(head, batches), options, pool):
                 if merger.add(batch):
                     break
                 bar.update(completed=reader.position(), kept=stats.records_out)
@@ -579,8 +621,7 @@ def cap_records(
                 pass
     finally:
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            pool.close()
         batches.close()  # type: ignore[attr-defined]  # a generator: closes the input now
     stats.extra["bytes"] = merger.kept_bytes
     if max_bytes is not None:

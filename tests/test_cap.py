@@ -618,3 +618,20 @@ def test_cli_output_folder_needs_split(cli, tmp_path):
         == f"error: -o {folder} is a folder; name an output file, or give --split to fill a folder\n"
     )
     assert list((tmp_path / "dir").iterdir()) == []
+
+
+def test_pool_results_too_big_for_shared_memory_and_without_fork(tmp_path, monkeypatch):
+    import multiprocessing
+
+    records = _records(600)
+    records[300]["text"] = "mare " * 250_000  # 1.25 MB: its batch's lines do not fit a shared-memory slot
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(jsonl(records))
+    expected = reference_cap(records)
+    out = tmp_path / "out.jsonl"
+    cap_records(input_path=src, output=out, workers=2, batch_bytes=4000)
+    assert read_jsonl(out.read_bytes()) == expected
+    # Where fork is missing, the workers are spawned and everything comes back through the pipe.
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    cap_records(input_path=src, output=out, workers=2, batch_bytes=4000)
+    assert read_jsonl(out.read_bytes()) == expected
