@@ -243,6 +243,106 @@ def fetch_cli(
 # --- verbalize, cap -------------------------------------------------------------------------------
 
 
+@app.command("verbalize")
+def verbalize_cli(
+    input: InputArg = "-",
+    output: OutputOpt = "-",
+    templates: Annotated[
+        Path | None,
+        typer.Option(
+            "--templates",
+            help="Your own TSV of 'relation<TAB>predicate' lines (replaces the paper's 33 English ones).",
+        ),
+    ] = None,
+    keep_duplicates: Annotated[
+        bool, typer.Option("--keep-duplicates", help="Keep sentences that occurred before.")
+    ] = False,
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Turn ConceptNet triples (from 'fetch conceptnet') into text records "<start> <predicate> <end>.".
+
+    Drops self-loops, relations without a template (counted by relation) and repeated sentences.
+    """
+    from lrltool.verbalize import verbalize_triples
+
+    ui.configure(quiet=quiet)
+    verbalize_triples(
+        input_path=input,
+        output=output,
+        templates_path=templates,
+        keep_duplicates=keep_duplicates,
+        skip_bad_lines=skip_bad_lines,
+    ).finish(stats)
+
+
+@app.command("cap")
+def cap_cli(
+    input: InputArg = "-",
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file ('.zst'/'.gz' compress; '-' writes stdout), or with --split a folder.",
+        ),
+    ] = "-",
+    max_bytes: Annotated[
+        str | None,
+        typer.Option(
+            "--max-bytes",
+            help="Keep records until their texts reach this many UTF-8 bytes: 100k, 500M, 1G "
+            "(powers of 1000), 1GiB (powers of 1024) or a plain number. Default: no cap.",
+        ),
+    ] = None,
+    min_chars: Annotated[
+        int,
+        typer.Option(
+            "--min-chars", min=0, help="Drop texts shorter than this after cleaning (empty ones always)."
+        ),
+    ] = 1,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="Write DIR/<name>.jsonl.zst per split, by a hash of each id: "
+            "train=0.8,validation=0.1,test=0.1.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split assignment.")] = 42,
+    keep_duplicates: Annotated[
+        bool, typer.Option("--keep-duplicates", help="Keep texts that occurred before.")
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Processes that clean batches (default: the CPUs, at most 8)."),
+    ] = None,
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Clean text records (NFC, no control characters, single spaces), drop exact duplicates, cap the bytes.
+
+    Records are kept in input order until the next would push the UTF-8 bytes of the kept texts over
+    --max-bytes; other keys pass through unchanged.
+    """
+    from lrltool.cap import cap_records, parse_size, parse_split
+
+    ui.configure(quiet=quiet)
+    cap_records(
+        input_path=input,
+        output=output,
+        max_bytes=None if max_bytes is None else parse_size(max_bytes),
+        min_chars=min_chars,
+        split=None if split is None else parse_split(split),
+        seed=seed,
+        keep_duplicates=keep_duplicates,
+        skip_bad_lines=skip_bad_lines,
+        workers=workers,
+    ).finish(stats)
+
+
 # --- tiny-model -----------------------------------------------------------------------------------
 
 
