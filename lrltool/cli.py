@@ -243,6 +243,106 @@ def fetch_cli(
 # --- verbalize, cap -------------------------------------------------------------------------------
 
 
+@app.command("verbalize")
+def verbalize_cli(
+    input: InputArg = "-",
+    output: OutputOpt = "-",
+    templates: Annotated[
+        Path | None,
+        typer.Option(
+            "--templates",
+            help="Your own TSV of 'relation<TAB>predicate' lines (replaces the paper's 33 English ones).",
+        ),
+    ] = None,
+    keep_duplicates: Annotated[
+        bool, typer.Option("--keep-duplicates", help="Keep sentences that occurred before.")
+    ] = False,
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Turn ConceptNet triples (from 'fetch conceptnet') into text records "<start> <predicate> <end>.".
+
+    Drops self-loops, relations without a template (counted by relation) and repeated sentences.
+    """
+    from lrltool.verbalize import verbalize_triples
+
+    ui.configure(quiet=quiet)
+    verbalize_triples(
+        input_path=input,
+        output=output,
+        templates_path=templates,
+        keep_duplicates=keep_duplicates,
+        skip_bad_lines=skip_bad_lines,
+    ).finish(stats)
+
+
+@app.command("cap")
+def cap_cli(
+    input: InputArg = "-",
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file ('.zst'/'.gz' compress; '-' writes stdout), or with --split a folder.",
+        ),
+    ] = "-",
+    max_bytes: Annotated[
+        str | None,
+        typer.Option(
+            "--max-bytes",
+            help="Keep records until their texts reach this many UTF-8 bytes: 100k, 500M, 1G "
+            "(powers of 1000), 1GiB (powers of 1024) or a plain number. Default: no cap.",
+        ),
+    ] = None,
+    min_chars: Annotated[
+        int,
+        typer.Option(
+            "--min-chars", min=0, help="Drop texts shorter than this after cleaning (empty ones always)."
+        ),
+    ] = 1,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="Write DIR/<name>.jsonl.zst per split, by a hash of each id: "
+            "train=0.8,validation=0.1,test=0.1.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split assignment.")] = 42,
+    keep_duplicates: Annotated[
+        bool, typer.Option("--keep-duplicates", help="Keep texts that occurred before.")
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Processes that clean batches (default: the CPUs, at most 8)."),
+    ] = None,
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Clean text records (NFC, no control characters, single spaces), drop exact duplicates, cap the bytes.
+
+    Records are kept in input order until the next would push the UTF-8 bytes of the kept texts over
+    --max-bytes; other keys pass through unchanged.
+    """
+    from lrltool.cap import cap_records, parse_size, parse_split
+
+    ui.configure(quiet=quiet)
+    cap_records(
+        input_path=input,
+        output=output,
+        max_bytes=None if max_bytes is None else parse_size(max_bytes),
+        min_chars=min_chars,
+        split=None if split is None else parse_split(split),
+        seed=seed,
+        keep_duplicates=keep_duplicates,
+        skip_bad_lines=skip_bad_lines,
+        workers=workers,
+    ).finish(stats)
+
+
 # --- tiny-model -----------------------------------------------------------------------------------
 
 
@@ -280,6 +380,130 @@ def tiny_model_cli(
 
 
 # --- train-adapter --------------------------------------------------------------------------------
+
+
+@app.command("train-adapter")
+def train_adapter_cli(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Hub id (xlm-roberta-base) or local model folder.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder to write (OUTDIR).")],
+    train: Annotated[
+        str, typer.Option("--train", help="Text records (JSONL, .gz, .zst); '-' reads stdin.")
+    ] = "-",
+    method: Annotated[str, typer.Option(help="seq_bn, seq_bn_inv, lora or full.")] = "seq_bn",
+    preset: Annotated[
+        str | None,
+        typer.Option(help="paper-glotcc or paper-conceptnet: the paper's settings (options override)."),
+    ] = None,
+    validation: Annotated[
+        str | None, typer.Option(help="Validation text records (default: hold out part of --train).")
+    ] = None,
+    validation_fraction: Annotated[
+        float | None, typer.Option(help="Share of --train held out for validation (default 0.01; 0: none).")
+    ] = None,
+    max_validation_records: Annotated[
+        int | None, typer.Option(help="At most this many held out (2000).")
+    ] = None,
+    objective: Annotated[
+        str | None, typer.Option(help="mlm or clm (default: from the model: MLM encoders, CLM decoders).")
+    ] = None,
+    reduction_factor: Annotated[int | None, typer.Option(help="Bottleneck reduction factor (16).")] = None,
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank (8).")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha (8).")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Optimizer steps (default: --epochs over the data).")
+    ] = None,
+    epochs: Annotated[
+        float | None, typer.Option(help="Passes over the data when --max-steps is not given (1).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step and process (16).")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step (1).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (1e-4).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (0).")] = None,
+    warmup_ratio: Annotated[float | None, typer.Option(help="Share of steps of linear warmup (0).")] = None,
+    max_seq_length: Annotated[
+        int | None, typer.Option(help="Tokens per example (default min(512, the model's limit)).")
+    ] = None,
+    mlm_probability: Annotated[float | None, typer.Option(help="Share of tokens masked (0.15).")] = None,
+    whole_word_mask: Annotated[
+        bool | None, typer.Option("--whole-word-mask", help="Mask whole words.")
+    ] = None,
+    line_by_line: Annotated[
+        bool | None,
+        typer.Option("--line-by-line", help="One text per example (the paper); default packs full blocks."),
+    ] = None,
+    eval_steps: Annotated[
+        int | None, typer.Option(help="Validate (and checkpoint) every N steps (500).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (42).")] = None,
+    revision: Annotated[str | None, typer.Option(help="Hub model revision (branch, tag or commit).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    bf16: Annotated[
+        bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: on with CUDA).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in OUTDIR.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the run in OUTDIR.")] = False,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Tokenization cache (default $LRLTOOL_CACHE or $HF_HOME/lrltool).")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not read or write the tokenization cache.")
+    ] = False,
+    adapter_name: Annotated[
+        str | None, typer.Option(help="Adapter name (default: the records' lang).")
+    ] = None,
+    log_steps: Annotated[int, typer.Option(help="Without a progress bar, print a line every N steps.")] = 50,
+    skip_bad_lines: SkipBadOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a language adapter (MLM or CLM) on text records; write OUTDIR/adapter and the run's records."""
+    import shlex
+
+    from lrltool.train import make_settings, train_language_adapter
+
+    ui.configure(quiet=quiet)
+    settings = make_settings(
+        preset,
+        method=method,
+        objective=objective,
+        reduction_factor=reduction_factor,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        max_steps=max_steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+        max_seq_length=max_seq_length,
+        mlm_probability=mlm_probability,
+        whole_word_mask=whole_word_mask,
+        line_by_line=line_by_line,
+        eval_steps=eval_steps,
+        seed=seed,
+        validation_fraction=validation_fraction,
+        max_validation_records=max_validation_records,
+    )
+    train_language_adapter(
+        model=model,
+        output=output,
+        train=train,
+        validation=validation,
+        settings=settings,
+        revision=revision,
+        device=device,
+        bf16=bf16,
+        resume=resume,
+        force=force,
+        cache_dir=cache_dir,
+        use_cache=not no_cache,
+        adapter_name=adapter_name,
+        skip_bad_lines=skip_bad_lines,
+        log_steps=log_steps,
+        command=shlex.join(["lrltool", *sys.argv[1:]]),
+    )
 
 
 # --- finetune -------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import logging
 import math
 import os
 import re
@@ -33,15 +32,15 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from lrltool import __version__, runs, ui
+from lrltool import __version__, models, runs, ui
 from lrltool.errors import InputError, RunError, UsageError
 from lrltool.streams import Stats, read_records
+from lrltool.train import TrainingInterrupted
 
 SIB200_LABELS = ("science/technology", "travel", "politics", "sports", "health", "entertainment", "geography")
 SENTIMENT_LABELS = ("0", "1")
@@ -55,12 +54,6 @@ DEFAULT_LR = {"adapter": 1e-4, "full": 2e-5}
 TASK_METHODS = ("adapter", "full")
 # Random streams: one per purpose, so the data order never depends on how much dropout came before.
 _SHUFFLE, _DROPOUT = 1, 2
-
-
-class TrainingInterrupted(RunError):
-    """Ctrl-C (or SIGTERM) during training: a checkpoint was saved; exit status 130."""
-
-    exit_code = 130
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -542,21 +535,8 @@ def build_task_model(
     import torch
 
     torch.manual_seed(seed)  # the head's (and the task adapter's) initialisation
-    with _adapters_warnings_off():
+    with models.adapters_warnings_off():
         return _build_task_model(spec, labels, base, lang_infos, method, fusion, reduction_factor, device)
-
-
-@contextmanager
-def _adapters_warnings_off() -> Iterator[None]:
-    # adapters 1.3.0's train_adapter() resets the adapters through a dummy forward pass before it activates
-    # the new one, which logs "adapters available but none are activated" for a setup that is fine.
-    logger = logging.getLogger("adapters.model_mixin")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _build_task_model(
@@ -570,8 +550,6 @@ def _build_task_model(
     device: Any,
 ) -> TaskModel:
     from adapters import Fuse
-
-    from lrltool import models
 
     model, head_names = models.load_task_model(base, head=spec.head, labels=labels, device=device)
     adapters_ = [info for info in lang_infos if info["kind"] == "adapter"]
@@ -611,8 +589,6 @@ def _build_task_model(
 
 def export_task_model(task: TaskModel, run: runs.RunDir) -> Path:
     """Write what was trained: run/adapter (task adapter + head) [+ run/fusion], or run/model (full)."""
-    from lrltool import models
-
     if task.task_adapter is None:
         out = run.output(True)
         _save_full_task_model(task, out)
@@ -630,8 +606,6 @@ def _save_full_task_model(task: TaskModel, out: Path) -> None:
     import shutil
     import tempfile
 
-    from lrltool import models
-
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -641,7 +615,7 @@ def _save_full_task_model(task: TaskModel, out: Path) -> None:
         config = json.loads(config_path.read_text(encoding="utf-8"))
         config.pop("adapters", None)  # nothing of the adapters library in a plain model
         config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        models._replace_dir(tmp, out)
+        models.replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -653,8 +627,6 @@ def load_finetuned(info: dict[str, Any], run_path: Path, *, device: Any) -> Task
     Refuses (RunError) a language adapter whose weights changed since training (sha256 recorded) and a
     run without its exported weights; model/adapter incompatibilities are ModelErrors from models.py.
     """
-    from lrltool import models
-
     spec = task_spec(info["task"])
     labels = list(info["labels"])
     method = info["task_method"]
@@ -680,7 +652,7 @@ def load_finetuned(info: dict[str, Any], run_path: Path, *, device: Any) -> Task
         model.to(device)
         return TaskModel(model, models.load_tokenizer(source), source, [], None, [], False, set())
     base = _base_source(info)
-    with _adapters_warnings_off():
+    with models.adapters_warnings_off():
         return _load_trained_adapters(info, run_path, spec, labels, base, lang_infos, device)
 
 
@@ -693,8 +665,6 @@ def _load_trained_adapters(
     lang_infos: list[dict[str, Any]],
     device: Any,
 ) -> TaskModel:
-    from lrltool import models
-
     task = build_task_model(
         spec,
         labels,
@@ -722,8 +692,6 @@ def _load_trained_adapters(
 
 
 def _base_source(info: dict[str, Any]) -> Any:
-    from lrltool import models
-
     full_lang = [lang for lang in info.get("lang_adapters") or [] if lang["kind"] == "full"]
     if full_lang:
         return models.resolve_model(full_lang[0]["folder"])
@@ -735,20 +703,11 @@ def _base_source(info: dict[str, Any]) -> Any:
 
 
 def pick_device(requested: str) -> Any:
-    import torch
+    """The torch device for ``--device`` (auto: CUDA, then MPS, then CPU), as train-adapter picks it."""
+    from lrltool.train import Distributed
+    from lrltool.train import pick_device as pick
 
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    try:
-        device = torch.device(requested)
-    except RuntimeError:
-        raise UsageError(f"unknown device '{requested}'", hint="use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda, but no CUDA device is available", hint="use --device cpu")
-    return device
+    return pick(requested, Distributed())
 
 
 def versions() -> dict[str, str]:
@@ -843,8 +802,6 @@ def prepare(
     skip_bad_lines: bool = False,
 ) -> Prepared:
     """Check the options, read the data and describe the language adapters; write nothing."""
-    from lrltool import models
-
     spec = task_spec(task)
     if fusion and len(lang_adapters) != 2:
         raise UsageError(

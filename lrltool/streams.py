@@ -279,6 +279,93 @@ def require(record: Record, key: str, kind: type | tuple[type, ...] = str, *, wh
 
 
 # ---------------------------------------------------------------------------------------------------
+# Batched reading: the fast path for commands whose cost per record matters (cap). The batches are
+# plain bytes, so worker processes can parse them; line numbers and error messages are RecordReader's.
+
+_SKIPPABLE_PREFIXES = (b"\x1e", b"\xef\xbb\xbf")  # RFC 7464 record separator, UTF-8 BOM (as jsonlines)
+
+
+class LineBatchReader:
+    """Whole lines of one file or stdin in batches of about ``batch_bytes``, with their first line's number.
+
+    Iterating yields ``(first_line_number, data)``, ``data`` ending at a line end (or at the end of the
+    input). :func:`parse_jsonl_lines` turns a batch into JSON values; ``position``/``size`` serve progress.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = "-", *, batch_bytes: int = 4 * CHUNK) -> None:
+        self.path = str(path)
+        self.name = display_name(path)
+        self.batch_bytes = batch_bytes
+        self._source: InputStream | None = None
+
+    def position(self) -> int:
+        return self._source.position() if self._source else 0
+
+    @property
+    def size(self) -> int | None:
+        return self._source.size if self._source else None
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        with InputStream(self.path) as source:
+            self._source = source
+            line = 1
+            rest = b""
+            while True:
+                chunk = source.stream.read(self.batch_bytes)
+                if not chunk:
+                    if rest:
+                        yield line, rest
+                    return
+                data = rest + chunk if rest else chunk
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # one line longer than a batch: keep reading
+                    rest = data
+                    continue
+                batch, rest = (data, b"") if cut == len(data) else (data[:cut], data[cut:])
+                yield line, batch
+                line += batch.count(b"\n")
+
+
+def invalid_line_error(reason: str) -> InputError:
+    """The error for a line that does not decode as JSON (``reason``: the decoder's message)."""
+    # orjson says "str is not valid UTF-8" for bytes that do not decode (jsonlines: "not valid utf-8").
+    what = "line is not valid UTF-8" if "not valid utf-8" in reason.lower() else "line is not valid JSON"
+    return InputError(what, hint="expected one JSON object per line")
+
+
+def not_an_object_error(value: Any) -> InputError:
+    """The error for a line that holds JSON, but not an object."""
+    return InputError(
+        f"expected a JSON object, found a JSON {type(value).__name__}",
+        hint="write one JSON object per line",
+    )
+
+
+def parse_jsonl_lines(data: bytes, first_line: int = 1) -> Iterator[tuple[int, Any]]:
+    """``(line number, JSON value)`` for each non-blank line of ``data`` (a batch of whole lines).
+
+    A line that does not decode gives an unlocated :class:`InputError` as its value, with the message
+    :class:`RecordReader` gives (``null`` counts as undecodable, as in jsonlines); a value that is not an
+    object is returned as is (the caller raises :func:`not_an_object_error`).
+    """
+    loads = orjson.loads
+    for number, line in enumerate(data.split(b"\n"), first_line):
+        if not line or line.isspace():
+            continue
+        if line.startswith(_SKIPPABLE_PREFIXES):
+            line = line[3:] if line[0] == 0xEF else line[1:]
+        try:
+            value = loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield number, invalid_line_error(str(exc))
+            continue
+        if value is None:
+            yield number, invalid_line_error("null")
+            continue
+        yield number, value
+
+
+# ---------------------------------------------------------------------------------------------------
 # Writing
 
 
