@@ -474,3 +474,97 @@ def test_core_errors_name_the_problem(tiny_xlmr, data_dirs, xlmr_lang_runs):
         ft.prepare(task="tc", model=str(tiny_xlmr), data=data_dirs["tc"], lang_adapters=["/nonexistent/run"])
     with pytest.raises(InputError, match=r"no train\.jsonl"):
         ft.prepare(task="tc", model=str(tiny_xlmr), data=data_dirs["tc"].parent)
+
+
+# --- end to end on the bundled sample: fetch -> train-adapter -> finetune -> eval -> report ---------
+
+
+@pytest.fixture(scope="module")
+def pipeline(cli_module, tiny_xlmr, tmp_path_factory) -> dict[str, Path]:
+    """The bundled Romanian sample fetched as published, and two tiny language adapters trained on it."""
+    from conftest import EXAMPLES
+
+    root = tmp_path_factory.mktemp("e2e")
+    fetches = {"tc": "sib200", "sa": "sentiment", "ner": "wikiann"}
+    for task, source in fetches.items():
+        done = cli_module(["fetch", source, "--lang", "ron", "--input", EXAMPLES / source, "-o", root / task])
+        assert done.exit_code == 0, done.stderr
+    done = cli_module(
+        ["fetch", "glotcc", "--lang", "ron", "--input", EXAMPLES / "glotcc", "-o", root / "glot.jsonl"]
+    )
+    assert done.exit_code == 0, done.stderr
+    triples = cli_module(
+        ["fetch", "conceptnet", "--lang", "ron", "--input", EXAMPLES / "conceptnet", "-o", "-"]
+    )
+    done = cli_module(["verbalize", "-o", root / "cn.jsonl"], input=triples.stdout)
+    assert done.exit_code == 0, done.stderr
+    train = [*_words("train-adapter --max-steps 2 --batch-size 4 --eval-steps 2"), "--model", tiny_xlmr]
+    for name, text in (("glotcc", "glot.jsonl"), ("conceptnet", "cn.jsonl")):
+        done = cli_module([*train, "--train", root / text, "-o", root / f"lang-{name}"])
+        assert done.exit_code == 0, done.stderr
+    return {"root": root, **{task: root / task for task in fetches}}
+
+
+@pytest.fixture(scope="module")
+def cli_module():
+    from typer.testing import CliRunner
+
+    from lrltool.cli import app
+
+    runner = CliRunner()
+
+    def invoke(args, input=None, env=None):
+        return runner.invoke(app, [str(a) for a in args], input=input, env=env, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.mark.parametrize("task", ["tc", "sa", "ner"])
+@pytest.mark.parametrize("with_lang", [True, False], ids=["madx", "baseline"])
+def test_end_to_end_train_adapter_finetune_eval(cli, pipeline, tiny_xlmr, task, with_lang, tmp_path):
+    root = pipeline["root"]
+    out = tmp_path / "run"
+    args = [
+        *_words(f"finetune --task {task} --max-steps 2 -b 8 --device cpu"),
+        "--data",
+        pipeline[task],
+        "-o",
+        out,
+    ]
+    args += ["--lang-adapter", root / "lang-glotcc"] if with_lang else ["--model", tiny_xlmr, "--lang", "ron"]
+    done = cli(args)
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout == ""  # stdout carries data only; finetune writes a folder
+    records = taskeval.evaluate_task_run(task=task, run=out)
+    metrics = ["macro_f1", "accuracy"] if task != "ner" else ["precision", "recall", "f1"]
+    assert [r["metric"] for r in records] == metrics
+    n_test = {"tc": 204, "sa": 80, "ner": 60}[task]
+    expected = ("seq_bn", "glotcc", str(root / "lang-glotcc")) if with_lang else ("base", None, None)
+    for record in records:
+        assert (record["method"], record["source"], record["adapter"]) == expected
+        assert (record["task"], record["task_method"], record["lang"], record["n"]) == (
+            task, "adapter", "ron_Latn", n_test,
+        )  # fmt: skip
+        assert record["model"] == str(tiny_xlmr) and record["split"] == "test"
+        assert 0.0 <= record["value"] <= 1.0
+
+
+def test_end_to_end_fusion_then_report(cli, pipeline, tmp_path):
+    root = pipeline["root"]
+    out = tmp_path / "fusion"
+    langs = ["--lang-adapter", root / "lang-conceptnet", "--lang-adapter", root / "lang-glotcc", "--fusion"]
+    args = [
+        *_words("finetune --task ner --max-steps 2 -b 8 --device cpu --seeds 1,2"),
+        "--data",
+        pipeline["ner"],
+    ]
+    done = cli([*args, "-o", out, *langs])
+    assert done.exit_code == 0, done.stderr
+    records = taskeval.evaluate_task_run(task="ner", run=out)
+    assert {(r["method"], r["source"]) for r in records} == {("fusion", "glotcc+conceptnet")}
+    assert [r["seed"] for r in records if r["metric"] == "f1"] == [1, 2, None]
+    metrics = tmp_path / "metrics.jsonl"
+    write_jsonl(metrics, records)
+    report = cli(["report", metrics])
+    assert report.exit_code == 0, report.stderr
+    assert "fusion" in report.stdout
