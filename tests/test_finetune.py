@@ -502,6 +502,8 @@ def pipeline(cli_module, tiny_xlmr, tmp_path_factory) -> dict[str, Path]:
     for name, text in (("glotcc", "glot.jsonl"), ("conceptnet", "cn.jsonl")):
         done = cli_module([*train, "--train", root / text, "-o", root / f"lang-{name}"])
         assert done.exit_code == 0, done.stderr
+    done = cli_module([*train, "--method", "full", "--train", root / "glot.jsonl", "-o", root / "lang-full"])
+    assert done.exit_code == 0, done.stderr
     return {"root": root, **{task: root / task for task in fetches}}
 
 
@@ -568,3 +570,21 @@ def test_end_to_end_fusion_then_report(cli, pipeline, tmp_path):
     report = cli(["report", metrics])
     assert report.exit_code == 0, report.stderr
     assert "fusion" in report.stdout
+
+
+def test_end_to_end_on_a_full_continued_pretraining_run(cli, pipeline, tiny_xlmr, tmp_path):
+    root = pipeline["root"]
+    out = tmp_path / "run"
+    args = [
+        *_words("finetune --task tc --max-steps 2 -b 8 --device cpu"),
+        "--data",
+        pipeline["tc"],
+        "-o",
+        out,
+    ]
+    done = cli([*args, "--lang-adapter", root / "lang-full"])
+    assert done.exit_code == 0, done.stderr
+    info = json.loads((out / "training.json").read_text())
+    assert info["base_model_path"] == str((root / "lang-full" / "model").resolve())
+    records = taskeval.evaluate_task_run(task="tc", run=out)
+    assert {(r["method"], r["source"], r["model"]) for r in records} == {("full", "glotcc", str(tiny_xlmr))}
