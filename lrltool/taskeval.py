@@ -15,7 +15,8 @@ metric (``details.sd`` the sample standard deviation, ``details.seeds``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -358,3 +359,63 @@ def _record(
         details=details,
         settings=settings,
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The `eval --task tc|sa|ner` evaluators (registered in lrltool.evaluate.EVALUATORS)
+
+
+def evaluate_task_command(
+    task: str,
+    *,
+    run: str | None = None,
+    data: str | None = None,
+    input_path: str = "-",
+    predictions: str | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    output: str = "-",
+    skip_bad_lines: bool = False,
+    stats_path: str | None = None,
+) -> list[dict[str, Any]]:
+    """``eval --task tc|sa|ner --run DIR [--data FILE_OR_DIR | FILE]``: metric records to ``output``.
+
+    Reads a finetune run (or a folder of seed-N runs) and its test split, or ``data`` / the ``IN``
+    argument; writes the metric records (stdout by default) and, with ``predictions``, one record per
+    example, each atomically. Refuses a missing --run and test data given twice (UsageError), and
+    everything :func:`evaluate_task_run` refuses.
+    """
+    from lrltool.errors import UsageError
+    from lrltool.streams import Stats, write_records
+
+    if run is None:
+        raise UsageError(f"--task {task} needs --run", hint="give the -o folder of lrltool finetune")
+    if input_path != "-":
+        if data is not None:
+            raise UsageError("the test data is given twice (IN and --data)", hint="give one of them")
+        data = input_path
+    stats = Stats(f"eval {task}")
+    records = evaluate_task_run(
+        task=task,
+        run=run,
+        data=data,
+        predictions=predictions,
+        batch_size=batch_size or 32,
+        device=device or "auto",
+        skip_bad_lines=skip_bad_lines,
+    )
+    with write_records(output) as writer:
+        writer.write_all(records)
+    first = TASK_METRICS[task_spec(task).kind][0]
+    singles = [r for r in records if r["metric"] == first and r["aggregate"] is None]
+    stats.records_in = sum(r["n"] for r in singles)
+    stats.records_out = len(records)
+    stats.extra["runs"] = len(singles)
+    stats.finish(stats_path)
+    return records
+
+
+# eval's registry checks each option against the evaluator's signature: partials keep it.
+TASK_EVALUATORS: dict[str, Callable[..., list[dict[str, Any]]]] = {
+    task: functools.partial(evaluate_task_command, task) for task in ("tc", "sa", "ner")
+}

@@ -300,3 +300,25 @@ def test_unfinished_run_and_changed_language_adapter_are_refused(trained, tmp_pa
     (copy / "training.json").write_text(json.dumps(info))
     with pytest.raises(RunError, match="has not finished"):
         taskeval.evaluate_task_run(task="tc", run=copy)
+
+
+def test_task_evaluator_writes_records_and_refuses_bad_options(trained, tmp_path):
+    from lrltool.errors import UsageError
+
+    evaluate = taskeval.TASK_EVALUATORS["tc"]
+    output, stats = tmp_path / "metrics.jsonl", tmp_path / "stats.json"
+    records = evaluate(run=str(trained["tc"]), input_path=str(trained["data-tc"] / "validation.jsonl"),
+                       output=str(output), stats_path=str(stats))  # fmt: skip
+    assert read_jsonl(output) == records
+    assert records[0]["split"] == "validation" and records[0]["n"] == 12
+    summary = json.loads(stats.read_text())
+    assert (summary["command"], summary["records_in"], summary["records_out"], summary["runs"]) == (
+        "eval tc", 12, 2, 1,
+    )  # fmt: skip
+    with pytest.raises(UsageError, match="--task tc needs --run"):
+        evaluate(output=str(tmp_path / "x.jsonl"))
+    with pytest.raises(UsageError, match="given twice"):
+        evaluate(
+            run=str(trained["tc"]), input_path="a.jsonl", data="b.jsonl", output=str(tmp_path / "x.jsonl")
+        )
+    assert not (tmp_path / "x.jsonl").exists()
