@@ -646,9 +646,14 @@ def load_finetuned(info: dict[str, Any], run_path: Path, *, device: Any) -> Task
         if not (folder / "config.json").is_file():
             raise RunError("the run has no model/ folder", hint="train it again", path=str(run_path))
         source = models.resolve_model(str(folder))
+        saved = source.config.get("id2label") or {}
+        if [saved.get(str(i)) for i in range(len(saved))] != labels:
+            raise RunError("the run's model has other labels than its training.json", path=str(folder))
         model, _ = models.load_task_model(source, head=spec.head, labels=labels, device=device)
-        if [model.config.id2label[i] for i in range(len(labels))] != labels:
-            raise RunError("the run's model has other labels than its training.json", path=str(run_path))
+        stored = models.checkpoint_parameter_names(source)
+        missing = [name for name, _ in model.named_parameters() if name not in stored]
+        if missing:
+            raise RunError(f"the run's model lacks trained weights (e.g. {missing[0]})", path=str(folder))
         model.to(device)
         return TaskModel(model, models.load_tokenizer(source), source, [], None, [], False, set())
     base = _base_source(info)
@@ -815,7 +820,7 @@ def prepare(
     if full_runs and fusion:
         raise UsageError(
             f"{full_runs[0]['path']} is a full continued-pre-training run, which cannot be fused",
-            hint="fuse two adapter runs (seq_bn, seq_bn_inv, lora)",
+            hint="fuse two adapter runs (seq_bn or seq_bn_inv)",
         )
     not_bottleneck = [info for info in lang_infos if fusion and info["method"] not in _FUSABLE]
     if not_bottleneck:
@@ -842,14 +847,6 @@ def prepare(
         for info in lang_infos
         if info.get("model") and info["model"] != model
     ]
-    base = (
-        models.resolve_model(full_runs[0]["folder"])
-        if full_runs
-        else models.resolve_model(model, revision=revision)
-    )
-    if not full_runs:
-        revision = base.revision
-
     data_dir = Path(data)
     if not data_dir.is_dir():
         raise InputError(
@@ -872,6 +869,16 @@ def prepare(
         if validation_path is not None
         else None
     )
+    if validation is None:
+        notes.append(f"no validation split in {data_dir}: the last step's weights are exported")
+    # the model last: a hub download should not come before a mistake in the data is found
+    base = (
+        models.resolve_model(full_runs[0]["folder"])
+        if full_runs
+        else models.resolve_model(model, revision=revision)
+    )
+    if not full_runs:
+        revision = base.revision
     if lang is None:
         adapter_langs = {info["lang"] for info in lang_infos if info.get("lang")}
         if len(adapter_langs) == 1:
@@ -1142,9 +1149,11 @@ def train_run(
         picked = orders[epoch][k * settings.batch_size : (k + 1) * settings.batch_size]
         return [train_encoded[int(i)] for i in picked]
 
-    def validate() -> float:
+    def validate() -> tuple[float, float]:
         assert prep.validation is not None and val_encoded is not None
-        predicted = taskeval.predict(task, val_encoded, batch_size=settings.batch_size, device=torch_device)
+        predicted, loss = taskeval.predict_with_loss(
+            task, val_encoded, batch_size=settings.batch_size, device=torch_device
+        )
         scores = taskeval.score(
             spec,
             prep.labels,
@@ -1155,7 +1164,7 @@ def train_run(
             tokenizer=task.tokenizer,
         )
         net.train()
-        return float(scores[spec.metric])
+        return float(scores[spec.metric]), loss
 
     def save_last(step: int) -> None:
         runs.save_checkpoint(
@@ -1206,8 +1215,8 @@ def train_run(
             log.write(step=step, loss=round(loss_value, 6), lr=lr, epoch=round(step / steps_per_epoch, 4))
             score = None
             if val_encoded is not None and (step % eval_every == 0 or step == total_steps):
-                score = validate()
-                log.write(step=step, **{f"eval_{spec.metric}": score})
+                score, eval_loss = validate()
+                log.write(step=step, eval_loss=round(eval_loss, 6), **{f"eval_{spec.metric}": score})
                 if best_score is None or score > best_score:
                     best_score, best_step, bad_evals = score, step, 0
                     runs.save_checkpoint(

@@ -48,8 +48,16 @@ def predict(task: TaskModel, encoded: Sequence[Encoded], *, batch_size: int, dev
 
     Examples are batched by length (less padding); the results come back in input order.
     """
+    return predict_with_loss(task, encoded, batch_size=batch_size, device=device)[0]
+
+
+def predict_with_loss(
+    task: TaskModel, encoded: Sequence[Encoded], *, batch_size: int, device: Any
+) -> tuple[list[Any], float]:
+    """:func:`predict`, and the mean cross-entropy over the labelled examples (tokens for tagging)."""
     import numpy as np
     import torch
+    import torch.nn.functional as F
 
     from lrltool.finetune import collate
 
@@ -58,18 +66,24 @@ def predict(task: TaskModel, encoded: Sequence[Encoded], *, batch_size: int, dev
     model.eval()
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].input_ids))
     out: list[Any] = [None] * len(encoded)
+    loss_sum, count = 0.0, 0
     with torch.no_grad():
         for begin in range(0, len(order), batch_size):
             rows = order[begin : begin + batch_size]
-            batch = collate([encoded[i] for i in rows], task.pad_id)
-            logits = model(
-                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
-            ).logits
+            batch = {k: v.to(device) for k, v in collate([encoded[i] for i in rows], task.pad_id).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            labels = batch["labels"]
+            loss_sum += float(
+                F.cross_entropy(
+                    logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum"
+                )
+            )  # ignore_index -100: the tokens without a label
+            count += int((labels != -100).sum())
             best = logits.argmax(-1).cpu().numpy()
             for k, i in enumerate(rows):
                 out[i] = int(best[k]) if best.ndim == 1 else np.asarray(best[k, : len(encoded[i].input_ids)])
     model.train(was_training)
-    return out
+    return out, loss_sum / max(count, 1)
 
 
 def tag_sequences(

@@ -314,6 +314,14 @@ def test_exported_weights_are_the_best_validation_checkpoint(tiny_xlmr, data_dir
     )
     assert records[0]["metric"] == "macro_f1" and records[0]["split"] == "validation"
     assert records[0]["value"] == scores[best_step]
+    # the logged validation loss is the model's own mean cross-entropy over the validation set
+    spec = ft.task_spec("tc")
+    validation = ft.read_task_data(data_dirs["tc"] / "validation.jsonl", spec, ft.SIB200_LABELS).examples
+    batch = ft.collate(ft.encode_examples(validation, result.task.tokenizer, spec, max_length=128), 1)
+    with torch.no_grad():
+        loss = result.task.model.eval()(**batch).loss.item()
+    (logged,) = [e["eval_loss"] for e in log if e["step"] == best_step and "eval_loss" in e]
+    assert logged == pytest.approx(loss, abs=2e-6)
 
 
 def test_patience_stops_when_the_score_stops_improving(tiny_xlmr, data_dirs, tmp_path):
