@@ -1355,7 +1355,12 @@ def finetune(
             hint="choose a new -o",
             path=str(root),
         )
-    strays = sorted(p.name for p in root.iterdir() if not SEED_DIR.match(p.name)) if root.is_dir() else []
+    # hidden files are left alone (a Makefile's .done marker lives in OUTDIR)
+    strays = (
+        sorted(p.name for p in root.iterdir() if not SEED_DIR.match(p.name) and not p.name.startswith("."))
+        if root.is_dir()
+        else []
+    )
     if strays:
         raise RunError(
             f"the output folder holds other things than seed-N runs ({', '.join(strays[:3])})",
@@ -1374,6 +1379,8 @@ def finetune(
             continue
         run, previous = runs.check_run_dir(folder, resume=resume, force=force)
         plan.append((seed, run, previous, resume))
+    if force:
+        _remove_other_seeds(root, seeds)
     infos = []
     for seed, run, previous, seed_resume in plan:
         seed_settings = FinetuneSettings(**{**asdict(settings), "seed": seed})
@@ -1391,6 +1398,21 @@ def finetune(
             ).info
         )
     return infos
+
+
+def _remove_other_seeds(root: Path, seeds: Sequence[int]) -> None:
+    """--force replaces OUTDIR: seed-N finetune runs of other seeds go (eval would average them in)."""
+    import shutil
+
+    if not root.is_dir():
+        return
+    for path in sorted(root.iterdir()):
+        match = SEED_DIR.match(path.name)
+        if not match or int(match.group(1)) in seeds or not (path / runs.TRAINING_JSON).is_file():
+            continue
+        if runs.RunDir(path).read_training_json().get("kind") == RUN_KIND:
+            ui.info(f"finetune: --force: removing {path} (seed {match.group(1)} is not in --seeds)")
+            shutil.rmtree(path)
 
 
 # ---------------------------------------------------------------------------------------------------

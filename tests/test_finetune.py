@@ -374,11 +374,20 @@ def test_seeds_write_one_full_run_each(cli, tiny_xlmr, data_dirs, tmp_path):
     assert [i["lang"] for i in infos] == ["ron_Latn", "ron_Latn"]
     heads = [load_file(str(out / f"seed-{s}" / "adapter" / "model_head.safetensors")) for s in (1, 2)]
     assert not torch.equal(heads[0]["classifier.out_proj.weight"], heads[1]["classifier.out_proj.weight"])
+    (out / ".done").touch()  # a Makefile's marker from an earlier run does not stop a rerun
     again = cli([*common, "--seeds", "1,2,3", "--lang", "ro", "--resume"])
     assert again.exit_code == 0, again.stderr
     assert "seed 1 has finished; keeping it" in again.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["seed-1", "seed-2", "seed-3"]
-    assert load_file(str(out / "seed-1" / "adapter" / "model_head.safetensors")).keys() == heads[0].keys()
+    assert sorted(p.name for p in out.iterdir()) == [".done", "seed-1", "seed-2", "seed-3"]
+    kept = load_file(str(out / "seed-1" / "adapter" / "model_head.safetensors"))
+    assert all(torch.equal(kept[k], heads[0][k]) for k in heads[0])  # the finished seed was not retrained
+    (out / "notes.txt").touch()
+    refused = cli([*common, "--seeds", "1,2,3", "--force"])
+    assert refused.exit_code == 1 and "holds other things than seed-N runs (notes.txt)" in refused.stderr
+    (out / "notes.txt").unlink()
+    replaced = cli([*common, "--seeds", "2", "--force"])  # --force: OUTDIR holds exactly the new seeds
+    assert replaced.exit_code == 0, replaced.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".done", "seed-2"]
 
 
 @pytest.mark.parametrize("task", ["tc", "ner"])
