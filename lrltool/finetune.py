@@ -367,10 +367,10 @@ def align_words(
         all_ends.append(ends)
     encoded = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=True)
     out = []
+    special = set(tokenizer.all_special_ids)
     for i, ids in enumerate(encoded["input_ids"]):
         starts, ends = all_starts[i], all_ends[i]
         word_of = np.full(len(ids), -1, dtype=np.int64)
-        special = set(tokenizer.all_special_ids)
         for j, (a, b) in enumerate(encoded["offset_mapping"][i]):
             if a == b or (ids[j] in special and a == 0 and b == 0):
                 continue
