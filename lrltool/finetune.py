@@ -1255,12 +1255,12 @@ def train_run(
                     hint=f"resume with: {_resume_command(command)}",
                 )
     log.close()
+    elapsed = time.perf_counter() - loop_started  # training and validation, not the export below
     if best_step is not None and best_step != step:
         best = runs.load_checkpoint(run.best_checkpoint, device=torch_device, with_optimizer=False)
         _load_weights(net, best.weights, task.trainable)
     net.eval()
     output = export_task_model(task, run)
-    elapsed = time.perf_counter() - loop_started
     info.update(
         steps=step,
         best_step=best_step if best_step is not None else step,
