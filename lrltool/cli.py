@@ -587,7 +587,10 @@ def finetune_cli(
         str | None,
         typer.Option("--seeds", help="Comma-separated seeds, one run each in OUTDIR/seed-N (paper: 1,2,3)."),
     ] = None,
-    lang: LangOpt | None = None,
+    lang: Annotated[
+        str | None,
+        typer.Option("--lang", "-l", help="Language of the data, for the records (default: the adapter's)."),
+    ] = None,
     revision: Annotated[
         str | None, typer.Option("--revision", help="Hub commit/branch/tag of --model.")
     ] = None,
