@@ -315,8 +315,9 @@ def score_pll(
                 # 3-D input: an invertible adapter's inverse (the output-embedding pre-hook) expects it.
                 logits = head(at_mask[start : start + HEAD_ROWS].unsqueeze(0))[0].float()
                 gold = targets[start : start + HEAD_ROWS].to(device).unsqueeze(1)
-                picked = logits.gather(1, gold).squeeze(1)
-                logprobs[start : start + HEAD_ROWS] = (picked - torch.logsumexp(logits, dim=1)).cpu()
+                # log_softmax then gather: on CPU about twice as fast as gold - logsumexp (measured).
+                picked = torch.log_softmax(logits, dim=1).gather(1, gold).squeeze(1)
+                logprobs[start : start + HEAD_ROWS] = picked.cpu()
                 del logits
             for (k, position), value in zip(batch, logprobs.tolist(), strict=True):
                 sums[k] += value
