@@ -1,0 +1,138 @@
+"""lrltool.runs: run-folder refusal rules, log.jsonl, checkpoints, model card."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lrltool import runs
+from lrltool.errors import RunError
+
+
+def _fake_run(path, finished=False):
+    path.mkdir(parents=True)
+    (path / "training.json").write_text(json.dumps({"finished": finished, "method": "seq_bn"}))
+    (path / "adapter").mkdir()
+    (path / "notes.txt").write_text("mine")
+
+
+def test_new_and_empty_folders_are_accepted(tmp_path):
+    _, previous = runs.check_run_dir(tmp_path / "new")
+    assert previous is None and not (tmp_path / "new").exists()  # checking changes nothing
+    (tmp_path / "empty").mkdir()
+    assert runs.check_run_dir(tmp_path / "empty")[1] is None
+
+
+def test_another_run_is_refused_unless_resume_or_force(tmp_path):
+    _fake_run(tmp_path / "r")
+    with pytest.raises(RunError, match="holds another run; choose a new -o, add --resume to continue it"):
+        runs.check_run_dir(tmp_path / "r")
+    _, previous = runs.check_run_dir(tmp_path / "r", resume=True)
+    assert previous == {"finished": False, "method": "seq_bn"}
+    run, previous = runs.check_run_dir(tmp_path / "r", force=True)
+    assert previous is None
+    runs.start_run_dir(run, force=True)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["notes.txt"]  # only what a run writes goes
+
+
+def test_resume_refusals(tmp_path):
+    with pytest.raises(RunError, match="no run to resume"):
+        runs.check_run_dir(tmp_path / "none", resume=True)
+    _fake_run(tmp_path / "done", finished=True)
+    with pytest.raises(RunError, match="already finished"):
+        runs.check_run_dir(tmp_path / "done", resume=True)
+    with pytest.raises(RunError, match="exclude each other"):
+        runs.check_run_dir(tmp_path / "done", resume=True, force=True)
+
+
+def test_non_run_folder_and_file_are_refused(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.txt").write_text("x")
+    with pytest.raises(RunError, match="not empty and holds no run"):
+        runs.check_run_dir(tmp_path / "data", force=True)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(RunError, match="is a file"):
+        runs.check_run_dir(tmp_path / "f")
+
+
+def test_run_log_appends_and_truncates_on_resume(tmp_path):
+    path = tmp_path / "log.jsonl"
+    with runs.RunLog(path) as log:
+        for step in (1, 2, 3):
+            log.write(step=step, loss=1.0 / step, lr=1e-4, epoch=0.1 * step)
+        log.write(step=2, eval_loss=0.4)
+    with runs.RunLog(path, keep_through_step=2) as log:
+        log.write(step=3, loss=0.25, lr=1e-4, epoch=0.3)
+    assert runs.read_log(path) == [
+        {"step": 1, "loss": 1.0, "lr": 1e-4, "epoch": 0.1},
+        {"step": 2, "loss": 0.5, "lr": 1e-4, "epoch": 0.2},
+        {"step": 2, "eval_loss": 0.4},
+        {"step": 3, "loss": 0.25, "lr": 1e-4, "epoch": 0.3},
+    ]
+
+
+def test_checkpoint_round_trip_is_exact_and_weights_only(tmp_path):
+    param = torch.nn.Parameter(torch.randn(4, 3))
+    optimizer = torch.optim.AdamW([param], lr=1e-3)
+    param.grad = torch.randn(4, 3)
+    optimizer.step()
+    torch.manual_seed(7)
+    folder = tmp_path / "checkpoints" / "last"
+    state = {"step": 5, "best_eval_loss": 1.5}
+    runs.save_checkpoint(
+        folder, weights={"w": param.data}, optimizer=optimizer.state_dict(), state=state, rng=runs.rng_state()
+    )
+    runs.save_checkpoint(  # a second save replaces the first atomically
+        folder, weights={"w": param.data}, optimizer=optimizer.state_dict(), state=state, rng=runs.rng_state()
+    )
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["last"]
+    expected_next = torch.rand(3)
+    ckpt = runs.load_checkpoint(folder)
+    assert torch.equal(ckpt.weights["w"], param.data)
+    assert ckpt.state == state
+    restored = torch.optim.AdamW([torch.nn.Parameter(ckpt.weights["w"].clone())], lr=1e-3)
+    restored.load_state_dict(ckpt.optimizer)
+    assert torch.equal(
+        restored.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"]
+    )
+    runs.set_rng_state(ckpt.rng)
+    assert torch.equal(torch.rand(3), expected_next)
+    with open(folder / "weights.safetensors", "rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        assert b'"w"' in f.read(header_len)  # a safetensors header, not a pickle
+
+
+def test_damaged_checkpoint_is_a_run_error(tmp_path):
+    (tmp_path / "last").mkdir()
+    with pytest.raises(RunError, match="cannot read the checkpoint"):
+        runs.load_checkpoint(tmp_path / "last")
+
+
+def test_model_card_names_the_run():
+    card = runs.model_card(
+        {
+            "model": "xlm-roberta-base",
+            "model_revision": "abc",
+            "method": "seq_bn_inv",
+            "objective": "mlm",
+            "lang": "ron_Latn",
+            "source": "glotcc",
+            "data": {"records": 1200, "tokens": 34567, "hash": "f" * 64},
+            "trainable_parameters": 1190592,
+            "steps": 100,
+            "best_step": 50,
+            "best_eval_loss": 2.5,
+            "seconds": 12.0,
+            "settings": {"lr": 1e-4},
+            "command": "lrltool train-adapter ...",
+        }
+    )
+    assert "# language adapter: xlm-roberta-base / seq_bn_inv" in card
+    assert "- language: ron_Latn; data source: glotcc" in card
+    assert "- data: 1,200 records, 34,567 tokens" in card
+    assert "- trainable parameters: 1,190,592" in card
+    assert "best validation loss 2.5 at step 50" in card
+    assert "| lr | 0.0001 |" in card
+    assert "model.load_adapter('adapter', set_active=True)" in card
