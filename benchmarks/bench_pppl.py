@@ -107,7 +107,9 @@ def worker(scorer: str, n: int, out: Path) -> None:
 
 def _run_worker(scorer: str, n: int) -> tuple[dict, float]:
     out = WORK / f"pppl-{scorer}.json"
-    timing = run_timed([PYTHON, __file__, "worker", "--scorer", scorer, "--sentences", str(n), "--out", str(out)])
+    timing = run_timed(
+        [PYTHON, __file__, "worker", "--scorer", scorer, "--sentences", str(n), "--out", str(out)]
+    )
     return json.loads(out.read_text()), timing.peak_rss_mb
 
 
@@ -167,7 +169,9 @@ def run(quick: bool) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("worker")
     w.add_argument("--scorer", choices=sorted(SCORERS), required=True)
