@@ -119,11 +119,26 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar o
 def languages_cli(
     code: Annotated[str | None, typer.Argument(help="Show only the language this code names.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per language.")] = False,
+    field: Annotated[
+        str | None,
+        typer.Option(
+            "--field",
+            help="Print only this code of each language (flores, glotcc, iso1, iso3, conceptnet, ...).",
+        ),
+    ] = None,
 ) -> None:
     """List the supported languages and the code each data source uses for them."""
+    from lrltool.errors import UsageError
     from lrltool.languages import registry, resolve_language
 
     langs = [resolve_language(code)] if code else list(registry())
+    if field is not None:
+        known = list(langs[0].as_record())
+        if field not in known:
+            raise UsageError(f"unknown field '{field}'", hint=f"choose one of {', '.join(known)}")
+        for lang in langs:
+            sys.stdout.write(f"{lang.as_record()[field]}\n")
+        return
     if as_json:
         import orjson
 
