@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -118,11 +119,26 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar o
 def languages_cli(
     code: Annotated[str | None, typer.Argument(help="Show only the language this code names.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per language.")] = False,
+    field: Annotated[
+        str | None,
+        typer.Option(
+            "--field",
+            help="Print only this code of each language (flores, glotcc, iso1, iso3, conceptnet, ...).",
+        ),
+    ] = None,
 ) -> None:
     """List the supported languages and the code each data source uses for them."""
+    from lrltool.errors import UsageError
     from lrltool.languages import registry, resolve_language
 
     langs = [resolve_language(code)] if code else list(registry())
+    if field is not None:
+        known = list(langs[0].as_record())
+        if field not in known:
+            raise UsageError(f"unknown field '{field}'", hint=f"choose one of {', '.join(known)}")
+        for lang in langs:
+            sys.stdout.write(f"{lang.as_record()[field]}\n")
+        return
     if as_json:
         import orjson
 
@@ -161,7 +177,185 @@ def languages_cli(
 # --- fetch ----------------------------------------------------------------------------------------
 
 
+class FetchSource(str, Enum):
+    conceptnet = "conceptnet"
+    glotcc = "glotcc"
+    flores = "flores"
+    sib200 = "sib200"
+    wikiann = "wikiann"
+    sentiment = "sentiment"
+
+
+class MatchMode(str, Enum):
+    start = "start"
+    either = "either"
+    both = "both"
+
+
+@app.command("fetch")
+def fetch_cli(
+    source: Annotated[FetchSource, typer.Argument(help="Data source.", show_default=False)],
+    lang: LangOpt,
+    input_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Local copy as published (a file or folder); default: download to the HF cache.",
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="flores: devtest (default) or dev. sib200/wikiann/sentiment: train, validation (dev)"
+            " or test, written to -o/stdout; without it -o DIR gets all three.",
+        ),
+    ] = None,
+    output: OutputOpt = "-",
+    match: Annotated[
+        MatchMode | None,
+        typer.Option(
+            help="conceptnet: the language on the start node (default, as the paper), either or both."
+        ),
+    ] = None,
+    code: Annotated[
+        str | None,
+        typer.Option(
+            "--code", help="This source's code for the language (overrides the table; needed outside it)."
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="Hub revision (branch, tag or commit) to download from.")
+    ] = None,
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Read a data source in its published format and write JSONL records.
+
+    conceptnet: triples. glotcc, flores: texts. sib200, sentiment: labelled texts. wikiann: NER tags.
+
+    Without --input, the published files are first downloaded into the Hugging Face cache.
+    """
+    from lrltool.sources import fetch_source
+
+    ui.configure(quiet=quiet)
+    fetch_source(
+        source=source.value,
+        lang=lang,
+        code=code,
+        input_path=input_path,
+        split=split,
+        output=output,
+        match=match.value if match else None,
+        revision=revision,
+        skip_bad_lines=skip_bad_lines,
+        stats_path=stats,
+    )
+
+
 # --- verbalize, cap -------------------------------------------------------------------------------
+
+
+@app.command("verbalize")
+def verbalize_cli(
+    input: InputArg = "-",
+    output: OutputOpt = "-",
+    templates: Annotated[
+        Path | None,
+        typer.Option(
+            "--templates",
+            help="Your own TSV of 'relation<TAB>predicate' lines (replaces the paper's 33 English ones).",
+        ),
+    ] = None,
+    keep_duplicates: Annotated[
+        bool, typer.Option("--keep-duplicates", help="Keep sentences that occurred before.")
+    ] = False,
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Turn ConceptNet triples (from 'fetch conceptnet') into text records "<start> <predicate> <end>.".
+
+    Drops self-loops, relations without a template (counted by relation) and repeated sentences.
+    """
+    from lrltool.verbalize import verbalize_triples
+
+    ui.configure(quiet=quiet)
+    verbalize_triples(
+        input_path=input,
+        output=output,
+        templates_path=templates,
+        keep_duplicates=keep_duplicates,
+        skip_bad_lines=skip_bad_lines,
+    ).finish(stats)
+
+
+@app.command("cap")
+def cap_cli(
+    input: InputArg = "-",
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file ('.zst'/'.gz' compress; '-' writes stdout), or with --split a folder.",
+        ),
+    ] = "-",
+    max_bytes: Annotated[
+        str | None,
+        typer.Option(
+            "--max-bytes",
+            help="Keep records until their texts reach this many UTF-8 bytes: 100k, 500M, 1G "
+            "(powers of 1000), 1GiB (powers of 1024) or a plain number. Default: no cap.",
+        ),
+    ] = None,
+    min_chars: Annotated[
+        int,
+        typer.Option(
+            "--min-chars", min=0, help="Drop texts shorter than this after cleaning (empty ones always)."
+        ),
+    ] = 1,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="Write DIR/<name>.jsonl.zst per split, by a hash of each id: "
+            "train=0.8,validation=0.1,test=0.1.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split assignment.")] = 42,
+    keep_duplicates: Annotated[
+        bool, typer.Option("--keep-duplicates", help="Keep texts that occurred before.")
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Processes that clean batches (default: the CPUs, at most 8)."),
+    ] = None,
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Clean text records (NFC, no control characters, single spaces), drop exact duplicates, cap the bytes.
+
+    Records are kept in input order until the next would push the UTF-8 bytes of the kept texts over
+    --max-bytes; other keys pass through unchanged.
+    """
+    from lrltool.cap import cap_records, parse_size, parse_split
+
+    ui.configure(quiet=quiet)
+    cap_records(
+        input_path=input,
+        output=output,
+        max_bytes=None if max_bytes is None else parse_size(max_bytes),
+        min_chars=min_chars,
+        split=None if split is None else parse_split(split),
+        seed=seed,
+        keep_duplicates=keep_duplicates,
+        skip_bad_lines=skip_bad_lines,
+        workers=workers,
+    ).finish(stats)
 
 
 # --- tiny-model -----------------------------------------------------------------------------------
@@ -201,6 +395,130 @@ def tiny_model_cli(
 
 
 # --- train-adapter --------------------------------------------------------------------------------
+
+
+@app.command("train-adapter")
+def train_adapter_cli(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Hub id (xlm-roberta-base) or local model folder.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder to write (OUTDIR).")],
+    train: Annotated[
+        str, typer.Option("--train", help="Text records (JSONL, .gz, .zst); '-' reads stdin.")
+    ] = "-",
+    method: Annotated[str, typer.Option(help="seq_bn, seq_bn_inv, lora or full.")] = "seq_bn",
+    preset: Annotated[
+        str | None,
+        typer.Option(help="paper-glotcc or paper-conceptnet: the paper's settings (options override)."),
+    ] = None,
+    validation: Annotated[
+        str | None, typer.Option(help="Validation text records (default: hold out part of --train).")
+    ] = None,
+    validation_fraction: Annotated[
+        float | None, typer.Option(help="Share of --train held out for validation (default 0.01; 0: none).")
+    ] = None,
+    max_validation_records: Annotated[
+        int | None, typer.Option(help="At most this many held out (2000).")
+    ] = None,
+    objective: Annotated[
+        str | None, typer.Option(help="mlm or clm (default: from the model: MLM encoders, CLM decoders).")
+    ] = None,
+    reduction_factor: Annotated[int | None, typer.Option(help="Bottleneck reduction factor (16).")] = None,
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank (8).")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha (8).")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Optimizer steps (default: --epochs over the data).")
+    ] = None,
+    epochs: Annotated[
+        float | None, typer.Option(help="Passes over the data when --max-steps is not given (1).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step and process (16).")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step (1).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (1e-4).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (0).")] = None,
+    warmup_ratio: Annotated[float | None, typer.Option(help="Share of steps of linear warmup (0).")] = None,
+    max_seq_length: Annotated[
+        int | None, typer.Option(help="Tokens per example (default min(512, the model's limit)).")
+    ] = None,
+    mlm_probability: Annotated[float | None, typer.Option(help="Share of tokens masked (0.15).")] = None,
+    whole_word_mask: Annotated[
+        bool | None, typer.Option("--whole-word-mask", help="Mask whole words.")
+    ] = None,
+    line_by_line: Annotated[
+        bool | None,
+        typer.Option("--line-by-line", help="One text per example (the paper); default packs full blocks."),
+    ] = None,
+    eval_steps: Annotated[
+        int | None, typer.Option(help="Validate (and checkpoint) every N steps (500).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (42).")] = None,
+    revision: Annotated[str | None, typer.Option(help="Hub model revision (branch, tag or commit).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    bf16: Annotated[
+        bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: on with CUDA).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in OUTDIR.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the run in OUTDIR.")] = False,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Tokenization cache (default $LRLTOOL_CACHE or $HF_HOME/lrltool).")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not read or write the tokenization cache.")
+    ] = False,
+    adapter_name: Annotated[
+        str | None, typer.Option(help="Adapter name (default: the records' lang).")
+    ] = None,
+    log_steps: Annotated[int, typer.Option(help="Without a progress bar, print a line every N steps.")] = 50,
+    skip_bad_lines: SkipBadOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a language adapter (MLM or CLM) on text records; write OUTDIR/adapter and the run's records."""
+    import shlex
+
+    from lrltool.train import make_settings, train_language_adapter
+
+    ui.configure(quiet=quiet)
+    settings = make_settings(
+        preset,
+        method=method,
+        objective=objective,
+        reduction_factor=reduction_factor,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        max_steps=max_steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+        max_seq_length=max_seq_length,
+        mlm_probability=mlm_probability,
+        whole_word_mask=whole_word_mask,
+        line_by_line=line_by_line,
+        eval_steps=eval_steps,
+        seed=seed,
+        validation_fraction=validation_fraction,
+        max_validation_records=max_validation_records,
+    )
+    train_language_adapter(
+        model=model,
+        output=output,
+        train=train,
+        validation=validation,
+        settings=settings,
+        revision=revision,
+        device=device,
+        bf16=bf16,
+        resume=resume,
+        force=force,
+        cache_dir=cache_dir,
+        use_cache=not no_cache,
+        adapter_name=adapter_name,
+        skip_bad_lines=skip_bad_lines,
+        log_steps=log_steps,
+        command=shlex.join(["lrltool", *sys.argv[1:]]),
+    )
 
 
 # --- finetune -------------------------------------------------------------------------------------
@@ -283,6 +601,84 @@ def eval_cli(
 
 
 # --- report ---------------------------------------------------------------------------------------
+
+
+@app.command("report")
+def report_cli(
+    metrics: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Metric records from 'lrltool eval': files, globs, '-' for stdin (the default when piped)."
+            " Run folders given here are plotted as with --runs."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Also write report.md, results.csv and plots/*.png to this folder."
+        ),
+    ] = None,
+    compare_paper: Annotated[
+        bool, typer.Option("--compare-paper", help="Add the paper's published numbers where they exist.")
+    ] = False,
+    runs: Annotated[
+        list[str] | None,
+        typer.Option("--runs", help="A run folder (or glob) whose log.jsonl to plot; repeat for more."),
+    ] = None,
+    pppl_metric: Annotated[
+        str,
+        typer.Option(
+            "--pppl-metric", help="Which pseudo-perplexity to tabulate: pppl_mean, pppl, pppl_word."
+        ),
+    ] = "pppl_mean",
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Tables (terminal; with -o also report.md, results.csv, plots) from metric records."""
+    import io
+    import shutil
+
+    from rich.console import Console
+
+    from lrltool.errors import UsageError
+    from lrltool.report import render_terminal, report_metrics
+    from lrltool.streams import Stats
+
+    ui.configure(quiet=quiet)
+    if not metrics:
+        if sys.stdin.isatty() and not runs:
+            raise UsageError(
+                "no metric records given", hint="name metric files, or pipe 'lrltool eval' into report"
+            )
+        metrics = [] if sys.stdin.isatty() else ["-"]
+    summary = Stats("report")
+    report = report_metrics(
+        inputs=metrics,
+        output_dir=output,
+        runs=runs or [],
+        compare_paper=compare_paper,
+        pppl_metric=pppl_metric,
+        skip_bad_lines=skip_bad_lines,
+        stats=summary,
+    )
+    # Rendered to a string first: rich turns a broken pipe into exit 1 itself; `| head` should end as
+    # in every other command (the handler above: quiet, 141).
+    buffer = io.StringIO()
+    tty = sys.stdout.isatty()
+    render_terminal(
+        report,
+        Console(file=buffer, force_terminal=tty, width=shutil.get_terminal_size().columns if tty else 250),
+    )
+    sys.stdout.write(buffer.getvalue())
+    sys.stdout.flush()
+    if not report.tables:
+        ui.info(f"no metric records; {len(report.runs)} loss curve(s)")
+    for warning in report.warnings:
+        ui.warn(warning)
+    summary.finish(stats)
+    if output is not None:
+        ui.info(f"report written to {output / 'report.md'}")
 
 
 def main() -> None:

@@ -17,7 +17,9 @@ Adapters-library traps handled here (DESIGN.md "Models and adapters"):
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -375,8 +377,9 @@ def resolve_model(model: str, *, revision: str | None = None) -> ModelSource:
     # config.json first: a hostile config is refused before a byte of weights or tokenizer is fetched.
     folder = _hub_download(name, revision, ["config.json"], "model")
     validate_config(_read_json(folder / "config.json"), path=f"{name}/config.json")
-    folder = _hub_download(name, revision, HUB_MODEL_FILES, "model")
-    return _inspect_folder(folder, name=name, revision=_snapshot_revision(folder) or revision)
+    commit = _snapshot_revision(folder) or revision  # the rest from the same commit, even if a branch moves
+    folder = _hub_download(name, commit, HUB_MODEL_FILES, "model")
+    return _inspect_folder(folder, name=name, revision=_snapshot_revision(folder) or commit)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -489,6 +492,24 @@ def is_adapter_parameter(param_name: str, adapter: str) -> bool:
     return any(parts[i] == adapter and parts[i - 1] in _ADAPTER_CONTAINERS for i in range(1, len(parts)))
 
 
+_LM_HEAD_ATTRIBUTE = {"xlm-roberta": "lm_head", "roberta": "lm_head", "bert": "cls", "llama": "lm_head"}
+
+
+def lm_head(model: Any) -> Any:
+    """The module that maps final hidden states to vocabulary logits (transform, output embedding, bias).
+
+    ``lm_head(model)(hidden[selected])`` gives the logits of selected positions only: the MLM/CLM loss
+    and pseudo-log-likelihoods never need batch x length x vocabulary logits.
+    """
+    attribute = _LM_HEAD_ATTRIBUTE.get(model.config.model_type)
+    module = getattr(model, attribute, None) if attribute else None
+    if module is None:
+        raise ModelError(
+            f"no language-model head on this {model.config.model_type} model (load it with head='lm')"
+        )
+    return module
+
+
 def trainable_parameters(model: Any) -> int:
     """The number of parameters that will train (requires_grad)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -496,7 +517,10 @@ def trainable_parameters(model: Any) -> int:
 
 def _inverse_pre_hook(base_model: Any) -> Callable[..., Any]:
     def hook(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return (base_model.invertible_adapters_forward(args[0], rev=True), *args[1:])
+        hidden = args[0]
+        if hidden.dim() == 2:  # gathered positions [n, hidden]: the NICE block wants [batch, length, hidden]
+            return (base_model.invertible_adapters_forward(hidden[None], rev=True)[0], *args[1:])
+        return (base_model.invertible_adapters_forward(hidden, rev=True), *args[1:])
 
     return hook
 
@@ -542,7 +566,9 @@ def add_adapter(
         return trainable_parameters(model)
     config = spec.make_config(reduction_factor=reduction_factor, lora_r=lora_r, lora_alpha=lora_alpha)
     model.add_adapter(name, config=config)
-    model.train_adapter(name)
+    with _adapters_log_level(logging.ERROR):
+        # train_adapter resets the active set on the way and warns that "none are activated": noise.
+        model.train_adapter(name)
     for param_name, param in model.named_parameters():
         param.requires_grad = is_adapter_parameter(param_name, name)
     if spec.invertible:
@@ -552,6 +578,17 @@ def add_adapter(
     if count == 0:
         raise ModelError(f"adapter '{name}' added no trainable weights to this model")
     return count
+
+
+@contextlib.contextmanager
+def _adapters_log_level(level: int) -> Iterator[None]:
+    logger = logging.getLogger("adapters")
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def find_adapter_dir(path: str | Path) -> Path:
@@ -671,7 +708,7 @@ def save_adapter(model: Any, name: str, out_dir: str | Path) -> None:
     try:
         model.save_adapter(str(tmp), name, with_head=False, use_safetensors=True)
         _write_pickle_copy(tmp)
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -685,7 +722,7 @@ def _write_pickle_copy(folder: Path) -> None:
     torch.save(tensors, folder / ADAPTER_PICKLE)
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
+def replace_dir(tmp: Path, out: Path) -> None:
     """Move the finished folder ``tmp`` to ``out``, replacing an old one only once the new one is complete."""
     os.chmod(tmp, 0o755)
     if out.exists():

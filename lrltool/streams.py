@@ -43,20 +43,29 @@ def display_name(path: str | os.PathLike[str]) -> str:
 # Reading
 
 
-class _ZstdRawReader(io.RawIOBase):
-    """Streaming zstd decompression across frames that notices a truncated last frame.
+class _DecompressingReader(io.RawIOBase):
+    """Streaming decompression across frames/members that notices a truncated last one.
 
-    ``zstandard``'s own ``stream_reader`` returns a short read, not an error, when the input ends
-    mid-frame; a truncated download must not pass as a shorter data set.
+    One loop for zstd and gzip: both decompressor objects expose ``decompress``, ``eof`` and
+    ``unused_data``. ``zstandard``'s own ``stream_reader`` returns a short read, not an error, when the
+    input ends mid-frame, and ``gzip.GzipFile`` is slower than zlib driven directly; a truncated download
+    must not pass as a shorter data set.
     """
 
-    def __init__(self, raw: BinaryIO, name: str) -> None:
+    def __init__(self, raw: BinaryIO, name: str, kind: str) -> None:
         self._raw = raw
         self._name = name
-        self._dctx = zstandard.ZstdDecompressor()
-        self._dobj = self._dctx.decompressobj()
+        self._kind = kind
+        if kind == "zstd":
+            dctx = zstandard.ZstdDecompressor()
+            self._new = dctx.decompressobj
+            self._errors: tuple[type[Exception], ...] = (zstandard.ZstdError,)
+        else:
+            self._new = lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip header and trailer
+            self._errors = (zlib.error,)
+        self._dobj = self._new()
         self._frame_open = False
-        self._buffer = b""
+        self._buffer = memoryview(b"")
         self._eof = False
 
     def readable(self) -> bool:
@@ -69,7 +78,7 @@ class _ZstdRawReader(io.RawIOBase):
                 self._eof = True
                 if self._frame_open:
                     raise InputError(
-                        "the zstd stream ends in the middle of a frame (truncated file)",
+                        f"the {self._kind} stream ends early (truncated file)",
                         hint="download or write the file again",
                         path=self._name,
                     )
@@ -78,51 +87,26 @@ class _ZstdRawReader(io.RawIOBase):
             while chunk:
                 try:
                     out.append(self._dobj.decompress(chunk))
-                except zstandard.ZstdError as exc:
+                except self._errors as exc:
                     raise InputError(
-                        f"not a valid zstd stream ({exc})",
-                        hint="check that the file is a complete .zst file",
+                        f"not a valid {self._kind} stream ({exc})",
+                        hint=f"check that the file is a complete {self._kind} file",
                         path=self._name,
                     ) from exc
                 self._frame_open = not self._dobj.eof
                 if self._dobj.eof:
                     chunk = self._dobj.unused_data
-                    self._dobj = self._dctx.decompressobj()
+                    self._dobj = self._new()
                 else:
                     chunk = b""
-            self._buffer = b"".join(out)
+            self._buffer = memoryview(b"".join(out))
 
     def readinto(self, b: Any) -> int:
         self._fill()
         n = min(len(b), len(self._buffer))
         b[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
+        self._buffer = self._buffer[n:]  # a view: no copy of the rest
         return n
-
-
-class _CheckedGzip(io.RawIOBase):
-    """gzip decompression whose errors (truncation, corruption) become one-line input errors."""
-
-    def __init__(self, raw: BinaryIO, name: str) -> None:
-        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
-        self._name = name
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        try:
-            return self._gz.readinto(b)
-        except EOFError as exc:
-            raise InputError(
-                "the gzip stream ends early (truncated file)",
-                hint="download or write the file again",
-                path=self._name,
-            ) from exc
-        except (OSError, zlib.error) as exc:
-            raise InputError(
-                f"not a valid gzip stream ({exc})", hint="check the file", path=self._name
-            ) from exc
 
 
 class InputStream:
@@ -148,10 +132,12 @@ class InputStream:
         head = self.raw.peek(4)[:4]
         if head.startswith(ZSTD_MAGIC):
             self.compression = "zstd"
-            self.stream: IO[bytes] = io.BufferedReader(_ZstdRawReader(self.raw, self.name), CHUNK)
+            self.stream: IO[bytes] = io.BufferedReader(
+                _DecompressingReader(self.raw, self.name, "zstd"), CHUNK
+            )
         elif head.startswith(GZIP_MAGIC):
             self.compression = "gzip"
-            self.stream = io.BufferedReader(_CheckedGzip(self.raw, self.name), CHUNK)
+            self.stream = io.BufferedReader(_DecompressingReader(self.raw, self.name, "gzip"), CHUNK)
         else:
             self.compression = None
             self.stream = self.raw
@@ -290,6 +276,93 @@ def require(record: Record, key: str, kind: type | tuple[type, ...] = str, *, wh
             hint=f"write '{key}' as a JSON {names}",
         )
     return value
+
+
+# ---------------------------------------------------------------------------------------------------
+# Batched reading: the fast path for commands whose cost per record matters (cap). The batches are
+# plain bytes, so worker processes can parse them; line numbers and error messages are RecordReader's.
+
+_SKIPPABLE_PREFIXES = (b"\x1e", b"\xef\xbb\xbf")  # RFC 7464 record separator, UTF-8 BOM (as jsonlines)
+
+
+class LineBatchReader:
+    """Whole lines of one file or stdin in batches of about ``batch_bytes``, with their first line's number.
+
+    Iterating yields ``(first_line_number, data)``, ``data`` ending at a line end (or at the end of the
+    input). :func:`parse_jsonl_lines` turns a batch into JSON values; ``position``/``size`` serve progress.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = "-", *, batch_bytes: int = 4 * CHUNK) -> None:
+        self.path = str(path)
+        self.name = display_name(path)
+        self.batch_bytes = batch_bytes
+        self._source: InputStream | None = None
+
+    def position(self) -> int:
+        return self._source.position() if self._source else 0
+
+    @property
+    def size(self) -> int | None:
+        return self._source.size if self._source else None
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        with InputStream(self.path) as source:
+            self._source = source
+            line = 1
+            rest = b""
+            while True:
+                chunk = source.stream.read(self.batch_bytes)
+                if not chunk:
+                    if rest:
+                        yield line, rest
+                    return
+                data = rest + chunk if rest else chunk
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # one line longer than a batch: keep reading
+                    rest = data
+                    continue
+                batch, rest = (data, b"") if cut == len(data) else (data[:cut], data[cut:])
+                yield line, batch
+                line += batch.count(b"\n")
+
+
+def invalid_line_error(reason: str) -> InputError:
+    """The error for a line that does not decode as JSON (``reason``: the decoder's message)."""
+    # orjson says "str is not valid UTF-8" for bytes that do not decode (jsonlines: "not valid utf-8").
+    what = "line is not valid UTF-8" if "not valid utf-8" in reason.lower() else "line is not valid JSON"
+    return InputError(what, hint="expected one JSON object per line")
+
+
+def not_an_object_error(value: Any) -> InputError:
+    """The error for a line that holds JSON, but not an object."""
+    return InputError(
+        f"expected a JSON object, found a JSON {type(value).__name__}",
+        hint="write one JSON object per line",
+    )
+
+
+def parse_jsonl_lines(data: bytes, first_line: int = 1) -> Iterator[tuple[int, Any]]:
+    """``(line number, JSON value)`` for each non-blank line of ``data`` (a batch of whole lines).
+
+    A line that does not decode gives an unlocated :class:`InputError` as its value, with the message
+    :class:`RecordReader` gives (``null`` counts as undecodable, as in jsonlines); a value that is not an
+    object is returned as is (the caller raises :func:`not_an_object_error`).
+    """
+    loads = orjson.loads
+    for number, line in enumerate(data.split(b"\n"), first_line):
+        if not line or line.isspace():
+            continue
+        if line.startswith(_SKIPPABLE_PREFIXES):
+            line = line[3:] if line[0] == 0xEF else line[1:]
+        try:
+            value = loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield number, invalid_line_error(str(exc))
+            continue
+        if value is None:
+            yield number, invalid_line_error("null")
+            continue
+        yield number, value
 
 
 # ---------------------------------------------------------------------------------------------------

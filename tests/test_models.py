@@ -13,6 +13,17 @@ from lrltool import models
 from lrltool.errors import ModelError
 
 ARCH_FIXTURES = ["tiny_xlmr", "tiny_bert", "tiny_llama"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # The suite shares two cores with other jobs; oversubscribed torch threads are many times slower here.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 SENTENCES = ["Un câine mare a venit acasă.", "Ploaia cade încet peste oraș și peste câmpuri."]
 
 
@@ -155,7 +166,9 @@ def test_hub_model_downloads_config_first_then_safetensors_only(monkeypatch, tmp
     second = calls[1]["allow_patterns"]
     assert "model.safetensors" in second and "tokenizer.json" in second
     assert not [p for p in second if p.endswith((".bin", ".pt", ".pth", ".py", ".ckpt"))]
-    assert all(c["revision"] == "v1.0" and c["repo_id"] == "org/tiny" for c in calls)
+    assert calls[0]["revision"] == "v1.0"
+    assert calls[1]["revision"] == "0123456789abcdef0123456789abcdef01234567"  # pinned to what was validated
+    assert all(c["repo_id"] == "org/tiny" for c in calls)
 
 
 def test_hostile_hub_config_stops_before_weights_download(monkeypatch, tmp_path, tiny_xlmr):

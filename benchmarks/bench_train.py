@@ -1,0 +1,246 @@
+"""train-adapter: the speed levers of language-adapter training, each against its baseline in the same run.
+
+1. MLM loss with the LM head only at the masked positions (lrltool) vs full logits (``model(**batch).loss``)
+   on an XLM-R-shaped model with the 250,002-token vocabulary and a small body (256 hidden, 4 layers),
+   one seq_bn training step on a batch of 16 x 256: seconds per step (goal >= 4x), peak RSS (goal <= 1/3),
+   and the same loss.
+2. An adapter step (seq_bn) vs a full step (every weight trains), same model and head path.
+3. Packed blocks vs one text per example (--line-by-line): real tokens per step on real text (the bundled
+   Romanian SIB-200 sentences), batch 16, 256 tokens.
+4. Time to first step of ``lrltool train-adapter`` on the same data with a warm tokenization cache vs none.
+
+Each measurement runs in a fresh interpreter so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from common import PYTHON, ROOT, WORK, Row, run_python, run_timed
+
+sys.path.insert(0, str(ROOT))
+
+VOCAB = 250_002
+# One torch thread on both sides of every comparison: on a shared, loaded machine extra threads mostly
+# measure the other jobs (a 2-thread step ran up to 16x slower than a 1-thread step here).
+THREADS = 1
+
+STEP_CODE = r"""
+import json, time, torch
+torch.set_num_threads({threads})
+torch.manual_seed(0)
+from lrltool import models, train
+source = models.resolve_model({model!r})
+net = models.load_model(source)
+models.add_adapter(net, "lang", {method!r})
+net.train()
+head = models.lm_head(net)
+gen = torch.Generator().manual_seed(1)
+ids = torch.randint(5, 1000, ({batch}, {length}), generator=gen)
+chosen = torch.rand({batch}, {length}, generator=gen) < 0.15
+labels = ids.masked_fill(~chosen, -100)
+batch = {{"input_ids": ids.masked_fill(chosen, 4), "attention_mask": torch.ones_like(ids), "labels": labels}}
+optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+
+def step():
+    if {masked!r}:
+        loss_sum, count = train.lm_loss_sum(net, head, batch, "mlm")
+        loss = loss_sum / count
+    else:
+        loss = net(**batch).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+first_loss = step()  # warm-up; the loss of the untrained adapter, the same for both paths
+start = time.perf_counter()
+for _ in range({steps}):
+    step()
+seconds = (time.perf_counter() - start) / {steps}
+open({out!r}, "w").write(json.dumps({{"seconds": seconds, "loss": first_loss}}))
+"""
+
+
+def _model(name: str, **kwargs) -> Path:
+    from lrltool.tiny import build_tiny
+
+    folder = WORK / name
+    if not (folder / "model.safetensors").exists():
+        build_tiny("xlmr", folder, **kwargs)
+    return folder
+
+
+def _step(model: Path, *, method: str, masked: bool, batch: int, length: int, steps: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "step.json"
+        code = STEP_CODE.format(
+            model=str(model),
+            method=method,
+            masked=masked,
+            batch=batch,
+            length=length,
+            steps=steps,
+            out=str(out),
+            threads=THREADS,
+        )
+        timing = run_python(code, env={"PYTHONPATH": str(ROOT)})
+        result = json.loads(out.read_text())
+    return {**result, "peak_rss_mb": timing.peak_rss_mb}
+
+
+def _head_rows(quick: bool) -> list[Row]:
+    batch, length, steps = (4, 128, 2) if quick else (16, 256, 3)
+    model = _model("train-xlmr-250k", model_vocab_size=VOCAB, hidden_size=256, num_layers=4, max_length=256)
+    masked = _step(model, method="seq_bn", masked=True, batch=batch, length=length, steps=steps)
+    full = _step(model, method="seq_bn", masked=False, batch=batch, length=length, steps=steps)
+    same_loss = abs(masked["loss"] - full["loss"]) <= 1e-4 * abs(full["loss"])
+    details = {
+        "batch": f"{batch} x {length}",
+        "vocab": VOCAB,
+        "body": "256 hidden, 4 layers",
+        "torch_threads": THREADS,
+        "loss_masked": masked["loss"],
+        "loss_full": full["loss"],
+        "same_loss": same_loss,
+    }
+    full_step = _step(model, method="full", masked=True, batch=batch, length=length, steps=steps)
+    return [
+        Row(
+            "train",
+            "MLM step, masked-position head vs full logits (s/step)",
+            masked["seconds"],
+            full["seconds"],
+            full["seconds"] / masked["seconds"],
+            ">= 4x and same loss",
+            full["seconds"] / masked["seconds"] >= 4 and same_loss,
+            details,
+        ),
+        Row(
+            "train",
+            "MLM step peak RSS, masked-position head vs full logits (MB)",
+            masked["peak_rss_mb"],
+            full["peak_rss_mb"],
+            full["peak_rss_mb"] / masked["peak_rss_mb"],
+            ">= 3x (<= 1/3 memory)",
+            full["peak_rss_mb"] / masked["peak_rss_mb"] >= 3,
+            details,
+        ),
+        Row(
+            "train",
+            "seq_bn adapter step vs full step (s/step)",
+            masked["seconds"],
+            full_step["seconds"],
+            full_step["seconds"] / masked["seconds"],
+            "> 1x",
+            full_step["seconds"] > masked["seconds"],
+            {
+                "batch": f"{batch} x {length}",
+                "adapter_peak_rss_mb": masked["peak_rss_mb"],
+                "full_peak_rss_mb": full_step["peak_rss_mb"],
+            },
+        ),
+    ]
+
+
+def _packing_row(model: Path) -> Row:
+    import numpy as np
+
+    from lrltool import models, train
+    from lrltool.tiny import corpus_lines
+
+    tokenizer = models.load_tokenizer(models.resolve_model(str(model)))
+    texts = corpus_lines()
+    batch, length = 16, 256
+
+    def tokens_per_step(packing: bool) -> float:
+        blocks = train.tokenize_texts(texts, tokenizer, train.TokenizeSpec("mlm", length, packing, False))
+        lengths = np.diff(blocks.starts)
+        full_batches = len(lengths) // batch
+        return float(lengths[: full_batches * batch].reshape(full_batches, batch).sum(1).mean())
+
+    packed, lines = tokens_per_step(True), tokens_per_step(False)
+    return Row(
+        "train",
+        "real tokens per step, packed vs line-by-line (16 x 256)",
+        packed,
+        lines,
+        packed / lines,
+        "> 1x",
+        packed > lines,
+        {"texts": len(texts), "padding_share_line_by_line": round(1 - lines / (batch * length), 3)},
+    )
+
+
+def _cache_row(model: Path, quick: bool) -> Row:
+    from lrltool.tiny import corpus_lines
+
+    repeats = 20 if quick else 300
+    data = WORK / f"train-text-{repeats}.jsonl"
+    if not data.exists():
+        lines = corpus_lines()
+        with data.open("w", encoding="utf-8") as f:
+            for r in range(repeats):
+                for i, line in enumerate(lines):
+                    f.write(
+                        json.dumps({"id": f"{r}-{i}", "text": f"{line} ({r})"}, ensure_ascii=False) + "\n"
+                    )
+    cache = WORK / "train-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    seconds = {}
+    for label in ("uncached", "cached"):
+        out = WORK / f"train-run-{label}"
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = [
+            PYTHON,
+            "-m",
+            "lrltool",
+            "train-adapter",
+            "-m",
+            str(model),
+            "--train",
+            str(data),
+            "-o",
+            str(out),
+        ]
+        cmd += [
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "16",
+            "--max-seq-length",
+            "256",
+            "--cache-dir",
+            str(cache),
+            "-q",
+        ]
+        run_timed(cmd, env={"PYTHONPATH": str(ROOT)})
+        seconds[label] = json.loads((out / "training.json").read_text())["first_step_seconds"]
+    return Row(
+        "train",
+        "time to first step, cached vs uncached tokenization (s)",
+        seconds["cached"],
+        seconds["uncached"],
+        seconds["uncached"] / seconds["cached"],
+        "> 1x",
+        seconds["cached"] < seconds["uncached"],
+        {"data": f"{data.name}, {data.stat().st_size / 1e6:.1f} MB"},
+    )
+
+
+def run(quick: bool = False) -> list[Row]:
+    WORK.mkdir(parents=True, exist_ok=True)
+    rows = _head_rows(quick)
+    small = _model("train-xlmr-small", hidden_size=256, num_layers=4, max_length=256)
+    rows.append(_packing_row(small))
+    rows.append(_cache_row(small, quick))
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run(quick="--quick" in sys.argv):
+        print(row)

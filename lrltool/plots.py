@@ -1,0 +1,286 @@
+"""The report's plots (matplotlib, Agg, object API: no pyplot state, no display needed).
+
+Each plot is meant to be read at a glance: a title that says what and for which model, labelled axes
+with units and direction (lower/higher is better), a legend, languages outside the model's pre-training
+data shaded or marked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lrltool.report import Correlation, Report, RunLog, SizeSeries, Table
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+UNSEEN_SHADE = "0.9"
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _lang_label(lang: str) -> str:
+    from lrltool.report import _language
+
+    language = _language(lang)
+    return language.name if language else lang
+
+
+def draw_all(report: Report, folder: Path) -> dict[str, str]:
+    """Draw every plot of the report into ``folder``; return {plot key: file name}."""
+    from lrltool.report import _slug, short_model
+
+    made: dict[str, str] = {}
+    used: set[str] = set()
+
+    def name(stem: str) -> str:
+        candidate = _slug(stem)
+        while candidate in used:
+            candidate += "_"
+        used.add(candidate)
+        return candidate + ".png"
+
+    for table in report.tables:
+        if not table.cells:
+            continue
+        file = name(("pppl_" if table.kind == "pppl" else "f1_") + table.slug)
+        draw_table(table, folder / file)
+        made[f"table:{table.slug}"] = file
+    by_model: dict[str, list[Correlation]] = {}
+    for corr in report.correlations:
+        by_model.setdefault(corr.table.model, []).append(corr)
+    for model, corrs in by_model.items():
+        file = name(f"gain_vs_pretraining_{short_model(model)}")
+        draw_gain(model, corrs, folder / file)
+        made[f"gain:{model}"] = file
+    by_model_sizes: dict[str, list[SizeSeries]] = {}
+    for series in report.sizes:
+        by_model_sizes.setdefault(series.table.model, []).append(series)
+    for model, sizes in by_model_sizes.items():
+        file = name(f"adaptation_size_{short_model(model)}")
+        draw_sizes(model, sizes, folder / file)
+        made[f"sizes:{model}"] = file
+    for run in report.runs:
+        file = name(f"loss_{run.name}")
+        draw_run(run, folder / file)
+        made[f"run:{run.path}"] = file
+    return made
+
+
+def draw_table(table: Table, path: Path) -> None:
+    """Grouped bars: a group per language, a bar per method (log y for perplexity, sd whiskers for F1)."""
+    from matplotlib.patches import Patch
+
+    from lrltool.report import PPPL_METRICS, TASK_NAMES, language_group
+
+    langs, columns = table.langs, table.columns
+    n_langs, n_cols = len(langs), len(columns)
+    width = max(9.0, min(26.0, 3.5 + n_langs * (0.3 + 0.16 * n_cols)))
+    fig = _figure(width, 5.0)
+    ax = fig.add_subplot()
+    bar = 0.8 / n_cols
+    colors = _colors(n_cols)
+    for j, lang in enumerate(langs):
+        if language_group(lang, table.model) == "unseen":
+            ax.axvspan(j - 0.48, j + 0.48, color=UNSEEN_SHADE, zorder=0, lw=0)
+    for i, column in enumerate(columns):
+        xs, ys, errors = [], [], []
+        for j, lang in enumerate(langs):
+            cell = table.cells.get((lang, column))
+            if cell is None:
+                continue
+            xs.append(j + (i - (n_cols - 1) / 2) * bar)
+            ys.append(cell.mean * table.scale)
+            errors.append((cell.sd or 0.0) * table.scale)
+        ax.bar(
+            xs,
+            ys,
+            width=bar,
+            color=colors[i],
+            label=column.label,
+            yerr=errors if table.kind == "task" and any(errors) else None,
+            capsize=2,
+            zorder=2,
+        )
+    if table.kind == "pppl":
+        ax.set_yscale("log")
+        ax.set_ylabel("pseudo-perplexity (log scale; lower is better)")
+        fig.suptitle(f"Pseudo-perplexity per language, {table.model}\n({PPPL_METRICS[table.metric]})")
+    else:
+        ax.set_ylim(0, 100)
+        ax.set_ylabel(f"{table.metric} (%; higher is better)")
+        fig.suptitle(
+            f"{TASK_NAMES.get(table.task, table.task)}: {table.metric} per language, {table.model}\n"
+            "(bars: mean over seeds; whiskers: sd)"
+        )
+    ax.set_xticks(
+        range(n_langs),
+        [_lang_label(lang) for lang in langs],
+        rotation=35 if n_langs > 5 else 0,
+        ha="right" if n_langs > 5 else "center",
+    )
+    ax.set_xlim(-0.6, n_langs - 0.4)
+    ax.set_xlabel("language (shaded: not in the model's pre-training data)")
+    ax.grid(axis="y", alpha=0.3, zorder=1)
+    handles, labels = ax.get_legend_handles_labels()
+    if any(language_group(lang, table.model) == "unseen" for lang in langs):
+        handles.append(Patch(color=UNSEEN_SHADE, label="not in pre-training data"))
+        labels.append("not in pre-training data")
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title="method")
+    fig.savefig(path, format="png")
+
+
+def draw_gain(model: str, corrs: list[Correlation], path: Path) -> None:
+    """Scatter of each method's gain against the language's pre-training data (log x), one panel per task.
+
+    Languages are named on the top axis at their data size (close sizes share a label); languages not in
+    the model's pre-training data sit in a shaded band left of the smallest size. The legend gives each
+    method's Spearman coefficient and n.
+    """
+    from matplotlib.patches import Patch
+
+    from lrltool.report import TASK_NAMES, gain_unit
+
+    tables: list[Table] = []
+    for corr in corrs:
+        if corr.table not in tables:
+            tables.append(corr.table)
+    fig = _figure(11.0, 0.6 + 4.2 * len(tables))
+    axes = fig.subplots(len(tables), 1, squeeze=False).ravel()
+    for ax, table in zip(axes, tables, strict=True):
+        series = [c for c in corrs if c.table is table]
+        seen_gb = [gb for c in series for _, gb, _ in c.points if gb]
+        x_unseen = min(seen_gb) / 5 if seen_gb else 0.01
+        colors = _colors(len(series))
+        for k, corr in enumerate(series):
+            rho = "n/a" if corr.spearman is None else f"{corr.spearman:+.2f}"
+            ax.scatter(
+                [gb if gb else x_unseen for _, gb, _ in corr.points],
+                [g for _, _, g in corr.points],
+                color=colors[k],
+                marker=MARKERS[k % len(MARKERS)],
+                label=f"{corr.column.label} (Spearman ρ {rho}, n={corr.n_spearman})",
+                zorder=3,
+            )
+        ax.set_xscale("log")
+        ax.axhline(0.0, color="0.3", lw=0.8, zorder=1)
+        handles, labels = ax.get_legend_handles_labels()
+        positions = {lang: gb if gb else x_unseen for c in series for lang, gb, _ in c.points}
+        if any(x == x_unseen for x in positions.values()):
+            ax.axvspan(x_unseen / 2, x_unseen * 2, color=UNSEEN_SHADE, zorder=0, lw=0)
+            handles.append(Patch(color=UNSEEN_SHADE, label="not in pre-training data"))
+            labels.append("not in pre-training data")
+        ax.set_xlim(x_unseen / 2.5, max(positions.values()) * 2)
+        _name_languages(ax, positions)
+        ax.set_title(f"{TASK_NAMES.get(table.task, table.task)}", loc="left")
+        ax.set_xlabel("the language's data in the model's pre-training (GB, log scale)")
+        ax.set_ylabel(gain_unit(table).replace(" (", "\n("))
+        ax.grid(alpha=0.3, zorder=1)
+        ax.legend(handles, labels, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(f"Gain over the baseline against pre-training data size, {model} (higher is better)")
+    fig.savefig(path, format="png")
+
+
+def _name_languages(ax: Any, positions: dict[str, float]) -> None:
+    """Language codes on a top axis at their x; languages closer than ~15% share one label."""
+    clusters: list[tuple[float, list[str]]] = []
+    for lang, x in sorted(positions.items(), key=lambda item: item[1]):
+        if clusters and x / clusters[-1][0] < 1.15:
+            clusters[-1][1].append(lang.split("_")[0])
+        else:
+            clusters.append((x, [lang.split("_")[0]]))
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(
+        [x for x, _ in clusters], [", ".join(names) for _, names in clusters], rotation=90, fontsize=7
+    )
+    top.tick_params(axis="x", which="minor", top=False, labeltop=False)
+
+
+def draw_sizes(model: str, sizes: list[SizeSeries], path: Path) -> None:
+    """PPPL or F1 against adaptation data size (log x), one line per method (and language), one panel
+    per task; the baseline of a single-language panel is a dashed line."""
+    from lrltool.report import PPPL_METRICS, TASK_NAMES
+
+    tables: list[Table] = []
+    for series in sizes:
+        if series.table not in tables:
+            tables.append(series.table)
+    fig = _figure(11.0, 0.6 + 4.0 * len(tables))
+    axes = fig.subplots(len(tables), 1, squeeze=False).ravel()
+    for ax, table in zip(axes, tables, strict=True):
+        panel = [s for s in sizes if s.table is table]
+        langs = sorted({s.lang for s in panel})
+        colors = _colors(len(panel))
+        for k, series in enumerate(panel):
+            label = series.column.label + (f" ({series.lang})" if len(langs) > 1 else "")
+            ax.plot(
+                [p[0] for p in series.points],
+                [p[1] * table.scale for p in series.points],
+                marker=MARKERS[k % len(MARKERS)],
+                color=colors[k],
+                label=label,
+            )
+        if len(langs) == 1:
+            base = table.cells.get((langs[0], table.baseline))
+            if base is not None:
+                ax.axhline(
+                    base.mean * table.scale, ls="--", color="0.3", label=f"baseline ({table.baseline.label})"
+                )
+        ax.set_xscale("log")
+        if table.kind == "pppl":
+            ax.set_yscale("log")
+            ax.set_ylabel(f"{table.metric} (log; lower is better)")
+            ax.set_title(f"Pseudo-perplexity ({PPPL_METRICS[table.metric]})", loc="left")
+        else:
+            ax.set_ylabel(f"{table.metric} (%; higher is better)")
+            ax.set_title(TASK_NAMES.get(table.task, table.task), loc="left")
+        ax.set_xlabel(f"adaptation data ({panel[0].unit}, log scale)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    all_langs = sorted({s.lang for s in sizes})
+    fig.suptitle(
+        f"Against adaptation data size, {model}" + (f" ({all_langs[0]})" if len(all_langs) == 1 else "")
+    )
+    fig.savefig(path, format="png")
+
+
+def draw_run(run: RunLog, path: Path) -> None:
+    """Training loss by step, validation loss by step, and the best validation point."""
+    fig = _figure(7.0, 4.5)
+    ax = fig.add_subplot()
+    if run.train:
+        steps, losses = zip(*run.train, strict=True)
+        ax.plot(steps, losses, lw=1.2, color="tab:blue", label="training loss")
+    if run.evals:
+        steps, losses = zip(*run.evals, strict=True)
+        ax.plot(steps, losses, lw=1.2, marker="o", ms=4, color="tab:orange", label="validation loss")
+        best_step, best_loss = min(run.evals, key=lambda point: point[1])
+        ax.scatter(
+            [best_step],
+            [best_loss],
+            marker="*",
+            s=160,
+            color="tab:red",
+            zorder=3,
+            label=f"best validation {best_loss:.3f} (step {best_step})",
+        )
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss (lower is better)")
+    ax.set_title(f"Loss curves: {run.title}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.savefig(path, format="png")

@@ -1,0 +1,120 @@
+"""FLORES-200 / FLORES+ sentences of one split (``devtest`` by default, or ``dev``) -> text records.
+
+Published formats:
+
+- FLORES-200 tarball (``flores200_dataset/{dev,devtest}/<code>.{dev,devtest}``): one sentence a line,
+  997 dev and 1012 devtest sentences. Layout as DESIGN.md gives it; no copy was available here to check.
+- FLORES+ (hub dataset ``openlanguagedata/flores_plus``, gated: the user must accept its terms). Confirmed
+  from public code: older revisions hold ``{dev,devtest}/<code>.parquet``, newer ones
+  ``{dev,devtest}/<code>.jsonl``; both have a ``text`` column/key and an ``id``. Both are read; without
+  ``--input`` both patterns are requested and whichever the revision has is downloaded. Not confirmed
+  here: the other FLORES+ columns (``url``, ``domain``, ``topic`` are carried into ``meta`` if present).
+
+``--input`` is one of those files, or a folder holding ``<split>/<code>.<split|parquet|jsonl>`` (or
+``flores200_dataset/<split>/...``). Records: ``id`` ``"<split>:<n>"`` (the FLORES+ id or the line
+number), ``text``, ``lang`` (FLORES code), ``source`` ``"flores"``, ``meta`` with the split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from lrltool.errors import InputError
+from lrltool.sources import hub
+from lrltool.sources.base import FetchRequest, first_match, input_root, no_files_error, parquet_batches
+from lrltool.streams import Record, Stats, iter_lines, read_records, require
+
+REPO = "openlanguagedata/flores_plus"
+SPLITS = ("devtest", "dev")
+META_COLUMNS = ("url", "domain", "topic")
+
+
+def _patterns(code: str, split: str) -> list[str]:
+    return [
+        f"{split}/{code}.{split}",
+        f"flores200_dataset/{split}/{code}.{split}",
+        f"{split}/{code}.parquet",
+        f"{split}/{code}.jsonl",
+    ]
+
+
+def locate(request: FetchRequest, splits: tuple[str, ...]) -> dict[str, list[Path]]:
+    code = request.code
+    if request.input is None:
+        patterns = [p for split in splits for p in (f"{split}/{code}.parquet", f"{split}/{code}.jsonl")]
+        root = hub.snapshot(REPO, patterns, revision=request.revision, what=f"FLORES+ {code} sentences")
+    else:
+        root = input_root(request)
+        if root.is_file():
+            return {split: [root] for split in splits}
+    located = {}
+    for split in splits:
+        files = first_match(root, _patterns(code, split))
+        if not files:
+            raise no_files_error(
+                f"FLORES {split} file for {code}",
+                root,
+                _patterns(code, split),
+                hint="give the file itself or the folder that holds <split>/ (check the code with --code)",
+            )
+        located[split] = files[:1]
+    return located
+
+
+def read(paths: list[Path], request: FetchRequest, split: str) -> Iterator[Record]:
+    path = paths[0]
+    lang = request.language.flores
+    stats = request.stats
+    for number, text, meta in _rows(path, request):
+        stats.records_in += 1
+        if not text.strip():
+            stats.drop("empty_text")
+            continue
+        yield {
+            "id": f"{split}:{number}",
+            "text": text,
+            "lang": lang,
+            "source": "flores",
+            "meta": {"split": split, **meta},
+        }
+
+
+def _rows(path: Path, request: FetchRequest) -> Iterator[tuple[object, str, dict[str, object]]]:
+    """``(id, text, meta)`` of a FLORES+ parquet/jsonl file or a FLORES-200 plain-text file."""
+    if path.suffix == ".parquet":
+        row = 0
+        for batch in parquet_batches(
+            path, ["id", "text", *META_COLUMNS], ["text"], what="FLORES+ parquet (column 'text')"
+        ):
+            ids = batch.get("id")
+            for i, text in enumerate(batch["text"]):
+                row += 1
+                if not isinstance(text, str):
+                    request.reject(InputError(f"row {row}: 'text' is not a string"), path)
+                    continue
+                meta = {key: batch[key][i] for key in META_COLUMNS if key in batch}
+                yield (ids[i] if ids is not None else row), text, meta
+    elif path.suffix == ".jsonl":
+        bad_json = Stats("flores")  # lines the reader itself skips under --skip-bad-lines
+        reader = read_records(path, skip_bad_lines=request.skip_bad_lines, stats=bad_json)
+        for record in reader:
+            try:
+                text = require(record, "text", what="FLORES+ record")
+            except InputError as exc:
+                request.reject(exc, path, reader.line)
+                continue
+            meta = {key: record[key] for key in META_COLUMNS if key in record}
+            yield record.get("id", reader.line), text, meta
+        if bad_json.dropped:
+            request.stats.drop("bad_line", bad_json.dropped["bad_line"])
+    else:
+        for number, raw in iter_lines(path):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                request.reject(
+                    InputError("line is not valid UTF-8", hint="expected UTF-8 text"), path, number
+                )
+                continue
+            yield number, text, {}

@@ -1,0 +1,126 @@
+"""Downloads for ``fetch`` without ``--input``: exactly the files the local reader reads, into the HF cache.
+
+``snapshot`` downloads the files of a hub dataset repository that match a few patterns (one language of
+GlotCC, one split folder of SIB-200, ...) with ``huggingface_hub.snapshot_download`` and returns the
+snapshot folder, which the source then searches exactly as it searches a ``--input`` folder. ``cached_url``
+does the same for a file published outside the hub (the ConceptNet dump) under ``$HF_HOME/lrltool/``.
+
+``HF_HUB_OFFLINE=1`` is honoured: cached files are used, and a miss is one line saying what to download
+and where. Hub errors (gated, missing repository or revision, no network) become :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lrltool.errors import InputError
+
+
+def offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def snapshot(
+    repo_id: str,
+    patterns: list[str],
+    *,
+    revision: str | None = None,
+    what: str,
+) -> Path:
+    """Download the files of dataset ``repo_id`` matching ``patterns`` (at ``revision``); their folder.
+
+    ``what`` names the data in errors (e.g. "GlotCC-V1 ron-Latn shards").
+    """
+    import huggingface_hub
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    from lrltool import ui
+
+    if ui.quiet():
+        huggingface_hub.utils.disable_progress_bars()
+    url = f"https://huggingface.co/datasets/{repo_id}"
+    at = f" at revision {revision}" if revision else ""
+    try:
+        folder = huggingface_hub.snapshot_download(
+            repo_id,
+            repo_type="dataset",
+            revision=revision,
+            allow_patterns=patterns,
+        )
+    except GatedRepoError:
+        raise InputError(
+            f"{repo_id} is gated: downloading {what} needs an account that accepted its terms",
+            hint=f"accept them at {url}, log in (hf auth login or HF_TOKEN), or give --input PATH",
+        ) from None
+    except RepositoryNotFoundError:
+        raise InputError(
+            f"no dataset {repo_id} on the Hugging Face hub (or it is private)",
+            hint="check the language's code for this source (--code), or give --input PATH",
+        ) from None
+    except RevisionNotFoundError:
+        raise InputError(
+            f"dataset {repo_id} has no revision {revision!r}",
+            hint="check --revision",
+        ) from None
+    except LocalEntryNotFoundError:
+        if offline():
+            raise InputError(
+                f"HF_HUB_OFFLINE=1 and {what} ({repo_id}{at}: {', '.join(patterns)}) are not in the"
+                " Hugging Face cache",
+                hint="run the same command once online to download them, or give --input PATH",
+            ) from None
+        raise InputError(
+            f"cannot reach the Hugging Face hub to download {what} from {repo_id}, and they are not cached",
+            hint="check the network (or HF_ENDPOINT), or give --input PATH",
+        ) from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise InputError(
+            f"downloading {what} from {repo_id} failed ({type(exc).__name__}: {exc})",
+            hint="try again, or give --input PATH",
+        ) from None
+    return Path(folder)
+
+
+def lrltool_cache() -> Path:
+    """``$HF_HOME/lrltool``: where files published outside the hub are cached."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "lrltool"
+
+
+def cached_url(url: str, relative: str, *, what: str) -> Path:
+    """The file at ``url``, downloaded once to ``$HF_HOME/lrltool/<relative>`` (atomically)."""
+    target = lrltool_cache() / relative
+    if target.is_file():
+        return target
+    if offline():
+        raise InputError(
+            f"HF_HUB_OFFLINE=1 and {what} is not cached at {target}",
+            hint=f"download {url} to that path, or give --input PATH",
+        )
+    from huggingface_hub.file_download import http_get
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".incomplete")
+    try:
+        with open(partial, "wb") as out:
+            http_get(url, out, displayed_filename=target.name)
+    except BaseException as exc:  # network errors come in many types; none may leave a file behind
+        partial.unlink(missing_ok=True)
+        if not isinstance(exc, Exception):
+            raise
+        raise InputError(
+            f"downloading {what} from {url} failed ({type(exc).__name__}: {exc})",
+            hint=f"check the network, or download it yourself to {target} (or give --input PATH)",
+        ) from None
+    os.replace(partial, target)
+    return target

@@ -1,0 +1,120 @@
+"""The paper's binary sentiment sets (``<name>_sa``) -> classification records, one file per split.
+
+Published format: hub datasets ``DGurgurov/<name>_sa`` (e.g. ``DGurgurov/romanian_sa``, confirmed: its
+file tree holds ``train.csv``, ``dev.csv``, ``test.csv``, CC BY-SA 4.0), comma-separated with a header and
+columns ``text`` and ``label`` (0/1) as DESIGN.md gives them; not confirmed here beyond DESIGN.md: the
+column names (an ``id`` column is used when present). The table's names for some languages are guesses
+(see data/languages.tsv): a missing repository is a one-line "not found" error.
+
+``--input`` is the repository folder (``train.csv`` ...) or a folder holding ``<name>_sa/``. Records:
+``{"id", "text", "label"}`` with the label kept as the source has it, as a string ``"0"``/``"1"``;
+``dev`` is written as ``validation``.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+from lrltool.errors import InputError
+from lrltool.sources import hub
+from lrltool.sources.base import FetchRequest, first_match, input_root, no_files_error
+from lrltool.streams import Record, open_text
+
+OWNER = "DGurgurov"
+LABELS = ("0", "1")
+FILES = {"train": "train.csv", "validation": "dev.csv", "test": "test.csv"}
+_HINT = "expected a CSV file with a header and columns text, label (0 or 1)"
+
+
+def locate(request: FetchRequest, splits: tuple[str, ...]) -> dict[str, list[Path]]:
+    code = request.code
+    if request.input is None:
+        root = hub.snapshot(
+            f"{OWNER}/{code}",
+            [FILES[split] for split in splits],
+            revision=request.revision,
+            what=f"the {code} sentiment splits",
+        )
+    else:
+        root = input_root(request)
+        if root.is_file():
+            if len(splits) != 1:
+                raise InputError(
+                    "a single file holds one split",
+                    hint="pick it with --split, or give the folder that holds all three",
+                    path=str(root),
+                )
+            return {splits[0]: [root]}
+    located = {}
+    for split in splits:
+        patterns = [FILES[split], f"{code}/{FILES[split]}"]
+        files = first_match(root, patterns)
+        if not files:
+            raise no_files_error(
+                f"sentiment {split} file ({FILES[split]})",
+                root,
+                patterns,
+                hint=f"give the {code} folder (check the dataset name with --code)",
+            )
+        located[split] = files
+    return located
+
+
+def normalize_label(value: str) -> str | None:
+    """``"1"``, ``"1.0"``, `` 1 `` -> ``"1"``; None for anything that is not 0 or 1."""
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return str(int(number)) if number in (0.0, 1.0) else None
+
+
+def read(paths: list[Path], request: FetchRequest, split: str) -> Iterator[Record]:
+    stats = request.stats
+    path = paths[0]
+    with open_text(path) as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, None)
+            if header is None or "text" not in header or "label" not in header:
+                raise InputError(f"header is {header!r}", hint=_HINT)
+            text_at, label_at = header.index("text"), header.index("label")
+            id_at = header.index("id") if "id" in header else None
+            number = 0
+            for row in reader:
+                if not row:
+                    continue
+                number += 1
+                stats.records_in += 1
+                if len(row) != len(header):
+                    request.reject(
+                        InputError(
+                            f"expected {len(header)} comma-separated fields, found {len(row)}", hint=_HINT
+                        ),
+                        path,
+                        reader.line_num,
+                    )
+                    continue
+                label = normalize_label(row[label_at])
+                if label is None:
+                    request.reject(
+                        InputError(f"label {row[label_at]!r} is not 0 or 1", hint=_HINT),
+                        path,
+                        reader.line_num,
+                    )
+                    continue
+                text = row[text_at]
+                if not text.strip():
+                    stats.drop("empty_text")
+                    continue
+                record_id = row[id_at] if id_at is not None else f"{split}:{number}"
+                yield {"id": record_id, "text": text, "label": label}
+        except csv.Error as exc:
+            raise InputError(
+                f"malformed CSV ({exc})", hint=_HINT, path=str(path), line=reader.line_num
+            ) from None
+        except InputError as exc:
+            raise exc.located(str(path), reader.line_num or None) from None

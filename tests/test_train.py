@@ -1,0 +1,583 @@
+"""train-adapter: loss, masking, data, cache, run folder, resume, bad input, processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lrltool import models, runs, train
+from lrltool.tiny import corpus_lines
+from tests.conftest import ROOT
+
+STEPS_ARGS = ["--batch-size", "4", "--max-seq-length", "32", "--eval-steps", "3", "--log-steps", "1"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # The suite shares two cores with other jobs; oversubscribed torch threads are many times slower here.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Text records in the published shape: id, text, lang, source."""
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        for i, line in enumerate(corpus_lines()[:240]):
+            record = {"id": f"glotcc-{i}", "text": line, "lang": "ron_Latn", "source": "glotcc"}
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path
+
+
+def _run(cli, model, corpus, out, *extra, cache=None, input=None, env=None):
+    args = [
+        "train-adapter",
+        "-m",
+        model,
+        "-o",
+        out,
+        *STEPS_ARGS,
+        "--cache-dir",
+        cache or out.parent / "cache",
+    ]
+    if corpus is not None:
+        args += ["--train", corpus]
+    return cli([*args, *extra], input=input, env=env)
+
+
+def _adapter_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter.safetensors"))
+
+
+def _one_line_error(result, text: str) -> None:
+    assert result.exit_code == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert text in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+# --- loss -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", ["tiny_xlmr", "tiny_bert", "tiny_llama"])
+def test_masked_position_head_loss_equals_full_logits_loss(request, fixture):
+    source = models.resolve_model(str(request.getfixturevalue(fixture)))
+    tokenizer = models.load_tokenizer(source)
+    model = models.load_model(source)
+    models.add_adapter(model, "lang", "seq_bn_inv")  # the inverse hook must act on both paths
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    spec = train.TokenizeSpec(source.objective, 24, packing=False, whole_word=False)
+    blocks = train.tokenize_texts([*corpus_lines()[:5], "Un câine."], tokenizer, spec)
+    examples = []
+    for i in range(len(blocks)):
+        ids, ws = blocks.example(i)
+        if source.objective == "mlm":
+            masker = train.Masker(
+                tokenizer.mask_token_id, np.array(tokenizer.all_special_ids), len(tokenizer), 0.3, False
+            )
+            examples.append(masker(ids, ws, np.random.default_rng(i)))
+        else:
+            examples.append((ids, None))
+    batch = train.collate(examples, tokenizer.pad_token_id)
+    assert (batch["attention_mask"] == 0).any()  # padding is present and must be ignored
+    with torch.no_grad():
+        loss_sum, count = train.lm_loss_sum(model, models.lm_head(model), batch, source.objective)
+        reference = train.full_logits_loss(model, batch, source.objective)
+    expected_count = (
+        int((batch["labels"] != -100).sum())
+        if source.objective == "mlm"
+        else int(batch["attention_mask"][:, 1:].sum())
+    )
+    assert int(count) == expected_count > 0
+    torch.testing.assert_close(loss_sum / count, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_masking_rates_specials_and_whole_words(tiny_bert):
+    source = models.resolve_model(str(tiny_bert))
+    tokenizer = models.load_tokenizer(source)
+    specials = np.array(sorted(tokenizer.all_special_ids))
+    spec = train.TokenizeSpec("mlm", 128, packing=True, whole_word=True)
+    blocks = train.tokenize_texts(corpus_lines(), tokenizer, spec)
+    masker = train.Masker(tokenizer.mask_token_id, specials, len(tokenizer), 0.15, whole_word=False)
+    chosen = replaced = randomized = candidates = 0
+    for i in range(len(blocks)):
+        ids, _ = blocks.example(i)
+        inputs, labels = masker(ids, None, np.random.default_rng([7, i]))
+        selected = labels != -100
+        assert not np.isin(ids[selected], specials).any()  # special tokens are never targets
+        assert np.array_equal(labels[selected], ids[selected])
+        assert np.array_equal(inputs[~selected], ids[~selected])
+        candidates += int((~np.isin(ids, specials)).sum())
+        chosen += int(selected.sum())
+        replaced += int((inputs[selected] == tokenizer.mask_token_id).sum())
+        randomized += int(((inputs != ids) & selected & (inputs != tokenizer.mask_token_id)).sum())
+    assert candidates > 20_000
+    assert abs(chosen / candidates - 0.15) < 0.01
+    assert abs(replaced / chosen - 0.8) < 0.02
+    assert 0.07 < randomized / chosen < 0.11  # 10% random draws, a few of which hit the same token
+
+    wwm = train.Masker(tokenizer.mask_token_id, specials, len(tokenizer), 0.3, whole_word=True)
+    encoding = tokenizer("Ploaia cade încet peste orașele îndepărtate și câmpurile nesfârșite.")
+    words = encoding.word_ids()
+    ids = np.array(encoding["input_ids"])
+    word_blocks = train.tokenize_texts(
+        ["Ploaia cade încet peste orașele îndepărtate și câmpurile nesfârșite."], tokenizer, spec
+    )
+    assert np.array_equal(word_blocks.example(0)[0], ids)
+    multi_piece = [w for w in set(words) if w is not None and words.count(w) > 1]
+    assert multi_piece  # the sentence has words of several word pieces
+    for seed in range(20):
+        _, labels = wwm(ids, word_blocks.example(0)[1], np.random.default_rng(seed))
+        for w in set(words) - {None}:
+            positions = [i for i, x in enumerate(words) if x == w]
+            masked = {labels[i] != -100 for i in positions}
+            assert len(masked) == 1  # a word is masked whole or not at all
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def test_validation_split_is_deterministic_and_order_free():
+    texts = [f"text {i}" for i in range(200)] + ["text 5"] * 3
+    train_a, val_a = train.split_validation(texts, 0.05, 2000)
+    _, val_b = train.split_validation(list(reversed(texts)), 0.05, 2000)
+    assert sorted(val_a) == sorted(val_b) and len(set(val_a)) == 10
+    assert not set(train_a) & set(val_a)  # copies of a held-out text are held out too
+    assert len(train_a) + len(val_a) == len(texts)
+    assert train_a == [t for t in texts if t not in set(val_a)]  # training order kept
+    assert len(train.split_validation(texts, 0.5, 7)[1]) >= 7
+    assert train.split_validation(["only one"], 0.1, 10) == (["only one"], [])
+
+
+def test_packing_and_line_by_line_blocks(tiny_xlmr, tiny_llama):
+    tokenizer = models.load_tokenizer(models.resolve_model(str(tiny_xlmr)))
+    texts = corpus_lines()[:50]
+    per_text = [tokenizer(t)["input_ids"] for t in texts]
+    packed = train.tokenize_texts(texts, tokenizer, train.TokenizeSpec("mlm", 32, True, False))
+    assert packed.tokens == sum(map(len, per_text))
+    assert np.array_equal(packed.ids, np.concatenate(per_text))
+    lengths = np.diff(packed.starts)
+    assert (lengths[:-1] == 32).all() and 0 < lengths[-1] <= 32
+    lines = train.tokenize_texts(texts, tokenizer, train.TokenizeSpec("mlm", 16, False, False))
+    assert len(lines) == 50
+    for i, ids in enumerate(per_text):
+        got, _ = lines.example(i)
+        expected = ids if len(ids) <= 16 else [*ids[:15], tokenizer.sep_token_id]  # truncation keeps </s>
+        assert got.tolist() == expected
+
+    llama_tok = models.load_tokenizer(models.resolve_model(str(tiny_llama)))
+    clm = train.tokenize_texts(texts[:3], llama_tok, train.TokenizeSpec("clm", 512, False, False))
+    for i, text in enumerate(texts[:3]):
+        assert clm.example(i)[0].tolist() == [*llama_tok(text)["input_ids"], llama_tok.eos_token_id]
+
+
+def test_tokenization_cache_is_reused_and_keyed(tiny_xlmr, tmp_path, monkeypatch):
+    tokenizer = models.load_tokenizer(models.resolve_model(str(tiny_xlmr)))
+    texts = corpus_lines()[:40]
+    spec = train.TokenizeSpec("mlm", 32, True, False)
+    digest = train.hash_texts(texts)
+    first, hit, folder = train.load_or_tokenize(texts, digest, tokenizer, spec, tmp_path)
+    assert not hit and (folder / "meta.json").is_file() and folder.parent == tmp_path / "tokenized"
+
+    def no_tokenizing(*args, **kwargs):
+        raise AssertionError("tokenized again although the cache holds this data")
+
+    monkeypatch.setattr(train, "tokenize_texts", no_tokenizing)
+    second, hit, same = train.load_or_tokenize(texts, digest, tokenizer, spec, tmp_path)
+    assert hit and same == folder
+    assert np.array_equal(first.ids, second.ids) and np.array_equal(first.starts, second.starts)
+    other = train.TokenizeSpec("mlm", 16, True, False)
+    assert train.cache_key(digest, tokenizer, other) != train.cache_key(digest, tokenizer, spec)
+    assert train.cache_key(train.hash_texts(texts[1:]), tokenizer, spec) != train.cache_key(
+        digest, tokenizer, spec
+    )
+
+
+def test_presets_and_explicit_settings():
+    paper = train.make_settings("paper-conceptnet")
+    assert (paper.max_steps, paper.batch_size, paper.lr, paper.eval_steps, paper.seed) == (
+        25_000,
+        16,
+        1e-4,
+        500,
+        42,
+    )
+    assert paper.line_by_line and paper.mlm_probability == 0.15 and paper.warmup_ratio == 0.0
+    assert train.make_settings("paper-glotcc", lr=5e-5).max_steps == 100_000
+    assert train.make_settings("paper-glotcc", lr=5e-5).lr == 5e-5
+    assert train.make_settings(None).line_by_line is False
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def test_train_adapter_run_folder(cli, tiny_xlmr, corpus, tmp_path):
+    out = tmp_path / "run"
+    result = _run(cli, tiny_xlmr, corpus, out, "--max-steps", "6", "--method", "seq_bn_inv")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""  # stdout carries data only
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "adapter",
+        "checkpoints",
+        "log.jsonl",
+        "training.json",
+    ]
+    info = json.loads((out / "training.json").read_text())
+    assert info["finished"] is True and info["steps"] == 6 and info["method"] == "seq_bn_inv"
+    assert (info["lang"], info["source"], info["objective"], info["adapter_name"]) == (
+        "ron_Latn",
+        "glotcc",
+        "mlm",
+        "ron_Latn",
+    )
+    texts = [json.loads(line)["text"] for line in corpus.read_text().splitlines()]
+    assert info["data"]["hash"] == train.hash_texts(texts)
+    assert info["data"]["records"] == 240 and info["data"]["validation_records"] == 2
+    assert info["data"]["train_records"] == 238
+    assert info["model"] == str(tiny_xlmr) and info["model_revision"] is None
+    assert info["settings"]["max_seq_length"] == 32 and info["settings"]["batch_size"] == 4
+    assert set(info["versions"]) >= {"lrltool", "torch", "transformers", "adapters"}
+    assert info["trainable_parameters"] == sum(t.numel() for t in _adapter_tensors(out / "adapter").values())
+    assert f"{info['trainable_parameters']:,} trainable parameters" in result.stderr
+    log = runs.read_log(out / "log.jsonl")
+    assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4, 5, 6]
+    assert set(log[0]) == {"step", "loss", "lr", "epoch"} and log[0]["lr"] == 1e-4
+    evals = [e for e in log if "eval_loss" in e]
+    assert [e["step"] for e in evals] == [3, 6]
+    best = min(evals, key=lambda e: e["eval_loss"])
+    assert (info["best_step"], info["best_eval_loss"]) == (best["step"], best["eval_loss"])
+    assert "step 6/6" in result.stderr and "tokens/s" in result.stderr and "ETA" in result.stderr
+    assert "# language adapter" in (out / "README.md").read_text()
+
+
+def test_only_adapter_weights_change_and_best_checkpoint_is_exported(tiny_bert, corpus, tmp_path):
+    settings = train.make_settings(max_steps=8, batch_size=4, max_seq_length=32, eval_steps=2, lr=3e-2)
+    result = train.train_language_adapter(
+        model=str(tiny_bert),
+        train=corpus,
+        output=tmp_path / "run",
+        settings=settings,
+        cache_dir=tmp_path / "c",
+    )
+    fresh = models.load_model(models.resolve_model(str(tiny_bert)))
+    fresh_state = fresh.state_dict()
+    for name, tensor in result.model.state_dict().items():
+        if not models.is_adapter_parameter(name, "ron_Latn"):
+            assert torch.equal(tensor, fresh_state[name]), name  # body and MLM head: bitwise unchanged
+    torch.manual_seed(settings.seed)  # the adapter's initial weights, as train-adapter draws them
+    models.add_adapter(fresh, "ron_Latn", "seq_bn")
+    initial = {n: p.detach().clone() for n, p in fresh.named_parameters() if p.requires_grad}
+    trained = {n: p for n, p in result.model.named_parameters() if p.requires_grad}
+    assert initial.keys() == trained.keys() and len(initial) == 8
+    assert all(not torch.equal(initial[n], trained[n]) for n in initial)  # every adapter weight trained
+    log = runs.read_log(tmp_path / "run" / "log.jsonl")
+    evals = {e["step"]: e["eval_loss"] for e in log if "eval_loss" in e}
+    best_step = min(evals, key=evals.get)
+    assert result.info["best_step"] == best_step == result.info["exported_step"]
+    best = runs.load_checkpoint(tmp_path / "run" / "checkpoints" / "best", with_optimizer=False)
+    assert best.state["step"] == best_step
+    exported = _adapter_tensors(tmp_path / "run" / "adapter")
+    assert exported.keys() == best.weights.keys()
+    assert all(torch.equal(exported[k], best.weights[k]) for k in exported)
+    last = runs.load_checkpoint(tmp_path / "run" / "checkpoints" / "last").weights  # step 6 != best step
+    assert any(not torch.equal(exported[k], last[k]) for k in exported)
+
+
+def test_stdin_pipeline_llama_clm(cli, tiny_llama, corpus, tmp_path):
+    out = tmp_path / "run"
+    result = _run(
+        cli, tiny_llama, None, out, "--max-steps", "3", "--method", "lora", input=corpus.read_text()
+    )
+    assert result.exit_code == 0, result.stderr
+    info = json.loads((out / "training.json").read_text())
+    assert info["objective"] == "clm" and info["data"]["records"] == 240 and info["method"] == "lora"
+    fresh = models.load_model(models.resolve_model(str(tiny_llama)))
+    assert models.load_adapter(fresh, out) == "ron_Latn"
+
+
+def test_full_training_writes_a_model(cli, tiny_xlmr, corpus, tmp_path):
+    out = tmp_path / "run"
+    result = _run(cli, tiny_xlmr, corpus, out, "--max-steps", "2", "--method", "full", "--lr", "1e-2")
+    assert result.exit_code == 0, result.stderr
+    assert (out / "model" / "model.safetensors").is_file() and not (out / "adapter").exists()
+    source = models.resolve_model(str(out / "model"))  # a plain, valid model folder
+    trained = models.load_model(source).state_dict()
+    base_model = models.load_model(models.resolve_model(str(tiny_xlmr)))
+    base = base_model.state_dict()
+    assert not torch.equal(trained["lm_head.dense.weight"], base["lm_head.dense.weight"])
+    assert not torch.equal(
+        trained["roberta.embeddings.word_embeddings.weight"],
+        base["roberta.embeddings.word_embeddings.weight"],
+    )
+    # every distinct weight (parameters() counts the tied embedding/decoder matrix once): 144,744
+    assert json.loads((out / "training.json").read_text())["trainable_parameters"] == sum(
+        p.numel() for p in base_model.parameters()
+    )
+
+
+def test_whole_word_line_by_line_run(cli, tiny_bert, corpus, tmp_path):
+    out = tmp_path / "run"
+    result = _run(cli, tiny_bert, corpus, out, "--max-steps", "2", "--whole-word-mask", "--line-by-line")
+    assert result.exit_code == 0, result.stderr
+    info = json.loads((out / "training.json").read_text())
+    assert info["settings"]["whole_word_mask"] and info["settings"]["line_by_line"]
+    assert info["data"]["examples"] == 238  # one example per training text
+
+
+def test_second_run_uses_the_cache(cli, tiny_xlmr, corpus, tmp_path):
+    first = _run(cli, tiny_xlmr, corpus, tmp_path / "a", "--max-steps", "1", cache=tmp_path / "cache")
+    second = _run(cli, tiny_xlmr, corpus, tmp_path / "b", "--max-steps", "1", cache=tmp_path / "cache")
+    assert first.exit_code == second.exit_code == 0
+    assert "(tokenized in" in first.stderr and "(cached in" in second.stderr
+    info = json.loads((tmp_path / "b" / "training.json").read_text())
+    assert info["cache"].startswith(str(tmp_path / "cache" / "tokenized"))
+
+
+# --- resume ---------------------------------------------------------------------------------------
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(cli, tiny_xlmr, corpus, tmp_path):
+    args = ["--max-steps", "7", "--method", "seq_bn_inv", "--lr", "1e-2", "--eval-steps", "2"]
+    whole = _run(cli, tiny_xlmr, corpus, tmp_path / "whole", *args)
+    assert whole.exit_code == 0, whole.stderr
+    cut = _run(cli, tiny_xlmr, corpus, tmp_path / "cut", *args, env={"LRLTOOL_TEST_INTERRUPT_AT_STEP": "3"})
+    assert cut.exit_code == 130, cut.stderr
+    assert "interrupted at step 3 of 7; checkpoint saved in" in cut.stderr
+    assert "resume with: " in cut.stderr and "--resume" in cut.stderr and "Traceback" not in cut.stderr
+    assert not (tmp_path / "cut" / "adapter").exists()
+    assert json.loads((tmp_path / "cut" / "training.json").read_text())["finished"] is False
+    assert runs.load_checkpoint(tmp_path / "cut" / "checkpoints" / "last").state["step"] == 3
+    resumed = _run(cli, tiny_xlmr, corpus, tmp_path / "cut", *args, "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "resuming" in resumed.stderr and "at step 3 of 7" in resumed.stderr
+    a, b = _adapter_tensors(tmp_path / "whole" / "adapter"), _adapter_tensors(tmp_path / "cut" / "adapter")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert runs.read_log(tmp_path / "whole" / "log.jsonl") == runs.read_log(tmp_path / "cut" / "log.jsonl")
+    whole_info = json.loads((tmp_path / "whole" / "training.json").read_text())
+    cut_info = json.loads((tmp_path / "cut" / "training.json").read_text())
+    assert (cut_info["best_step"], cut_info["best_eval_loss"]) == (
+        whole_info["best_step"],
+        whole_info["best_eval_loss"],
+    )
+    again = _run(cli, tiny_xlmr, corpus, tmp_path / "cut", *args, "--resume")
+    _one_line_error(again, "already finished")
+
+
+def test_resume_with_other_settings_is_refused(cli, tiny_xlmr, corpus, tmp_path):
+    out = tmp_path / "run"
+    cut = _run(cli, tiny_xlmr, corpus, out, "--max-steps", "4", env={"LRLTOOL_TEST_INTERRUPT_AT_STEP": "1"})
+    assert cut.exit_code == 130
+    other = _run(cli, tiny_xlmr, corpus, out, "--max-steps", "4", "--lr", "1e-3", "--resume")
+    _one_line_error(other, "--resume with different settings than the interrupted run: lr 0.0001 -> 0.001")
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_real_pipeline(tiny_xlmr, corpus, tmp_path):
+    """A real process reading a pipe, a real SIGINT: exit 130 and the resume command on stderr."""
+    out = tmp_path / "run"
+    lrltool = Path(sys.executable).parent / "lrltool"
+    command = (
+        f"cat {corpus} | {lrltool} train-adapter -m {tiny_xlmr} -o {out} --max-steps 5 --batch-size 4"
+        f" --max-seq-length 32 --cache-dir {tmp_path / 'cache'}"
+    )
+    env = {**os.environ, "LRLTOOL_TEST_INTERRUPT_AT_STEP": "2", "OMP_NUM_THREADS": "1"}
+    proc = _run_group(["bash", "-o", "pipefail", "-c", command], env)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stdout == ""
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted at step 2 of 5")
+    assert f"resume with: lrltool train-adapter -m {tiny_xlmr} -o {out}" in last and last.endswith("--resume")
+    assert runs.load_checkpoint(out / "checkpoints" / "last").state["step"] == 2
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def test_empty_training_data(cli, tiny_xlmr, tmp_path):
+    out = tmp_path / "run"
+    result = _run(cli, tiny_xlmr, None, out, input='{"text": "  "}\n')
+    _one_line_error(result, "no training text")
+    assert not out.exists()
+
+
+def test_record_without_text(cli, tiny_xlmr, tmp_path):
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"text": "Un câine."}\n{"id": "2", "sentence": "fără text"}\n')
+    out = tmp_path / "run"
+    result = _run(cli, tiny_xlmr, data, out)
+    _one_line_error(result, f"{data}:2: text record has no 'text' key")
+    assert not out.exists()
+
+
+def test_unknown_method(cli, tiny_xlmr, corpus, tmp_path):
+    result = _run(cli, tiny_xlmr, corpus, tmp_path / "run", "--method", "houlsby")
+    _one_line_error(result, "unknown adapter method 'houlsby'; choose one of seq_bn, seq_bn_inv, lora, full")
+    assert not (tmp_path / "run").exists()
+
+
+def test_max_seq_length_beyond_the_model(cli, tiny_xlmr, corpus, tmp_path):
+    result = _run(cli, tiny_xlmr, corpus, tmp_path / "run", "--max-seq-length", "4096")
+    _one_line_error(result, "--max-seq-length 4096 is beyond the model's limit of 128 tokens")
+    assert not (tmp_path / "run").exists()
+
+
+def test_model_without_weights_and_hostile_model(cli, tiny_xlmr, corpus, tmp_path):
+    empty = tmp_path / "m"
+    shutil.copytree(tiny_xlmr, empty)
+    (empty / "model.safetensors").unlink()
+    result = _run(cli, empty, corpus, tmp_path / "run")
+    _one_line_error(result, "no weights (*.safetensors)")
+    hostile = tmp_path / "h"
+    shutil.copytree(tiny_xlmr, hostile)
+    config = json.loads((hostile / "config.json").read_text())
+    config["_attn_implementation_internal"] = "kernels-community/evil"
+    (hostile / "config.json").write_text(json.dumps(config))
+    result = _run(cli, hostile, corpus, tmp_path / "run")
+    _one_line_error(result, "a hub repository")
+    assert not (tmp_path / "run").exists()
+
+
+def test_output_holding_another_run(cli, tiny_xlmr, corpus, tmp_path):
+    out = tmp_path / "run"
+    assert _run(cli, tiny_xlmr, corpus, out, "--max-steps", "1").exit_code == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.rglob("*")}
+    result = _run(cli, tiny_xlmr, corpus, out, "--max-steps", "1")
+    _one_line_error(result, "holds another run; choose a new -o, add --resume to continue it, or --force")
+    assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    forced = _run(cli, tiny_xlmr, corpus, out, "--max-steps", "2", "--force")
+    assert forced.exit_code == 0 and json.loads((out / "training.json").read_text())["steps"] == 2
+
+
+def test_hub_model_revision_is_recorded(cli, tiny_xlmr, corpus, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / commit
+    shutil.copytree(tiny_xlmr, snapshot)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kwargs: str(snapshot))
+    out = tmp_path / "run"
+    result = _run(cli, "org/tiny", corpus, out, "--max-steps", "1", "--revision", "v1")
+    assert result.exit_code == 0, result.stderr
+    info = json.loads((out / "training.json").read_text())
+    assert (info["model"], info["model_revision"]) == ("org/tiny", commit)
+    assert f"revision `{commit}`" in (out / "README.md").read_text()
+
+
+def test_offline_hub_model_not_in_the_cache(cli, corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    result = _run(cli, "someone/uncached-model", corpus, tmp_path / "run")
+    _one_line_error(result, "'someone/uncached-model' is not in the Hugging Face cache")
+    assert "hf download someone/uncached-model" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_objective_that_does_not_fit_the_model(cli, tiny_llama, corpus, tmp_path):
+    result = _run(cli, tiny_llama, corpus, tmp_path / "run", "--objective", "mlm")
+    _one_line_error(result, "is a decoder (llama): it trains with CLM, not MLM")
+
+
+# --- several processes ----------------------------------------------------------------------------
+
+
+def _run_group(command: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a command in its own process group, and kill the whole group (torchrun's workers) on timeout."""
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_equal_one_process_with_the_global_batch(tiny_xlmr, corpus, tmp_path):
+    model = tmp_path / "m"
+    shutil.copytree(tiny_xlmr, model)
+    config = json.loads((model / "config.json").read_text())
+    config.update(
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )  # dropout draws differ by process
+    (model / "config.json").write_text(json.dumps(config))
+    common = [
+        "-m",
+        str(model),
+        "--train",
+        str(corpus),
+        "--max-steps",
+        "4",
+        "--eval-steps",
+        "2",
+        "--lr",
+        "1e-2",
+    ]
+    common += ["--max-seq-length", "32", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).parent / "torchrun"
+    launch = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "lrltool", "train-adapter"]
+    two = _run_group([*launch, *common, "-o", str(tmp_path / "two"), "--batch-size", "2"], env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    single = [sys.executable, "-m", "lrltool", "train-adapter", *common, "-o", str(tmp_path / "one")]
+    one = _run_group([*single, "--batch-size", "4"], env)
+    assert one.returncode == 0, one.stderr[-3000:]
+    info = json.loads((tmp_path / "two" / "training.json").read_text())
+    assert info["processes"] == 2 and info["finished"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        "README.md",
+        "adapter",
+        "checkpoints",
+        "log.jsonl",
+        "training.json",
+    ]
+    a, b = _adapter_tensors(tmp_path / "two" / "adapter"), _adapter_tensors(tmp_path / "one" / "adapter")
+    fresh = models.load_model(models.resolve_model(str(model)))
+    torch.manual_seed(42)  # the adapter's initial weights, as train-adapter draws them
+    models.add_adapter(fresh, "ron_Latn", "seq_bn")
+    initial = {n: p.detach() for n, p in fresh.named_parameters() if p.requires_grad}
+    assert a.keys() == b.keys() == initial.keys()
+    for key in a:
+        # Sums in another order differ in the last bits, and Adam magnifies that where a gradient is ~0;
+        # two steps of training moved the weights by far more than the tolerance.
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=5e-5)
+    assert max(float((b[k] - initial[k]).abs().max()) for k in b) > 1e-2
+    two_log, one_log = (
+        runs.read_log(tmp_path / "two" / "log.jsonl"),
+        runs.read_log(tmp_path / "one" / "log.jsonl"),
+    )
+    assert [e["step"] for e in two_log] == [e["step"] for e in one_log]
+    for x, y in zip(two_log, one_log, strict=True):
+        key = "loss" if "loss" in x else "eval_loss"
+        assert x[key] == pytest.approx(y[key], rel=1e-5)
