@@ -172,13 +172,15 @@ def evaluate_mlm(
     """Pseudo-perplexity of the text records in ``input_path`` under ``model`` (+ ``adapter``).
 
     Reads: JSONL text records (``text``; ``lang``, ``id`` used when present), the model (folder or hub
-    id, validated by models.resolve_model) and an adapter folder, a train-adapter run or a hub adapter.
+    id, validated by models.resolve_model) and an adapter folder, a train-adapter run or a hub adapter;
+    a `full` run given as the adapter has its model/ scored instead of ``model``.
     Writes: three metric records (pppl, pppl_mean, pppl_word) to ``output`` (stdout by default) and, with
     ``per_sentence``, one record per text (id, pll, pppl, tokens, words, truncated; token log-probs with
     ``token_logprobs``), each file atomically. ``lang``: the records' (one language) or ``--lang``;
     ``method``/``source``: from the run's training.json unless given. Returns the metric records.
 
-    Refuses: no --model, a decoder model, an adapter made for another base model (ModelError); an empty
+    Refuses: no --model (UsageError); a decoder model, an adapter or `full` run made from another base
+    model (ModelError); an empty
     evaluation set, a record without text, records of several languages without --lang (InputError).
     """
     from lrltool import models
@@ -198,10 +200,15 @@ def evaluate_mlm(
         )
     adapter_dir = models.resolve_adapter(adapter) if adapter is not None else None
     method, source = adaptation_of(model_source.path, adapter_dir, method=method, source=source)
+    scored_source = model_source
+    if adapter_dir is not None and not (adapter_dir / models.ADAPTER_CONFIG).is_file():
+        # A `full` run (continued pre-training) has a whole model, not an adapter: score that model.
+        scored_source = _full_run_model(adapter_dir, model_source)
+        adapter_dir = None
     torch_device, torch_dtype = _device_and_dtype(device, dtype)
 
-    tokenizer = models.load_tokenizer(model_source)
-    lm = models.load_model(model_source, head="lm", device=torch_device, dtype=torch_dtype)
+    tokenizer = models.load_tokenizer(scored_source)
+    lm = models.load_model(scored_source, head="lm", device=torch_device, dtype=torch_dtype)
     if adapter_dir is not None:
         models.load_adapter(lm, adapter_dir)
     result = score_pll(
@@ -277,6 +284,21 @@ def evaluate_mlm(
     )
     stats.finish(stats_path)
     return records
+
+
+def _full_run_model(model_dir: Path, base: Any) -> Any:
+    """The model of a `full` run, refused unless it was trained from a model like ``base``."""
+    from lrltool import models
+
+    trained = models.resolve_model(str(model_dir))
+    if (trained.model_type, trained.config["hidden_size"]) != (base.model_type, base.config["hidden_size"]):
+        raise ModelError(
+            f"the run trained a {trained.model_type} model of hidden size {trained.config['hidden_size']},"
+            f" not one like {base.name} ({base.model_type}, hidden size {base.config['hidden_size']})",
+            hint="give --model the base model the run was trained from",
+            path=str(model_dir.parent),
+        )
+    return trained
 
 
 def _device_and_dtype(device: str | None, dtype: str | None) -> tuple[Any, Any]:

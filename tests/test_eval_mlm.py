@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import orjson
 import pytest
@@ -159,15 +158,44 @@ def test_bare_adapter_folder_method_from_its_config(cli, tiny_bert, seq_bn_adapt
     assert record["value"] == pytest.approx(math.exp(-total / tokens), rel=1e-5)
 
 
-def test_full_run_model_folder_is_method_full(cli, tiny_xlmr, tmp_path):
-    run = tmp_path / "run-full"
-    shutil.copytree(tiny_xlmr, run / "model")
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """A `full` train-adapter run: model/ (other weights than the base, same tokenizer) + training.json."""
+    from lrltool.tiny import build_tiny
+
+    run = tmp_path_factory.mktemp("run-full")
+    build_tiny("xlmr", run / "model", seed=1)
     (run / "training.json").write_text(json.dumps({"method": "full", "source": "conceptnet"}))
+    return run
+
+
+@pytest.mark.parametrize("how", ["model", "adapter"])
+def test_full_run_scores_its_model_as_method_full(cli, tiny_xlmr, full_run, tmp_path, how):
     data = _write_texts(tmp_path / "flores.jsonl")
-    result = cli(["eval", "--task", "mlm", "-m", run / "model", data])
+    if how == "model":  # --model RUN/model
+        args, adapter = ["-m", full_run / "model"], None
+    else:  # --model BASE --adapter RUN, as pipeline.mk calls it
+        args, adapter = ["-m", tiny_xlmr, "--adapter", full_run], str(full_run)
+    result = cli(["eval", "--task", "mlm", *args, data])
     assert result.exit_code == 0, result.stderr
     record = _records(result.stdout)[0]
-    assert (record["method"], record["source"], record["adapter"]) == ("full", "conceptnet", None)
+    assert (record["method"], record["source"], record["adapter"]) == ("full", "conceptnet", adapter)
+    reference = _reference(full_run / "model")
+    base = _reference(tiny_xlmr)
+    expected = math.exp(-sum(p for p, _ in reference) / sum(c for _, c in reference))
+    assert record["value"] == pytest.approx(expected, rel=1e-5)
+    assert record["value"] != pytest.approx(
+        math.exp(-sum(p for p, _ in base) / sum(c for _, c in base)), rel=1e-3
+    )
+
+
+def test_progress_on_stderr(cli, tiny_xlmr, tmp_path):
+    data = _write_texts(tmp_path / "flores.jsonl")
+    result = cli(["eval", "--task", "mlm", "-m", tiny_xlmr, data], env={"LRLTOOL_PROGRESS": "1"})
+    assert result.exit_code == 0, result.stderr
+    assert "pseudo-perplexity" in result.stderr
+    assert "sentences 2/2" in result.stderr and "tokens_per_s" in result.stderr
+    assert len(_records(result.stdout)) == 3  # stdout still carries the records only
 
 
 def test_truncation_is_reported(cli, tiny_xlmr, tmp_path):
@@ -257,6 +285,12 @@ def test_adapter_for_another_hidden_size(cli, tmp_path, inv_run, outputs):
     data = _write_texts(tmp_path / "flores.jsonl")
     result = _eval(cli, other, data, outputs, "--adapter", inv_run)
     _assert_one_line_error(result, "made for hidden size 64, the model has 32", leftovers=outputs)
+
+
+def test_full_run_from_another_base_model(cli, tiny_bert, full_run, tmp_path, outputs):
+    data = _write_texts(tmp_path / "flores.jsonl")
+    result = _eval(cli, tiny_bert, data, outputs, "--adapter", full_run)
+    _assert_one_line_error(result, "the run trained a xlm-roberta model of hidden size 64", leftovers=outputs)
 
 
 def test_decoder_model(cli, tiny_llama, tmp_path, outputs):
