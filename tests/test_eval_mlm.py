@@ -316,3 +316,30 @@ def test_usage_errors(cli, tiny_xlmr, tmp_path, outputs, args, expected):
     out, sentences = outputs
     result = cli(["eval", *args, str(data), "-o", out, "--per-sentence", sentences])
     _assert_one_line_error(result, expected, code=2, leftovers=outputs)
+
+
+def test_fetch_flores_pipe_into_eval(tiny_xlmr, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import EXAMPLES
+
+    lrltool = Path(sys.executable).parent / "lrltool"
+    per_sentence = tmp_path / "sentences.jsonl.zst"
+    command = (
+        f"{lrltool} fetch flores --lang ron --input {EXAMPLES / 'flores'} --quiet"
+        f" | {lrltool} eval --task mlm -m {tiny_xlmr} --per-sentence {per_sentence} -q"
+    )
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    records = _records(done.stdout)
+    assert [r["metric"] for r in records] == ["pppl", "pppl_mean", "pppl_word"]
+    assert {(r["lang"], r["split"], r["n"]) for r in records} == {("ron_Latn", "devtest", 204)}
+    from lrltool.streams import read_records
+
+    rows = list(read_records(per_sentence))
+    assert [r["id"] for r in rows] == [f"devtest:{i}" for i in range(1, 205)]
+    assert math.fsum(r["pll"] for r in rows) == pytest.approx(records[0]["details"]["pll"], rel=1e-12)
