@@ -40,13 +40,51 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest -q
 
+# --- the pipeline (pipeline.mk) --------------------------------------------------------------------
+# Variables (defaults in pipeline.mk, all documented in README.md): MODEL, METHODS, SOURCES, TASKS,
+# SEEDS, PRESET, DATA, OUT, FULL, FULL_FT, FUSION_METHODS, GLOTCC_CAP, PROMPT_MODEL, CAP_SIZES, ...
+# They reach the sub-make as command-line variables; LANG does not reach any recipe's environment.
+PIPELINE = $(MAKE) --no-print-directory -f pipeline.mk LRLTOOL=$(LRLTOOL)
+# The language's FLORES code, through the registry (ron, ro, ron_Latn and Romanian all work).
+resolve = $$($(LRLTOOL) languages $(1) --field flores)
+LANGS ?= $(LANGUAGE)
+OUT ?= runs
+
+.PHONY: all data adapters finetune metrics report sweep sizes
+all data adapters finetune metrics report sizes: install
+	$(PIPELINE) L=$(call resolve,$(LANGUAGE)) $@
+
+# Several languages, then one report over all of them.
+sweep: install
+	for lang in $(LANGS); do $(PIPELINE) L=$$($(LRLTOOL) languages $$lang --field flores) metrics; done
+	$(LRLTOOL) report $(OUT)/*/metrics/*.jsonl --compare-paper -o $(OUT)/report
+	@echo "report: $(OUT)/report/report.md"
+
 # Prints the settings a run would use; also shows that LANG stays out of the recipes' environment.
 show-config:
 	@echo "language: $(LANGUAGE)"
 	@echo "LANG in the recipe environment: $${LANG-<unset>}"
 
-demo: install
-	$(BIN)/python -m lrltool.demo --out $(DEMO) --lang $(LANGUAGE)
+# --- the offline demo ----------------------------------------------------------------------------------
+# The same chain on examples/ (Romanian) with tiny models built offline; minutes on a laptop.
+DEMO_SETTINGS := OUT=$(DEMO) DATA=examples MODEL=$(DEMO)/models/tiny-xlmr PRESET= SEEDS=1 \
+	METHODS="seq_bn seq_bn_inv" FULL=no FULL_FT=no FUSION_METHODS=seq_bn GLOTCC_CAP=1M \
+	PROMPT_MODEL=$(DEMO)/models/tiny-llama PROMPT_SHOTS=0 \
+	TRAIN_ARGS="--max-steps 200 --batch-size 8 --max-seq-length 128 --eval-steps 50" \
+	FINETUNE_ARGS="--epochs 2 --batch-size 16 --max-length 128"
+
+$(DEMO)/models/tiny-xlmr/.done: | install
+	$(LRLTOOL) tiny-model --arch xlmr -o $(@D)
+	touch $@
+
+$(DEMO)/models/tiny-llama/.done: | install
+	$(LRLTOOL) tiny-model --arch llama --max-length 512 -o $(@D)
+	touch $@
+
+demo: install $(DEMO)/models/tiny-xlmr/.done $(DEMO)/models/tiny-llama/.done
+	$(PIPELINE) L=ron_Latn $(DEMO_SETTINGS) report
+	@echo "demo report (a tiny random model: the numbers show the pipeline works, not what adapters buy):"
+	@echo "$(DEMO)/ron_Latn/report/report.md"
 
 bench: install
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,bench]'

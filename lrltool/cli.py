@@ -119,11 +119,26 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar o
 def languages_cli(
     code: Annotated[str | None, typer.Argument(help="Show only the language this code names.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per language.")] = False,
+    field: Annotated[
+        str | None,
+        typer.Option(
+            "--field",
+            help="Print only this code of each language (flores, glotcc, iso1, iso3, conceptnet, ...).",
+        ),
+    ] = None,
 ) -> None:
     """List the supported languages and the code each data source uses for them."""
+    from lrltool.errors import UsageError
     from lrltool.languages import registry, resolve_language
 
     langs = [resolve_language(code)] if code else list(registry())
+    if field is not None:
+        known = list(langs[0].as_record())
+        if field not in known:
+            raise UsageError(f"unknown field '{field}'", hint=f"choose one of {', '.join(known)}")
+        for lang in langs:
+            sys.stdout.write(f"{lang.as_record()[field]}\n")
+        return
     if as_json:
         import orjson
 
@@ -648,6 +663,109 @@ def finetune_cli(
 
 
 # --- eval -----------------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_cli(
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            "-t",
+            help="mlm: pseudo-perplexity of text records; tc, sa, ner: a finetune run's scores.",
+        ),
+    ],
+    input_path: InputArg = "-",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model folder or hub id.")] = None,
+    adapter: Annotated[
+        str | None,
+        typer.Option("--adapter", help="Language adapter: train-adapter run, adapter folder or hub id."),
+    ] = None,
+    revision: Annotated[str | None, typer.Option(help="Hub commit/branch/tag of --model.")] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="PLL variant: original (Salazar et al.) or within_word_l2r.")
+    ] = None,
+    paper_compat: Annotated[
+        bool, typer.Option("--paper-compat", help="Score the special tokens too, as the paper's script.")
+    ] = False,
+    per_sentence: Annotated[
+        str | None, typer.Option("--per-sentence", help="Also write one record per sentence here.")
+    ] = None,
+    token_logprobs: Annotated[
+        bool, typer.Option("--token-logprobs", help="Add each token's log-probability to --per-sentence.")
+    ] = False,
+    max_length: Annotated[
+        int | None, typer.Option(help="Cut longer texts (counted); default: the model's limit.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="mlm: most masked copies per forward pass; tc/sa/ner: examples (32).")
+    ] = None,
+    batch_tokens: Annotated[
+        int | None, typer.Option(help="Most copies x padded length per forward pass (8192).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto (default).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 (default), bfloat16 or float16.")] = None,
+    lang: Annotated[
+        str | None, typer.Option("--lang", "-l", help="Language of the texts (default: the records').")
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="Override the adaptation method (default: from the run).")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Override the adaptation data source (default: from the run).")
+    ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run", help="tc/sa/ner: a finetune run folder (a folder of seed-N runs: one each + mean)."
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", help="tc/sa/ner: test file, or folder with test.jsonl(.zst) (default: the run's)."
+        ),
+    ] = None,
+    predictions: Annotated[
+        str | None,
+        typer.Option(
+            "--predictions", help="tc/sa/ner: also write each example's gold and predicted labels here."
+        ),
+    ] = None,
+    output: OutputOpt = "-",
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Evaluate a model: metric records to stdout, one per metric (append them to a results file)."""
+    from lrltool.evaluate import run_eval
+
+    ui.configure(quiet=quiet)
+    options = dict(
+        input_path=input_path,
+        model=model,
+        adapter=adapter,
+        revision=revision,
+        variant=variant,
+        paper_compat=paper_compat,
+        per_sentence=per_sentence,
+        token_logprobs=token_logprobs,
+        max_length=max_length,
+        batch_size=batch_size,
+        batch_tokens=batch_tokens,
+        device=device,
+        dtype=dtype,
+        lang=lang,
+        method=method,
+        source=source,
+        run=run,
+        data=data,
+        predictions=predictions,
+        output=output,
+        skip_bad_lines=skip_bad_lines,
+        stats_path=str(stats) if stats is not None else None,
+    )
+    run_eval(task, {k: v for k, v in options.items() if v is not None and v is not False})
 
 
 # --- report ---------------------------------------------------------------------------------------

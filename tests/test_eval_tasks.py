@@ -322,3 +322,59 @@ def test_task_evaluator_writes_records_and_refuses_bad_options(trained, tmp_path
             run=str(trained["tc"]), input_path="a.jsonl", data="b.jsonl", output=str(tmp_path / "x.jsonl")
         )
     assert not (tmp_path / "x.jsonl").exists()
+
+
+# --- the eval command -------------------------------------------------------------------------------
+
+
+def _one_line_error(result, code: int, text: str) -> None:
+    assert result.exit_code == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and text in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_eval_command_writes_metric_records_and_predictions(cli, trained, tmp_path):
+    from sklearn.metrics import f1_score
+
+    predictions = tmp_path / "pred.jsonl.zst"
+    result = cli(
+        ["eval", "--task", "tc", "--run", trained["tc"], "--predictions", predictions, "--batch-size", 4]
+    )
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["metric"] for r in records] == ["macro_f1", "accuracy"]
+    assert "eval tc: 20 in, 2 out" in result.stderr
+    from lrltool.streams import read_records
+
+    rows = list(read_records(predictions))  # .zst by suffix
+    assert records[0]["value"] == f1_score(
+        [r["gold"] for r in rows], [r["predicted"] for r in rows], average="macro"
+    )
+    # batch size does not change the scores
+    again = cli(["eval", "--task", "tc", "--run", trained["tc"], "--batch-size", 32])
+    assert [json.loads(line)["value"] for line in again.stdout.splitlines()] == [r["value"] for r in records]
+
+
+def test_eval_command_bad_input_is_one_line_and_writes_nothing(cli, trained, tmp_path):
+    pred = tmp_path / "pred.jsonl"
+    _one_line_error(cli(["eval", "--task", "tc", "--run", trained["glotcc"], "--predictions", pred]), 1,
+                    "a train-adapter run (a language adapter), not a finetune run")  # fmt: skip
+    _one_line_error(cli(["eval", "--task", "sa", "--run", trained["tc"], "--predictions", pred]), 1,
+                    "trained for the task tc, not sa")  # fmt: skip
+    bad = read_jsonl(trained["data-tc"] / "test.jsonl")
+    bad[1]["label"] = "cooking"
+    bad_file = write_jsonl(tmp_path / "bad.jsonl", bad)
+    tc = ["eval", "--task", "tc", "--run", trained["tc"], "--predictions", pred]
+    _one_line_error(
+        cli([*tc, "--data", bad_file]), 1, f"{bad_file}:2: label 'cooking' is not one of the tc labels"
+    )
+    empty = write_jsonl(tmp_path / "empty.jsonl", [])
+    _one_line_error(cli(["eval", "--task", "tc", "--run", trained["tc"], empty, "--predictions", pred]), 1,
+                    "no tc examples in the file")  # fmt: skip
+    _one_line_error(cli(["eval", "--task", "tc", "--data", empty]), 2, "--task tc needs --run")
+    _one_line_error(cli(["eval", "--task", "tc", "--run", trained["tc"], "--variant", "original"]), 2,
+                    "--variant does not apply to --task tc")  # fmt: skip
+    _one_line_error(cli(["eval", "--task", "mlm", "--model", trained["model"], "--run", trained["tc"]]), 2,
+                    "--run does not apply to --task mlm")  # fmt: skip
+    assert not pred.exists()

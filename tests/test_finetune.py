@@ -554,7 +554,9 @@ def test_end_to_end_train_adapter_finetune_eval(cli, pipeline, tiny_xlmr, task, 
     done = cli(args)
     assert done.exit_code == 0, done.stderr
     assert done.stdout == ""  # stdout carries data only; finetune writes a folder
-    records = taskeval.evaluate_task_run(task=task, run=out)
+    evaluated = cli(["eval", "--task", task, "--run", out])
+    assert evaluated.exit_code == 0, evaluated.stderr
+    records = [json.loads(line) for line in evaluated.stdout.splitlines()]
     metrics = ["macro_f1", "accuracy"] if task != "ner" else ["precision", "recall", "f1"]
     assert [r["metric"] for r in records] == metrics
     n_test = {"tc": 204, "sa": 80, "ner": 60}[task]
@@ -579,11 +581,13 @@ def test_end_to_end_fusion_then_report(cli, pipeline, tmp_path):
     ]
     done = cli([*args, "-o", out, *langs])
     assert done.exit_code == 0, done.stderr
-    records = taskeval.evaluate_task_run(task="ner", run=out)
+    evaluated = cli(["eval", "--task", "ner", "--run", out])
+    assert evaluated.exit_code == 0, evaluated.stderr
+    records = [json.loads(line) for line in evaluated.stdout.splitlines()]
     assert {(r["method"], r["source"]) for r in records} == {("fusion", "glotcc+conceptnet")}
     assert [r["seed"] for r in records if r["metric"] == "f1"] == [1, 2, None]
     metrics = tmp_path / "metrics.jsonl"
-    write_jsonl(metrics, records)
+    metrics.write_text(evaluated.stdout)  # eval ... >> results.jsonl, then report
     report = cli(["report", metrics])
     assert report.exit_code == 0, report.stderr
     assert "fusion" in report.stdout
@@ -603,5 +607,7 @@ def test_end_to_end_on_a_full_continued_pretraining_run(cli, pipeline, tiny_xlmr
     assert done.exit_code == 0, done.stderr
     info = json.loads((out / "training.json").read_text())
     assert info["base_model_path"] == str((root / "lang-full" / "model").resolve())
-    records = taskeval.evaluate_task_run(task="tc", run=out)
+    evaluated = cli(["eval", "--task", "tc", "--run", out])
+    assert evaluated.exit_code == 0, evaluated.stderr
+    records = [json.loads(line) for line in evaluated.stdout.splitlines()]
     assert {(r["method"], r["source"], r["model"]) for r in records} == {("full", "glotcc", str(tiny_xlmr))}

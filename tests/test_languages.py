@@ -89,3 +89,13 @@ def test_languages_command_table_and_unknown(cli):
     assert bad.exit_code == 2
     assert bad.stderr.startswith("error: unknown language 'xx'")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_languages_field_prints_one_code(cli):
+    result = cli(["languages", "Romanian", "--field", "flores"])
+    assert result.exit_code == 0
+    assert result.stdout == "ron_Latn\n"
+    assert cli(["languages", "--field", "glotcc"]).stdout.splitlines()[1] == "ron-Latn"
+    bad = cli(["languages", "ro", "--field", "nope"])
+    assert bad.exit_code == 2
+    assert bad.stderr.startswith("error: unknown field 'nope'")

@@ -1,0 +1,216 @@
+# The lrltool pipeline for one language. The top-level Makefile calls it with L=<FLORES code> (resolved
+# through the language registry) and the user's variables; see README.md "The Makefile".
+#
+#   fetch -> verbalize -> cap -> train-adapter (METHODS x SOURCES, + full) -> finetune (TASKS x adapters,
+#   + baselines, + fusion) -> eval -> report
+#
+# Every step writes a real file target (a run's .done marker, a metrics file) so Make skips finished work
+# and `make -j` trains independent runs side by side; a failed step leaves no target that looks done.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.SECONDARY:
+MAKEFLAGS += --no-builtin-rules
+
+ifeq ($(origin LANG),command line)
+unexport LANG
+endif
+export PYTHONUTF8 := 1
+
+ifndef L
+$(error pipeline.mk needs L=<FLORES code>; run it through the top-level Makefile: make LANG=ron all)
+endif
+
+LRLTOOL ?= .venv/bin/lrltool
+MODEL ?= xlm-roberta-base
+METHODS ?= seq_bn seq_bn_inv lora
+SOURCES ?= glotcc conceptnet
+TASKS ?= tc sa ner
+SEEDS ?= 1 2 3
+PRESET ?= paper
+DATA ?=
+OUT ?= runs
+FULL ?= yes
+FULL_FT ?= yes
+FUSION_METHODS ?= seq_bn
+GLOTCC_CAP ?= 1G
+SPLIT ?= train=0.8,validation=0.1,test=0.1
+PROMPT_MODEL ?=
+PROMPT_SHOTS ?= 0 3
+PROMPT_TASKS ?= tc sa
+CAP_SIZES ?= 1M 10M 100M 1G
+SIZE_METHODS ?= seq_bn
+TRAIN_ARGS ?=
+FINETUNE_ARGS ?=
+EVAL_ARGS ?=
+REPORT_ARGS ?= --compare-paper
+
+D := $(OUT)/$(L)
+empty :=
+space := $(empty) $(empty)
+comma := ,
+SEEDS_CSV := $(subst $(space),$(comma),$(strip $(SEEDS)))
+# --input for a source when DATA holds local copies (the layout of examples/), else download.
+input = $(if $(DATA),--input $(DATA)/$(1))
+train_preset = $(if $(PRESET),--preset $(PRESET)-$(1))
+finetune_preset = $(if $(PRESET),--preset $(PRESET))
+
+# Task -> fetch source.
+source_tc := sib200
+source_sa := sentiment
+source_ner := wikiann
+
+ADAPTER_METHODS := $(METHODS) $(if $(filter yes,$(FULL)),full)
+ADAPTERS := $(foreach m,$(ADAPTER_METHODS),$(foreach s,$(SOURCES),$(m)-$(s)))
+HAVE_BOTH := $(and $(filter glotcc,$(SOURCES)),$(filter conceptnet,$(SOURCES)))
+FUSIONS := $(if $(HAVE_BOTH),$(foreach m,$(filter $(METHODS),$(FUSION_METHODS)),fusion-$(m)))
+TASK_VARIANTS := baseline $(if $(filter yes,$(FULL_FT)),fullft) $(ADAPTERS) $(FUSIONS)
+
+MLM_METRICS := $(D)/metrics/mlm-base.jsonl $(foreach a,$(ADAPTERS),$(D)/metrics/mlm-$(a).jsonl)
+TASK_METRICS := $(foreach t,$(TASKS),$(foreach v,$(TASK_VARIANTS),$(D)/metrics/$(t)-$(v).jsonl))
+PROMPT_METRICS := $(if $(PROMPT_MODEL),$(foreach t,$(filter $(TASKS),$(PROMPT_TASKS)),\
+	$(foreach k,$(PROMPT_SHOTS),$(D)/metrics/$(t)-prompt-$(k)shot.jsonl)))
+METRICS := $(MLM_METRICS) $(TASK_METRICS) $(PROMPT_METRICS)
+
+.PHONY: all data adapters finetune metrics report sizes
+
+all: report
+data: $(D)/data/flores.jsonl.zst $(foreach s,$(SOURCES),$(D)/data/$(s)/.done) $(foreach t,$(TASKS),$(D)/data/$(t)/.done)
+adapters: $(foreach a,$(ADAPTERS),$(D)/adapters/$(a)/.done)
+finetune: $(foreach t,$(TASKS),$(foreach v,$(TASK_VARIANTS),$(D)/tasks/$(t)/$(v)/.done))
+metrics: $(METRICS)
+report: $(D)/report/report.md
+
+# --- data ------------------------------------------------------------------------------------------
+
+$(D)/data/glotcc-raw.jsonl.zst:
+	$(LRLTOOL) fetch glotcc --lang $(L) $(call input,glotcc) -o $@
+
+$(D)/data/glotcc/.done: $(D)/data/glotcc-raw.jsonl.zst
+	rm -rf $(@D)
+	$(LRLTOOL) cap $< --max-bytes $(GLOTCC_CAP) --split $(SPLIT) -o $(@D) --stats $(D)/data/glotcc-cap.json
+	touch $@
+
+$(D)/data/conceptnet-triples.jsonl.zst:
+	$(LRLTOOL) fetch conceptnet --lang $(L) $(call input,conceptnet) -o $@
+
+$(D)/data/conceptnet/.done: $(D)/data/conceptnet-triples.jsonl.zst
+	rm -rf $(@D)
+	$(LRLTOOL) verbalize $< | $(LRLTOOL) cap --split $(SPLIT) -o $(@D) --stats $(D)/data/conceptnet-cap.json
+	touch $@
+
+$(D)/data/flores.jsonl.zst:
+	$(LRLTOOL) fetch flores --lang $(L) $(call input,flores) -o $@
+
+$(D)/data/%/.done:
+	rm -rf $(@D)
+	$(LRLTOOL) fetch $(source_$*) --lang $(L) $(call input,$(source_$*)) -o $(@D)
+	touch $@
+
+# --- language adapters -------------------------------------------------------------------------------
+# A run folder left by an interrupted run is resumed; anything else is started afresh.
+
+define adapter_rule
+$(D)/adapters/$(1)-$(2)/.done: $(D)/data/$(2)/.done
+	$(LRLTOOL) train-adapter --model $(MODEL) --method $(1) $(call train_preset,$(2)) \
+		--train $(D)/data/$(2)/train.jsonl.zst --validation $(D)/data/$(2)/validation.jsonl.zst \
+		$(TRAIN_ARGS) $$(if $$(wildcard $$(@D)/checkpoints/*),--resume,--force) -o $$(@D)
+	touch $$@
+endef
+$(foreach m,$(ADAPTER_METHODS),$(foreach s,$(SOURCES),$(eval $(call adapter_rule,$(m),$(s)))))
+
+# --- downstream tasks -------------------------------------------------------------------------------
+
+# $(1) task, $(2) variant, $(3) finetune options, $(4) prerequisites
+define task_rule
+$(D)/tasks/$(1)/$(2)/.done: $(D)/data/$(1)/.done $(4)
+	$(LRLTOOL) finetune --task $(1) --model $(MODEL) --data $(D)/data/$(1) $(3) \
+		--seeds $(SEEDS_CSV) $(finetune_preset) $(FINETUNE_ARGS) --force -o $$(@D)
+	touch $$@
+
+$(D)/metrics/$(1)-$(2).jsonl: $(D)/tasks/$(1)/$(2)/.done
+	mkdir -p $$(@D)
+	$(LRLTOOL) eval --task $(1) --run $$(<D) $(EVAL_ARGS) > $$@
+endef
+$(foreach t,$(TASKS),$(eval $(call task_rule,$(t),baseline,,)))
+$(foreach t,$(TASKS),$(eval $(call task_rule,$(t),fullft,--method full,)))
+$(foreach t,$(TASKS),$(foreach a,$(ADAPTERS),$(eval $(call task_rule,$(t),$(a),\
+	--lang-adapter $(D)/adapters/$(a),$(D)/adapters/$(a)/.done))))
+$(foreach t,$(TASKS),$(foreach m,$(FUSION_METHODS),$(eval $(call task_rule,$(t),fusion-$(m),\
+	--lang-adapter $(D)/adapters/$(m)-conceptnet --lang-adapter $(D)/adapters/$(m)-glotcc --fusion,\
+	$(D)/adapters/$(m)-conceptnet/.done $(D)/adapters/$(m)-glotcc/.done))))
+
+# Prompting baselines with a local causal LM (zero- and K-shot).
+define prompt_rule
+$(D)/metrics/$(1)-prompt-$(2)shot.jsonl: $(D)/data/$(1)/.done
+	mkdir -p $$(@D)
+	$(LRLTOOL) eval --task $(1) --prompt --model $(PROMPT_MODEL) --data $(D)/data/$(1) --shots $(2) \
+		--lang $(L) $(EVAL_ARGS) > $$@
+endef
+$(foreach t,$(PROMPT_TASKS),$(foreach k,$(PROMPT_SHOTS),$(eval $(call prompt_rule,$(t),$(k)))))
+
+# --- pseudo-perplexity ---------------------------------------------------------------------------------
+
+$(D)/metrics/mlm-base.jsonl: $(D)/data/flores.jsonl.zst
+	mkdir -p $(@D)
+	$(LRLTOOL) eval --task mlm --model $(MODEL) $< $(EVAL_ARGS) > $@
+
+$(D)/metrics/mlm-full-%.jsonl: $(D)/data/flores.jsonl.zst $(D)/adapters/full-%/.done
+	mkdir -p $(@D)
+	$(LRLTOOL) eval --task mlm --model $(MODEL) --adapter $(D)/adapters/full-$* $< $(EVAL_ARGS) > $@
+
+$(D)/metrics/mlm-%.jsonl: $(D)/data/flores.jsonl.zst $(D)/adapters/%/.done
+	mkdir -p $(@D)
+	$(LRLTOOL) eval --task mlm --model $(MODEL) --adapter $(D)/adapters/$* $< $(EVAL_ARGS) > $@
+
+# --- report --------------------------------------------------------------------------------------------
+
+$(D)/report/report.md: $(METRICS)
+	$(LRLTOOL) report $(METRICS) $(foreach a,$(ADAPTERS),--runs $(D)/adapters/$(a)) $(REPORT_ARGS) -o $(@D)
+
+# --- how much adaptation data is enough (make LANG=mlt sizes) ------------------------------------------
+# The GlotCC training split capped at each of CAP_SIZES (validation and test stay the same), the same
+# adapter trained on each, then evaluated; report plots PPPL and F1 against adaptation-data size.
+
+SIZE_ADAPTERS := $(foreach m,$(SIZE_METHODS),$(foreach c,$(CAP_SIZES),$(m)-glotcc-$(c)))
+SIZE_METRICS := $(D)/metrics/mlm-base.jsonl \
+	$(foreach t,$(TASKS),$(D)/metrics/$(t)-baseline.jsonl) \
+	$(foreach a,$(SIZE_ADAPTERS),$(D)/sizes/metrics/mlm-$(a).jsonl \
+		$(foreach t,$(TASKS),$(D)/sizes/metrics/$(t)-$(a).jsonl))
+
+sizes: $(D)/sizes/report/report.md
+
+$(D)/sizes/report/report.md: $(SIZE_METRICS)
+	$(LRLTOOL) report $(SIZE_METRICS) $(foreach a,$(SIZE_ADAPTERS),--runs $(D)/sizes/adapters/$(a)) \
+		$(REPORT_ARGS) -o $(@D)
+
+$(D)/data/glotcc-%/train.jsonl.zst: $(D)/data/glotcc/.done
+	$(LRLTOOL) cap $(D)/data/glotcc/train.jsonl.zst --max-bytes $* -o $@
+
+define size_rule
+$(D)/sizes/adapters/$(1)-glotcc-$(2)/.done: $(D)/data/glotcc-$(2)/train.jsonl.zst
+	$(LRLTOOL) train-adapter --model $(MODEL) --method $(1) $(call train_preset,glotcc) \
+		--train $$< --validation $(D)/data/glotcc/validation.jsonl.zst \
+		$(TRAIN_ARGS) $$(if $$(wildcard $$(@D)/checkpoints/*),--resume,--force) -o $$(@D)
+	touch $$@
+
+$(D)/sizes/metrics/mlm-$(1)-glotcc-$(2).jsonl: $(D)/data/flores.jsonl.zst $(D)/sizes/adapters/$(1)-glotcc-$(2)/.done
+	mkdir -p $$(@D)
+	$(LRLTOOL) eval --task mlm --model $(MODEL) --adapter $(D)/sizes/adapters/$(1)-glotcc-$(2) $$< \
+		$(EVAL_ARGS) > $$@
+endef
+$(foreach m,$(SIZE_METHODS),$(foreach c,$(CAP_SIZES),$(eval $(call size_rule,$(m),$(c)))))
+
+define size_task_rule
+$(D)/sizes/tasks/$(1)/$(2)/.done: $(D)/data/$(1)/.done $(D)/sizes/adapters/$(2)/.done
+	$(LRLTOOL) finetune --task $(1) --model $(MODEL) --data $(D)/data/$(1) \
+		--lang-adapter $(D)/sizes/adapters/$(2) --seeds $(SEEDS_CSV) $(finetune_preset) $(FINETUNE_ARGS) \
+		--force -o $$(@D)
+	touch $$@
+
+$(D)/sizes/metrics/$(1)-$(2).jsonl: $(D)/sizes/tasks/$(1)/$(2)/.done
+	mkdir -p $$(@D)
+	$(LRLTOOL) eval --task $(1) --run $$(<D) $(EVAL_ARGS) > $$@
+endef
+$(foreach t,$(TASKS),$(foreach a,$(SIZE_ADAPTERS),$(eval $(call size_task_rule,$(t),$(a)))))
