@@ -388,11 +388,15 @@ def evaluate_task_command(
     predictions: str | None = None,
     batch_size: int | None = None,
     device: str | None = None,
+    lang: str | None = None,
     output: str = "-",
     skip_bad_lines: bool = False,
     stats_path: str | None = None,
 ) -> list[dict[str, Any]]:
     """``eval --task tc|sa|ner --run DIR [--data FILE_OR_DIR | FILE]``: metric records to ``output``.
+
+    ``lang`` labels the records with that language (a run trained without --lang or language adapter
+    knows none); by default the run's language.
 
     Reads a finetune run (or a folder of seed-N runs) and its test split, or ``data`` / the ``IN``
     argument; writes the metric records (stdout by default) and, with ``predictions``, one record per
@@ -418,6 +422,12 @@ def evaluate_task_command(
         device=device or "auto",
         skip_bad_lines=skip_bad_lines,
     )
+    if lang is not None:
+        from lrltool.languages import resolve_language
+
+        code = resolve_language(lang).flores
+        for record in records:
+            record["lang"] = code
     with write_records(output) as writer:
         writer.write_all(records)
     first = TASK_METRICS[task_spec(task).kind][0]

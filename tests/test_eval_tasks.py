@@ -354,6 +354,11 @@ def test_eval_command_writes_metric_records_and_predictions(cli, trained, tmp_pa
     # batch size does not change the scores
     again = cli(["eval", "--task", "tc", "--run", trained["tc"], "--batch-size", 32])
     assert [json.loads(line)["value"] for line in again.stdout.splitlines()] == [r["value"] for r in records]
+    # a run that knows no language (no adapter, no --lang at finetune) is labelled by eval --lang
+    unlabelled = cli(["eval", "--task", "ner", "--run", trained["ner"]])
+    assert {json.loads(line)["lang"] for line in unlabelled.stdout.splitlines()} == {None}
+    labelled = cli(["eval", "--task", "ner", "--run", trained["ner"], "--lang", "ro"])
+    assert {json.loads(line)["lang"] for line in labelled.stdout.splitlines()} == {"ron_Latn"}
 
 
 def test_eval_command_bad_input_is_one_line_and_writes_nothing(cli, trained, tmp_path):
