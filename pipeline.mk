@@ -125,7 +125,7 @@ $(foreach m,$(ADAPTER_METHODS),$(foreach s,$(SOURCES),$(eval $(call adapter_rule
 # $(1) task, $(2) variant, $(3) finetune options, $(4) prerequisites
 define task_rule
 $(D)/tasks/$(1)/$(2)/.done: $(D)/data/$(1)/.done $(4)
-	$(LRLTOOL) finetune --task $(1) --model $(MODEL) --data $(D)/data/$(1) $(3) \
+	$(LRLTOOL) finetune --task $(1) --model $(MODEL) --data $(D)/data/$(1) --lang $(L) $(3) \
 		--seeds $(SEEDS_CSV) $(finetune_preset) $(FINETUNE_ARGS) --force -o $$(@D)
 	touch $$@
 
@@ -204,7 +204,7 @@ $(foreach m,$(SIZE_METHODS),$(foreach c,$(CAP_SIZES),$(eval $(call size_rule,$(m
 
 define size_task_rule
 $(D)/sizes/tasks/$(1)/$(2)/.done: $(D)/data/$(1)/.done $(D)/sizes/adapters/$(2)/.done
-	$(LRLTOOL) finetune --task $(1) --model $(MODEL) --data $(D)/data/$(1) \
+	$(LRLTOOL) finetune --task $(1) --model $(MODEL) --data $(D)/data/$(1) --lang $(L) \
 		--lang-adapter $(D)/sizes/adapters/$(2) --seeds $(SEEDS_CSV) $(finetune_preset) $(FINETUNE_ARGS) \
 		--force -o $$(@D)
 	touch $$@

@@ -524,12 +524,157 @@ def train_adapter_cli(
 # --- finetune -------------------------------------------------------------------------------------
 
 
+@app.command("finetune")
+def finetune_cli(
+    task: Annotated[
+        str, typer.Option("--task", "-t", help="tc (SIB-200 topics), sa (sentiment) or ner (WikiANN).")
+    ],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", "-d", help="Folder with train/validation/test.jsonl(.zst) from `lrltool fetch`."
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Run folder to write (seed-N folders with --seeds).")
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Base model: a folder or hub id (default: the language adapter's)."
+        ),
+    ] = None,
+    lang_adapter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lang-adapter",
+            help="Language adapter (train-adapter run or adapter folder); twice with --fusion.",
+        ),
+    ] = None,
+    fusion: Annotated[
+        bool, typer.Option("--fusion", help="AdapterFusion of the two --lang-adapter.")
+    ] = False,
+    method: Annotated[
+        str, typer.Option("--method", help="adapter (task adapter) or full (fine-tune every weight).")
+    ] = ("adapter"),
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="paper: the paper's lr, batch, epochs, max length.")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option("--epochs", help="Training epochs (default 10).")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", help="Training steps (overrides --epochs).")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option("--lr", help="Peak learning rate (1e-4; 2e-5 for --method full).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", "-b", help="Examples per step (32).")
+    ] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option("--weight-decay", help="AdamW weight decay (0.01).")
+    ] = None,
+    warmup_ratio: Annotated[
+        float | None, typer.Option("--warmup-ratio", help="Linear warmup share (0.05).")
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option("--max-length", help="Longest input in tokens (256 for tc, 512 for sa/ner).")
+    ] = None,
+    eval_steps: Annotated[
+        int | None, typer.Option("--eval-steps", help="Validate every N steps (default: every epoch).")
+    ] = None,
+    eval_every_epoch: Annotated[
+        bool, typer.Option("--eval-every-epoch", help="Validate at the end of every epoch (the default).")
+    ] = False,
+    patience: Annotated[
+        int | None, typer.Option("--patience", help="Stop after N validations without improvement.")
+    ] = None,
+    label_all_subwords: Annotated[
+        bool,
+        typer.Option(
+            "--label-all-subwords", help="NER: tag every sub-token and score sub-tokens (the seed's way)."
+        ),
+    ] = False,
+    reduction_factor: Annotated[
+        int | None, typer.Option("--reduction-factor", help="Task adapter bottleneck reduction (16).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed of a single run (42).")] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option("--seeds", help="Comma-separated seeds, one run each in OUTDIR/seed-N (paper: 1,2,3)."),
+    ] = None,
+    lang: Annotated[
+        str | None,
+        typer.Option("--lang", "-l", help="Language of the data, for the records (default: the adapter's)."),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="Hub commit/branch/tag of --model.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in OUTDIR.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the run in OUTDIR.")] = False,
+    skip_bad_lines: SkipBadOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a task adapter (on a language adapter, a fusion of two, or alone) or fine-tune every weight."""
+    import shlex
+
+    from lrltool.errors import UsageError
+    from lrltool.finetune import finetune, make_settings, parse_seeds
+
+    ui.configure(quiet=quiet)
+    if eval_every_epoch and eval_steps is not None:
+        raise UsageError("--eval-steps and --eval-every-epoch exclude each other", hint="give one of them")
+    if seed is not None and seeds is not None:
+        raise UsageError("--seed and --seeds exclude each other", hint="give one of them")
+    settings = make_settings(
+        task,
+        preset,
+        method=method,
+        epochs=epochs,
+        max_steps=max_steps,
+        lr=lr,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+        max_length=max_length,
+        eval_steps=eval_steps,
+        patience=patience,
+        label_all_subwords=label_all_subwords or None,
+        reduction_factor=reduction_factor,
+        seed=seed,
+    )
+    finetune(
+        task=task,
+        model=model,
+        data=data,
+        out=output,
+        lang_adapters=lang_adapter or [],
+        fusion=fusion,
+        settings=settings,
+        seeds=parse_seeds(seeds) if seeds is not None else None,
+        lang=lang,
+        revision=revision,
+        device=device,
+        resume=resume,
+        force=force,
+        skip_bad_lines=skip_bad_lines,
+        command=shlex.join(["lrltool", *sys.argv[1:]]),
+    )
+
+
 # --- eval -----------------------------------------------------------------------------------------
 
 
 @app.command("eval")
 def eval_cli(
-    task: Annotated[str, typer.Option("--task", "-t", help="mlm: pseudo-perplexity of text records.")],
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            "-t",
+            help="mlm: pseudo-perplexity of text records; tc, sa, ner: a finetune run's scores.",
+        ),
+    ],
     input_path: InputArg = "-",
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model folder or hub id.")] = None,
     adapter: Annotated[
@@ -552,7 +697,9 @@ def eval_cli(
     max_length: Annotated[
         int | None, typer.Option(help="Cut longer texts (counted); default: the model's limit.")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Most masked copies per forward pass.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="mlm: most masked copies per forward pass; tc/sa/ner: examples (32).")
+    ] = None,
     batch_tokens: Annotated[
         int | None, typer.Option(help="Most copies x padded length per forward pass (8192).")
     ] = None,
@@ -566,6 +713,24 @@ def eval_cli(
     ] = None,
     source: Annotated[
         str | None, typer.Option(help="Override the adaptation data source (default: from the run).")
+    ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run", help="tc/sa/ner: a finetune run folder (a folder of seed-N runs: one each + mean)."
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", help="tc/sa/ner: test file, or folder with test.jsonl(.zst) (default: the run's)."
+        ),
+    ] = None,
+    predictions: Annotated[
+        str | None,
+        typer.Option(
+            "--predictions", help="tc/sa/ner: also write each example's gold and predicted labels here."
+        ),
     ] = None,
     output: OutputOpt = "-",
     skip_bad_lines: SkipBadOpt = False,
@@ -593,6 +758,9 @@ def eval_cli(
         lang=lang,
         method=method,
         source=source,
+        run=run,
+        data=data,
+        predictions=predictions,
         output=output,
         skip_bad_lines=skip_bad_lines,
         stats_path=str(stats) if stats is not None else None,

@@ -6,6 +6,8 @@ metric record per metric, so ``lrltool eval ... >> results.jsonl`` builds the in
 - ``mlm``: pseudo-perplexity of text records (FLORES devtest from ``fetch flores``) with
   :func:`lrltool.pppl.score_pll`: ``pppl`` (corpus/micro), ``pppl_mean`` (mean per-sentence PPPL, the
   paper's number) and ``pppl_word`` (word-normalised).
+- ``tc``, ``sa``, ``ner``: the scores of a finetune run on its test split (:mod:`lrltool.taskeval`):
+  macro-F1 and accuracy, or seqeval precision, recall and F1; one record per seed plus the mean.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from lrltool import ui
 from lrltool.errors import InputError, LanguageError, ModelError, UsageError
 from lrltool.records import METHODS, metric_record
 from lrltool.streams import Record, Stats, read_records, require, write_records
+from lrltool.taskeval import TASK_EVALUATORS
 
 PPPL_METRICS = ("pppl", "pppl_mean", "pppl_word")
 
@@ -319,7 +322,7 @@ def _device_and_dtype(device: str | None, dtype: str | None) -> tuple[Any, Any]:
 # ---------------------------------------------------------------------------------------------------
 # The registry
 
-EVALUATORS: dict[str, Callable[..., list[Record]]] = {"mlm": evaluate_mlm}
+EVALUATORS: dict[str, Callable[..., list[Record]]] = {"mlm": evaluate_mlm, **TASK_EVALUATORS}
 
 
 def run_eval(task: str, options: dict[str, Any]) -> list[Record]:
