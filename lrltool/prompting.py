@@ -631,8 +631,8 @@ def evaluate_prompt(
     model_source = resolve_model(model, revision=revision)
     if not model_source.is_decoder:
         raise ModelError(
-            f"prompting needs a causal (decoder) language model; '{model}' is a"
-            f" {model_source.model_type} encoder",
+            f"prompting needs a causal (decoder) language model; '{model}' is an encoder"
+            f" ({model_source.model_type})",
             hint="give --prompt a LLaMA-style model, or evaluate encoders with finetune + eval",
         )
     tokenizer = load_tokenizer(model_source)
