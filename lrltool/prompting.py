@@ -363,7 +363,10 @@ def context_ids(
             f"--max-length {max_length} leaves no room for the prompt and a {reserve}-token answer",
             hint="raise --max-length",
         )
-    encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"] if prompts else []
+    # verbose=False: the too-long warning would be wrong, the prompts are cut right below.
+    encoded = (
+        tokenizer(list(prompts), add_special_tokens=False, verbose=False)["input_ids"] if prompts else []
+    )
     truncated = sum(1 for ids in encoded if len(ids) > budget)
     return [bos + list(ids[-budget:]) for ids in encoded], truncated
 
