@@ -605,6 +605,10 @@ def evaluate_prompt(
         raise UsageError(f"unknown --score '{score}'", hint=f"choose one of {', '.join(SCORES)}")
     if shots < 0:
         raise UsageError("--shots must be 0 or more")
+    if lang is not None:
+        from lrltool.languages import resolve_language
+
+        lang = resolve_language(lang).flores
     prompt_template = load_template(task, template)
     test_path = split_file(data, split)
     if test_path is None:

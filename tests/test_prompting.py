@@ -280,7 +280,7 @@ def test_evaluate_prompt_zero_shot_records_and_predictions(tiny_llama, tc_data, 
         data=tc_data,
         predictions=str(predictions),
         batch_size=3,
-        lang="ron_Latn",
+        lang="ro",
     )
     rows = list(read_records(predictions))
     assert [r["id"] for r in rows] == [i for i, _, _ in TC_TEST]
