@@ -732,12 +732,33 @@ def eval_cli(
             "--predictions", help="tc/sa/ner: also write each example's gold and predicted labels here."
         ),
     ] = None,
+    prompt: Annotated[
+        bool,
+        typer.Option(
+            "--prompt", help="tc/sa: classify by prompting a causal LM (--model), answer by label likelihood."
+        ),
+    ] = False,
+    shots: Annotated[
+        int | None, typer.Option(help="--prompt: examples from the train split shown before each query (0).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="--prompt: seed of the shot selection (1).")] = None,
+    template: Annotated[
+        str | None, typer.Option(help="--prompt: JSON file replacing parts of the prompt template.")
+    ] = None,
+    score: Annotated[
+        str | None, typer.Option(help="--prompt: label score, sum (default) or mean of token log-probs.")
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="--prompt: the split to classify (test).")] = None,
     output: OutputOpt = "-",
     skip_bad_lines: SkipBadOpt = False,
     stats: StatsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Evaluate a model: metric records to stdout, one per metric (append them to a results file)."""
+    """Evaluate a model: metric records to stdout, one per metric (append them to a results file).
+
+    mlm: pseudo-perplexity of text records (IN). tc/sa/ner: a finetune run (--run). tc/sa with --prompt:
+    zero/K-shot prompting of a causal LM on a data folder (--data).
+    """
     from lrltool.evaluate import run_eval
 
     ui.configure(quiet=quiet)
@@ -761,6 +782,12 @@ def eval_cli(
         run=run,
         data=data,
         predictions=predictions,
+        prompt=prompt,
+        shots=shots,
+        seed=seed,
+        template=template,
+        score=score,
+        split=split,
         output=output,
         skip_bad_lines=skip_bad_lines,
         stats_path=str(stats) if stats is not None else None,

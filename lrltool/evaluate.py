@@ -12,6 +12,7 @@ metric record per metric, so ``lrltool eval ... >> results.jsonl`` builds the in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -325,6 +326,76 @@ def _device_and_dtype(device: str | None, dtype: str | None) -> tuple[Any, Any]:
 EVALUATORS: dict[str, Callable[..., list[Record]]] = {"mlm": evaluate_mlm, **TASK_EVALUATORS}
 
 
+def evaluate_prompted(
+    *,
+    task: str,
+    model: str | None = None,
+    data: str | None = None,
+    input_path: str = "-",
+    output: str = "-",
+    stats_path: str | None = None,
+    split: str = "test",
+    shots: int = 0,
+    seed: int = 1,
+    adapter: str | None = None,
+    template: str | None = None,
+    score: str = "sum",
+    predictions: str | None = None,
+    batch_size: int = 8,
+    device: str | None = None,
+    dtype: str | None = None,
+    max_length: int | None = None,
+    revision: str | None = None,
+    lang: str | None = None,
+    method: str | None = None,
+    source: str | None = None,
+) -> list[Record]:
+    """``eval --task tc|sa --prompt``: zero/K-shot classification by a causal LM (lrltool.prompting).
+
+    Reads DIR/test.jsonl(.zst) (and DIR/train for the shots) of ``data``; writes macro_f1 and accuracy
+    records to ``output``. Refuses an encoder model, a task other than tc/sa, a missing split.
+    """
+    from lrltool.prompting import check_prompt_task, evaluate_prompt
+
+    check_prompt_task(task)
+    if input_path != "-":
+        raise UsageError("--prompt reads a data folder, not IN", hint=f"use --data instead of {input_path}")
+    if model is None:
+        raise UsageError("--prompt needs --model (a causal LM folder or hub id)", hint="add --model")
+    if data is None:
+        raise UsageError(
+            "--prompt needs --data (the folder that 'fetch sib200|sentiment -o DIR' wrote)", hint="add --data"
+        )
+    stats = Stats(f"eval {task} --prompt")
+    records = evaluate_prompt(
+        task=task,
+        model=model,
+        data=data,
+        split=split,
+        shots=shots,
+        seed=seed,
+        adapter=adapter,
+        template=template,
+        score=score,
+        predictions=predictions,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        max_length=max_length,
+        revision=revision,
+        lang=lang,
+        method=method,
+        source=source,
+    )
+    with write_records(output) as writer:
+        writer.write_all(records)
+    stats.records_out = len(records)
+    stats.records_in = records[0]["n"] if records else 0
+    stats.extra.update({r["metric"]: round(r["value"], 4) for r in records})
+    stats.finish(stats_path)
+    return records
+
+
 def run_eval(task: str, options: dict[str, Any]) -> list[Record]:
     """Run the evaluator of ``task`` with ``options`` (the command-line options the user set).
 
@@ -333,6 +404,8 @@ def run_eval(task: str, options: dict[str, Any]) -> list[Record]:
     evaluator = EVALUATORS.get(task)
     if evaluator is None:
         raise UsageError(f"unknown task '{task}'", hint=f"choose one of {', '.join(EVALUATORS)}")
+    if options.pop("prompt", False):
+        evaluator = functools.partial(evaluate_prompted, task=task)
     accepted = inspect.signature(evaluator).parameters
     for name in options:
         if name not in accepted:

@@ -550,25 +550,6 @@ def classification_metrics(gold: Sequence[str], predicted: Sequence[str]) -> dic
 # The `eval --prompt` core
 
 
-def _device(device: str | None) -> str:
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def _dtype(dtype: str | None) -> Any:
-    import torch
-
-    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype is None:
-        return None
-    if dtype not in names:
-        raise UsageError(f"unknown --dtype '{dtype}'", hint=f"choose one of {', '.join(names)}")
-    return names[dtype]
-
-
 def evaluate_prompt(
     *,
     task: str,
@@ -598,6 +579,7 @@ def evaluate_prompt(
     "prompt-<K>shot"). Refuses: a task other than tc/sa, an encoder model (ModelError), a missing split,
     ``shots`` larger than the train split or without one (InputError), labels outside the template.
     """
+    from lrltool.evaluate import _device_and_dtype, adaptation_of
     from lrltool.models import load_adapter, load_model, load_tokenizer, resolve_adapter, resolve_model
 
     check_prompt_task(task)
@@ -643,7 +625,8 @@ def evaluate_prompt(
             hint="give --prompt a LLaMA-style model, or evaluate encoders with finetune + eval",
         )
     tokenizer = load_tokenizer(model_source)
-    lm = load_model(model_source, head="lm", device=_device(device), dtype=_dtype(dtype))
+    torch_device, torch_dtype = _device_and_dtype(device, dtype)
+    lm = load_model(model_source, head="lm", device=torch_device, dtype=torch_dtype)
     adapter_dir = None
     if adapter is not None:
         adapter_dir = resolve_adapter(adapter)
@@ -686,8 +669,10 @@ def evaluate_prompt(
                     }
                 )
 
-    if method is None:
-        method = "prompt" if adapter_dir is None else _adapter_method(adapter_dir)
+    if adapter_dir is None:
+        method = method or "prompt"
+    else:
+        method, source = adaptation_of(model_source.path, adapter_dir, method=method, source=source)
     settings = {
         "shots": shots,
         "seed": seed,
@@ -723,21 +708,3 @@ def evaluate_prompt(
         )
         for name, value in metrics.items()
     ]
-
-
-def _adapter_method(adapter_dir: Path) -> str:
-    """seq_bn / seq_bn_inv / lora from the adapter's run (training.json) or its adapter config."""
-    from lrltool.models import read_adapter_config
-
-    info_path = adapter_dir.parent / "training.json"
-    if info_path.is_file():
-        try:
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-            if isinstance(info, dict) and isinstance(info.get("method"), str):
-                return info["method"]
-        except (OSError, json.JSONDecodeError):
-            pass
-    config = read_adapter_config(adapter_dir)["config"]
-    if config.get("architecture") == "lora":
-        return "lora"
-    return "seq_bn_inv" if config.get("inv_adapter") else "seq_bn"

@@ -454,3 +454,53 @@ def test_bad_inputs_are_refused_with_one_clear_error(tiny_llama, tiny_xlmr, tc_d
     with pytest.raises(ModelError):
         run(model=str(tiny_xlmr), predictions=str(pred))
     assert not pred.exists()
+
+
+# --- the command: lrltool eval --task tc|sa --prompt -------------------------------------------------
+
+
+def test_eval_prompt_command_writes_the_same_records_as_the_core(cli, tiny_llama, tc_data, tmp_path):
+    out = tmp_path / "m.jsonl"
+    preds = tmp_path / "p.jsonl"
+    args = ["eval", "--task", "tc", "--prompt", "-m", tiny_llama, "--data", tc_data, "--shots", "2"]
+    result = cli([*args, "--seed", "3", "--lang", "ro", "--predictions", preds, "-o", out])
+    assert result.exit_code == 0, result.stderr
+    records = list(read_records(out))
+    core = prompting.evaluate_prompt(
+        task="tc", model=str(tiny_llama), data=tc_data, shots=2, seed=3, lang="ro"
+    )
+    assert [(r["metric"], r["value"]) for r in records] == [(r["metric"], r["value"]) for r in core]
+    assert {r["task_method"] for r in records} == {"prompt-2shot"}
+    assert {(r["method"], r["lang"], r["seed"], r["n"]) for r in records} == {("prompt", "ron_Latn", 3, 7)}
+    from sklearn.metrics import f1_score
+
+    rows = list(read_records(preds))
+    gold, predicted = [r["label"] for r in rows], [r["prediction"] for r in rows]
+    expected = f1_score(gold, predicted, average="macro", labels=sorted(set(gold) | set(predicted)))
+    assert records[0]["metric"] == "macro_f1" and records[0]["value"] == pytest.approx(expected, abs=1e-12)
+    assert result.stderr.splitlines()[-1].startswith("eval tc --prompt: 7 in, 2 out; macro_f1 ")
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "message"),
+    [
+        (["--task", "ner"], 1, "error: prompting supports the classification tasks tc, sa, not 'ner'"),
+        (["--task", "tc", "--shots", "50"], 1, "is more than the 7 examples of the train split"),
+        (["--task", "tc", "--variant", "original"], 2, "error: --variant does not apply to --task tc"),
+    ],
+)
+def test_eval_prompt_bad_input_is_one_line(cli, tiny_llama, tc_data, tmp_path, extra, code, message):
+    out = tmp_path / "m.jsonl"
+    result = cli(["eval", "--prompt", "-m", tiny_llama, "--data", tc_data, *extra, "-o", out])
+    assert result.exit_code == code
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_eval_prompt_refuses_an_encoder(cli, tiny_xlmr, tc_data, tmp_path):
+    out = tmp_path / "m.jsonl"
+    result = cli(["eval", "--task", "tc", "--prompt", "-m", tiny_xlmr, "--data", tc_data, "-o", out])
+    assert result.exit_code == 1
+    assert "prompting needs a causal (decoder) language model" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
