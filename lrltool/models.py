@@ -671,14 +671,15 @@ def load_adapter(model: Any, path: str | Path, *, name: str | None = None, set_a
         raise ModelError("the adapter folder has no weights", hint="save it again", path=str(folder))
     info: dict[str, list[str]] = {}
     try:
-        loaded = model.load_adapter(
-            str(folder),
-            load_as=name,
-            with_head=False,
-            set_active=set_active,
-            use_safetensors=True,
-            loading_info=info,
-        )
+        with _adapters_log_level(logging.ERROR):  # its spurious "none are activated" (see add_adapter)
+            loaded = model.load_adapter(
+                str(folder),
+                load_as=name,
+                with_head=False,
+                set_active=set_active,
+                use_safetensors=True,
+                loading_info=info,
+            )
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelError(
             f"cannot load the adapter ({str(exc).splitlines()[0]})", hint="check the folder", path=str(folder)
