@@ -123,24 +123,3 @@ def make_full_run(model_dir: Path, out: Path, *, source: str = "glotcc", lang: s
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def make_sharp_model(model_dir: Path, out: Path, *, scale: float = 10.0) -> Path:
-    """A copy of a tiny model whose attention and feed-forward weights are ``scale`` times larger.
-
-    At lrltool.tiny's initialisation (std 0.02) the first token's final state hardly depends on the
-    input (its spread across sentences is ~0.3% of its size), so a sequence-classification head
-    predicts one label for everything; scaled weights make the [CLS]/<s> state depend on the text.
-    """
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    shutil.copytree(model_dir, out)
-    weights = load_file(str(out / "model.safetensors"))
-    scaled = (".attention.self.", ".attention.output.dense.", ".intermediate.dense.", ".output.dense.")
-    with torch.no_grad():
-        for name, tensor in weights.items():
-            if name.endswith(".weight") and any(part in name for part in scaled):
-                weights[name] = (tensor * scale).contiguous()
-    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
-    return out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from task_helpers import make_lang_run, make_sharp_model, make_task_data, read_jsonl, write_jsonl
+from task_helpers import make_lang_run, make_task_data, read_jsonl, write_jsonl
 
 from lrltool import finetune as ft
 from lrltool import taskeval
@@ -36,7 +36,6 @@ def _finetune(task, model, data, out, *, lang_adapters=(), fusion=False, seeds=N
 def trained(tiny_xlmr, tmp_path_factory) -> dict[str, Path]:
     """Finished runs shared by the tests below (trained once: a few seconds each)."""
     root = tmp_path_factory.mktemp("eval-runs")
-    tiny_xlmr = make_sharp_model(tiny_xlmr, root / "sharp-xlmr")
     data = {task: make_task_data(root / "data" / task, task, n_test=20) for task in ("tc", "sa", "ner")}
     glotcc = make_lang_run(tiny_xlmr, root / "lang-glotcc", method="seq_bn", source="glotcc")
     conceptnet = make_lang_run(
