@@ -1,7 +1,8 @@
 """Tiny random-weight models with real tokenizers, built offline in seconds (tests, demo, benchmarks).
 
 ``build_tiny("xlmr" | "bert" | "llama", out_dir)`` trains a tokenizer with ``tokenizers`` on bundled
-Romanian text (SentencePiece-style Unigram for XLM-R, WordPiece for BERT, byte-level BPE for LLaMA),
+Romanian text (BPE under a SentencePiece Metaspace pre-tokenizer for XLM-R, WordPiece for BERT, byte-level
+BPE for LLaMA; all deterministic),
 builds a randomly initialised model of the real HF class, and saves both with ``save_pretrained``
 (safetensors). The MLM heads get a non-zero output bias so a dropped bias is visible in tests.
 Deterministic for a given seed and settings.
@@ -34,13 +35,14 @@ def _train_tokenizer(arch: str, lines: Iterable[str], vocab_size: int, max_lengt
         from transformers import XLMRobertaTokenizerFast
 
         specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's ids 0..3, mask last
-        tok = Tokenizer(models.Unigram())
+        # BPE under SentencePiece's Metaspace pre-tokenizer: same interface as XLM-R's Unigram model
+        # (▁ marks word starts), but deterministic: tokenizers' Unigram and WordPiece trainers are not
+        # (their vocabularies differ from run to run at score ties).
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.normalizer = normalizers.NFKC()
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-        trainer = trainers.UnigramTrainer(
-            vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>", show_progress=False
-        )
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
         tok.train_from_iterator(lines, trainer)
         tok.post_processor = TemplateProcessing(
             single="<s> $A </s>",
@@ -62,14 +64,32 @@ def _train_tokenizer(arch: str, lines: Iterable[str], vocab_size: int, max_lengt
         from transformers import BertTokenizerFast
 
         specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+        # tokenizers' WordPiece trainer (and BPE with a "##" prefix) give a different vocabulary on every
+        # run, so the pieces come from the deterministic Metaspace BPE, words split as BERT splits them:
+        # "▁word" becomes "word" and a non-initial "ord" becomes "##ord".
+        normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+        bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
+        bpe.normalizer = normalizer
+        bpe.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Metaspace(prepend_scheme="always")]
+        )
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+        bpe.train_from_iterator(lines, trainer)
+        pieces = sorted(bpe.get_vocab().items(), key=lambda kv: kv[1])
+        vocab: dict[str, int] = {}
+        for piece, _ in pieces:
+            if piece in specials:
+                word_pieces = [piece]
+            elif piece.startswith("▁"):
+                word_pieces = [piece[1:]] if len(piece) > 1 else []
+            else:  # every character also starts words, so no word becomes [UNK] for want of one
+                word_pieces = [f"##{piece}", *([piece] if len(piece) == 1 else [])]
+            for word_piece in word_pieces:
+                vocab.setdefault(word_piece, len(vocab))
+        tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+        tok.normalizer = normalizer
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size, special_tokens=specials, show_progress=False
-        )
-        tok.train_from_iterator(lines, trainer)
         tok.post_processor = TemplateProcessing(
             single="[CLS] $A [SEP]",
             pair="[CLS] $A [SEP] $B:1 [SEP]:1",
