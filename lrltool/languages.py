@@ -88,11 +88,16 @@ class Language:
 
 
 def model_family(model: str) -> str | None:
-    """``mbert`` or ``xlmr`` from a model name or path, else None (unknown pre-training data)."""
-    low = model.lower()
-    if "xlm-roberta" in low or "xlmr" in low or "xlm_roberta" in low:
+    """``mbert`` or ``xlmr`` when ``model`` (a hub id or a folder) is one of those pre-trained models.
+
+    Decided by the last path component (``FacebookAI/xlm-roberta-base``, ``/models/xlm-roberta-large``,
+    ``bert-base-multilingual-cased``), never by a substring elsewhere: a tiny or retrained model named
+    ``tiny-xlmr`` has not seen XLM-R's pre-training data. None: unknown pre-training data.
+    """
+    name = model.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].lower()
+    if name.startswith(("xlm-roberta-", "xlm_roberta_")):
         return "xlmr"
-    if ("multilingual" in low and "bert" in low) or "mbert" in low:
+    if name.startswith("bert-base-multilingual") or name == "mbert":
         return "mbert"
     return None
 

@@ -71,6 +71,9 @@ def test_pretraining_sizes_by_model_family():
     assert resolve_language("ron").pretraining_gb("bert-base-multilingual-cased") == 1.22
     assert model_family("FacebookAI/xlm-roberta-base") == "xlmr"
     assert model_family("meta-llama/Meta-Llama-3-8B") is None
+    assert model_family("/models/xlm-roberta-large/") == "xlmr"
+    assert model_family("google-bert/bert-base-multilingual-uncased") == "mbert"
+    assert model_family("demo/models/tiny-xlmr") is None  # a tiny model has not seen XLM-R's data
 
 
 def test_languages_command_json(cli):
