@@ -826,6 +826,9 @@ def report_cli(
             "--pppl-metric", help="Which pseudo-perplexity to tabulate: pppl_mean, pppl, pppl_word."
         ),
     ] = "pppl_mean",
+    note: Annotated[
+        str | None, typer.Option("--note", help="A paragraph shown first: what these numbers are.")
+    ] = None,
     skip_bad_lines: SkipBadOpt = False,
     stats: StatsOpt = None,
     quiet: QuietOpt = False,
@@ -856,6 +859,7 @@ def report_cli(
         pppl_metric=pppl_metric,
         skip_bad_lines=skip_bad_lines,
         stats=summary,
+        note=note,
     )
     # Rendered to a string first: rich turns a broken pipe into exit 1 itself; `| head` should end as
     # in every other command (the handler above: quiet, 141).

@@ -1148,6 +1148,7 @@ class Report:
     size_correlations: list[SizeCorrelation] = field(default_factory=list)
     output_dir: Path | None = None
     plots: dict[str, str] = field(default_factory=dict)  # plot key -> file name under plots/
+    preface: str | None = None  # the user's note, shown first (e.g. "a tiny random model: ...")
 
 
 def _check_pppl_metric(pppl_metric: str) -> None:
@@ -1212,8 +1213,11 @@ def report_metrics(
     pppl_metric: str = "pppl_mean",
     skip_bad_lines: bool = False,
     stats: Stats | None = None,
+    note: str | None = None,
 ) -> Report:
     """Read metric records (files, globs, ``-``) and run folders, build the report, write it.
+
+    ``note``: a paragraph shown first in report.md and on the terminal (what the numbers are, or are not).
 
     Writes ``output_dir/report.md``, ``results.csv`` and ``plots/*.png`` together (see :func:`write_report`),
     nothing when ``output_dir`` is None. Refuses input without any metric record unless run folders are given.
@@ -1229,6 +1233,7 @@ def report_metrics(
     report = build_report(
         entries, run_dirs=run_dirs, inputs=counts, pppl_metric=pppl_metric, compare_paper=compare_paper
     )
+    report.preface = note
     if output_dir is not None:
         write_report(report, output_dir)
     if stats is not None:
@@ -1320,6 +1325,8 @@ def render_terminal(report: Report, console: Any) -> None:
     from rich.table import Table as RichTable
     from rich.text import Text  # plain Text: labels such as "[full FT]" or "[n=2]" are not rich markup
 
+    if report.preface:
+        console.print(Text(f"Note. {report.preface}", style="bold"))
     for table in report.tables:
         rich_table = RichTable(
             title=Text(table.title, style="bold"),
@@ -1358,6 +1365,8 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: Seque
 def render_markdown(report: Report) -> str:
     """report.md: tables, plots, correlations, the paper's numbers, notes, and the settings behind it all."""
     lines = ["# lrltool report", ""]
+    if report.preface:
+        lines += [f"> **Note.** {_md(report.preface)}", ""]
     total = sum(n for _, n in report.inputs)
     lines.append(
         f"Made by lrltool {__version__} from {total} metric records"

@@ -1018,3 +1018,18 @@ def test_load_metric_records_keeps_where_each_came_from(metrics_file):
     assert entries[0].where == f"{metrics_file}:1" and entries[0].lang == "ron_Latn"
     report = build_report(entries)
     assert report.n_records == len(records())
+
+
+def test_note_is_shown_first_in_report_md_and_on_the_terminal(cli, tmp_path):
+    metrics = tmp_path / "m.jsonl"
+    record = {
+        "metric": "pppl_mean", "value": 12.5, "lang": "ron_Latn", "model": "xlm-roberta-base",
+        "adapter": None, "method": "base", "source": None, "task": "mlm", "n": 3,
+    }  # fmt: skip
+    metrics.write_text(json.dumps(record) + "\n")
+    note = "A tiny random model: these numbers show the pipeline runs, not what adapters buy."
+    result = cli(["report", metrics, "--note", note, "-o", tmp_path / "rep"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"Note. {note}"
+    lines = (tmp_path / "rep" / "report.md").read_text().splitlines()
+    assert lines[:3] == ["# lrltool report", "", f"> **Note.** {note}"]
