@@ -118,6 +118,10 @@ def draw_table(table: Table, path: Path) -> None:
         )
     if table.kind == "pppl":
         ax.set_yscale("log")
+        # Bars rise from 1 (the lowest perplexity there is), so a bar's length on the log axis is the
+        # mean negative log-likelihood, and bars compare fairly; an axis cut above 1 would not.
+        highest = max((c.mean * table.scale for c in table.cells.values()), default=10.0)
+        ax.set_ylim(1.0, max(10.0, highest * 2.0))
         ax.set_ylabel("pseudo-perplexity (log scale; lower is better)")
         fig.suptitle(f"Pseudo-perplexity per language, {table.model}\n({PPPL_METRICS[table.metric]})")
     else:
