@@ -52,11 +52,11 @@ OUT ?= runs
 
 .PHONY: all data adapters finetune metrics report sweep sizes
 all data adapters finetune metrics report sizes: install
-	$(PIPELINE) L=$(call resolve,$(LANGUAGE)) $@
+	+$(PIPELINE) L=$(call resolve,$(LANGUAGE)) $@
 
 # Several languages, then one report over all of them.
 sweep: install
-	for lang in $(LANGS); do $(PIPELINE) L=$$($(LRLTOOL) languages $$lang --field flores) metrics; done
+	+for lang in $(LANGS); do $(PIPELINE) L=$$($(LRLTOOL) languages $$lang --field flores) metrics; done
 	$(LRLTOOL) report $(OUT)/*/metrics/*.jsonl --compare-paper -o $(OUT)/report
 	@echo "report: $(OUT)/report/report.md"
 
@@ -86,7 +86,7 @@ $(DEMO)/models/tiny-llama/.done: | install
 	touch $@
 
 demo: install $(DEMO)/models/tiny-xlmr/.done $(DEMO)/models/tiny-llama/.done
-	OMP_NUM_THREADS=1 $(PIPELINE) -j$(DEMO_JOBS) --output-sync=target L=ron_Latn $(DEMO_SETTINGS) report
+	+OMP_NUM_THREADS=1 $(PIPELINE) -j$(DEMO_JOBS) --output-sync=target L=ron_Latn $(DEMO_SETTINGS) report
 	@echo "demo report (a tiny random model: the numbers show the pipeline works, not what adapters buy):"
 	@echo "$(DEMO)/ron_Latn/report/report.md (plots in $(DEMO)/ron_Latn/report/plots/)"
 

@@ -59,3 +59,74 @@ def test_kernels_package_is_not_installed():
 
 def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def _make_dry_run(*args: str) -> str:
+    env = {**os.environ, "LANG": "C.UTF-8"}
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_all_plans_the_whole_chain_for_the_resolved_language():
+    plan = _make_dry_run("LANG=ro", "all")
+    for expected in (
+        "lrltool fetch glotcc --lang ron_Latn  -o runs/ron_Latn/data/glotcc-raw.jsonl.zst",
+        "lrltool verbalize runs/ron_Latn/data/conceptnet-triples.jsonl.zst | .venv/bin/lrltool cap --split",
+        "lrltool train-adapter --model xlm-roberta-base --method seq_bn_inv --preset paper-glotcc",
+        "lrltool train-adapter --model xlm-roberta-base --method full --preset paper-conceptnet",
+        "--lang-adapter runs/ron_Latn/adapters/seq_bn-conceptnet --lang-adapter"
+        " runs/ron_Latn/adapters/seq_bn-glotcc --fusion --seeds 1,2,3 --preset paper",
+        "lrltool finetune --task sa --model xlm-roberta-base --data runs/ron_Latn/data/sa --lang ron_Latn"
+        "  --method full --seeds 1,2,3",
+        "lrltool eval --task mlm --model xlm-roberta-base --adapter runs/ron_Latn/adapters/lora-glotcc",
+        "lrltool eval --task ner --run runs/ron_Latn/tasks/ner/baseline",
+        "lrltool report runs/ron_Latn/metrics/mlm-base.jsonl",
+    ):
+        assert expected in plan, expected
+    # 3 methods + full, 2 sources; 3 tasks x (baseline, full FT, 8 adapters, 1 fusion) with 3 seeds each
+    assert plan.count("lrltool train-adapter") == 8
+    assert plan.count("lrltool finetune") == 3 * 11
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_sizes_caps_glotcc_at_each_size():
+    plan = _make_dry_run("LANG=mlt", "sizes", "CAP_SIZES=1M 10M", "TASKS=tc")
+    assert "lrltool cap runs/mlt_Latn/data/glotcc/train.jsonl.zst --max-bytes 1M" in plan
+    assert "lrltool cap runs/mlt_Latn/data/glotcc/train.jsonl.zst --max-bytes 10M" in plan
+    assert plan.count("lrltool train-adapter") == 2
+    assert "-o runs/mlt_Latn/sizes/report" in plan
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_demo_runs_the_chain_offline_and_prints_its_report(tmp_path):
+    out = tmp_path / "demo"
+    env = {**os.environ, "LANG": "C.UTF-8", "HF_HUB_OFFLINE": "1", "LRLTOOL_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(
+        ["make", "--no-print-directory", "demo", f"DEMO={out}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.rstrip().endswith(
+        f"{out}/ron_Latn/report/report.md (plots in {out}/ron_Latn/report/plots/)"
+    )
+    report = (out / "ron_Latn" / "report" / "report.md").read_text()
+    assert "> **Note.** make demo: a tiny random-weight XLM-R" in report
+    for title in (
+        "## Pseudo-perplexity",
+        "## Topic classification",
+        "## Sentiment analysis",
+        "## Named entity",
+    ):
+        assert title in report
+    assert "fusion/glotcc+conceptnet" in report and "tiny-llama prompt-0shot" in report
+    metrics = sorted(p.name for p in (out / "ron_Latn" / "metrics").iterdir())
+    assert len(metrics) == 5 + 3 * 6 + 2  # mlm (base + 4 adapters); 3 tasks x 6 variants; 2 prompt rows
+    assert "Traceback" not in result.stderr
