@@ -13,6 +13,7 @@ import importlib.util
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -46,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         name = path.stem.removeprefix("bench_")
         print(f"== {name}", file=sys.stderr)
         start = time.perf_counter()
-        rows: list[Row] = _load(path).run(quick=args.quick)
+        try:
+            rows: list[Row] = _load(path).run(quick=args.quick)
+        except Exception:  # one broken benchmark must not lose the others' figures
+            traceback.print_exc()
+            failed = True
+            continue
         results[name] = {
             "rows": [r.as_dict() for r in rows],
             "seconds": round(time.perf_counter() - start, 1),
@@ -54,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": time.strftime("%Y-%m-%d"),
         }
         failed |= not all(r.ok for r in rows)
+        results_path.write_text(json.dumps({"machine": machine(), "benchmarks": results}, indent=2) + "\n")
     from rich.console import Console
     from rich.table import Table
 

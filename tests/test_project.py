@@ -81,7 +81,7 @@ def test_make_all_plans_the_whole_chain_for_the_resolved_language():
         "--lang-adapter runs/ron_Latn/adapters/seq_bn-conceptnet --lang-adapter"
         " runs/ron_Latn/adapters/seq_bn-glotcc --fusion --seeds 1,2,3 --preset paper",
         "lrltool finetune --task sa --model xlm-roberta-base --data runs/ron_Latn/data/sa --lang ron_Latn"
-        "  --method full --seeds 1,2,3",
+        " --method full --seeds 1,2,3",
         "lrltool eval --task mlm --model xlm-roberta-base --adapter runs/ron_Latn/adapters/lora-glotcc",
         "lrltool eval --task ner --run runs/ron_Latn/tasks/ner/baseline",
         "lrltool report runs/ron_Latn/metrics/mlm-base.jsonl",
