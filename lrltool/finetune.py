@@ -29,7 +29,6 @@ import shlex
 import signal
 import statistics
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -37,8 +36,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from lrltool import __version__, models, runs, ui
+from lrltool import models, runs, ui
 from lrltool.errors import InputError, RunError, UsageError
+from lrltool.runs import StopRequest, library_versions, linear_lr_factor, seeded_rng
 from lrltool.streams import Stats, read_records
 from lrltool.train import TrainingInterrupted
 
@@ -715,61 +715,6 @@ def pick_device(requested: str) -> Any:
     return pick(requested, Distributed())
 
 
-def versions() -> dict[str, str]:
-    import platform
-
-    import adapters
-    import tokenizers
-    import torch
-    import transformers
-
-    return {
-        "lrltool": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "adapters": adapters.__version__,
-        "tokenizers": tokenizers.__version__,
-        "python": platform.python_version(),
-    }
-
-
-class _StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint after the step. A second Ctrl-C aborts."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        ui.warn("stopping after this step and saving a checkpoint (Ctrl-C again to abort without one)")
-
-    def __enter__(self) -> _StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _rng(*key: int) -> Any:
-    import numpy as np
-
-    return np.random.default_rng([abs(int(k)) for k in key])
-
-
-def _lr_factor(step: int, total: int, warmup: int) -> float:
-    # transformers' get_linear_schedule_with_warmup at the optimizer step about to be taken
-    if step < warmup:
-        return step / max(1, warmup)
-    return max(0.0, (total - step) / max(1, total - warmup))
-
-
 # ---------------------------------------------------------------------------------------------------
 # Inputs of a finetune command (read and checked before anything is written)
 
@@ -942,7 +887,7 @@ def _run_info(prep: Prepared, settings: FinetuneSettings, command: str | None, d
         "base_model_path": str(prep.base.path),
         "seed": settings.seed,
         "settings": asdict(settings),
-        "versions": versions(),
+        "versions": library_versions(),
         "data": {
             "dir": str(prep.data_dir.resolve()),
             "train": str(Path(prep.train.path).resolve()),
@@ -1145,7 +1090,7 @@ def train_run(
         epoch, k = divmod(step, steps_per_epoch)
         if epoch not in orders:
             orders.clear()
-            orders[epoch] = _rng(settings.seed, _SHUFFLE, epoch).permutation(n_train)
+            orders[epoch] = seeded_rng(settings.seed, _SHUFFLE, epoch).permutation(n_train)
         picked = orders[epoch][k * settings.batch_size : (k + 1) * settings.batch_size]
         return [train_encoded[int(i)] for i in picked]
 
@@ -1188,16 +1133,16 @@ def train_run(
     step = start_step
     stopped_early = False
     loop_started = time.perf_counter()
-    with _StopRequest() as stop, ui.progress("finetune", total=total_steps) as bar:
+    with StopRequest() as stop, ui.progress("finetune", total=total_steps) as bar:
         bar.update(completed=start_step)
         while step < total_steps:
             batch = {k: v.to(torch_device) for k, v in collate(batch_at(step), task.pad_id).items()}
-            torch.manual_seed(int(_rng(settings.seed, _DROPOUT, step).integers(2**62)))
+            torch.manual_seed(int(seeded_rng(settings.seed, _DROPOUT, step).integers(2**62)))
             loss = net(**batch).loss
             loss.backward()
             if settings.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-            lr = settings.lr * _lr_factor(step, total_steps, warmup)
+            lr = settings.lr * linear_lr_factor(step, total_steps, warmup)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.step()

@@ -19,11 +19,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lrltool import __version__, ui
 from lrltool.errors import RunError
 from lrltool.streams import write_json
 
@@ -338,3 +341,64 @@ def write_model_card(run: RunDir, info: dict[str, Any]) -> None:
 
     with atomic_output(run.readme) as stream:
         stream.write(model_card(info).encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared by the training loops of train-adapter and finetune
+
+
+class StopRequest:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints at the end of the step. A second Ctrl-C aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        ui.warn("stopping after this step and saving a checkpoint (Ctrl-C again to abort without one)")
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def seeded_rng(*key: int) -> Any:
+    """A numpy generator keyed by integers (seed, purpose, step, ...): the same key, the same draws."""
+    import numpy as np
+
+    return np.random.default_rng([abs(int(k)) for k in key])
+
+
+def linear_lr_factor(step: int, total: int, warmup: int) -> float:
+    # transformers' get_linear_schedule_with_warmup, evaluated at the optimizer step about to be taken
+    if step < warmup:
+        return step / max(1, warmup)
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def library_versions() -> dict[str, str]:
+    """The versions behind a run, for training.json."""
+    import platform
+
+    import adapters
+    import tokenizers
+    import torch
+    import transformers
+
+    return {
+        "lrltool": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "adapters": adapters.__version__,
+        "tokenizers": tokenizers.__version__,
+        "python": platform.python_version(),
+    }

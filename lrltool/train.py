@@ -27,7 +27,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -35,8 +34,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from lrltool import __version__, ui
+from lrltool import ui
 from lrltool.errors import InputError, ModelError, RunError, UsageError
+from lrltool.runs import StopRequest, library_versions, linear_lr_factor, seeded_rng
 from lrltool.streams import Stats, read_records, require
 
 CACHE_VERSION = 1
@@ -368,12 +368,6 @@ def load_or_tokenize(
 # Examples -> batches
 
 
-def _rng(*key: int) -> Any:
-    import numpy as np
-
-    return np.random.default_rng([abs(int(k)) for k in key])
-
-
 @dataclass
 class Masker:
     """MLM masking of one example, a pure function of (ids, random generator).
@@ -552,30 +546,6 @@ def pick_device(requested: str, dist: Distributed) -> Any:
 # Interruption
 
 
-class _StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop checkpoints at the end of the step. A second Ctrl-C aborts."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        ui.warn("stopping after this step and saving a checkpoint (Ctrl-C again to abort without one)")
-
-    def __enter__(self) -> _StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 # ---------------------------------------------------------------------------------------------------
 # Training
 
@@ -585,31 +555,6 @@ class TrainResult:
     info: dict[str, Any]  # what training.json holds
     model: Any  # the model with the exported (best) weights loaded
     output: Path
-
-
-def _lr_factor(step: int, total: int, warmup: int) -> float:
-    # transformers' get_linear_schedule_with_warmup, evaluated at the optimizer step about to be taken
-    if step < warmup:
-        return step / max(1, warmup)
-    return max(0.0, (total - step) / max(1, total - warmup))
-
-
-def _versions() -> dict[str, str]:
-    import platform
-
-    import adapters
-    import tokenizers
-    import torch
-    import transformers
-
-    return {
-        "lrltool": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "adapters": adapters.__version__,
-        "tokenizers": tokenizers.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def _single(counter: Counter[str]) -> str | None:
@@ -780,7 +725,7 @@ class _Trainer:
 
     def _epoch_order(self, epoch: int) -> Any:
         if self._order is None or self._order[0] != epoch:
-            order = _rng(self.settings.seed, _SHUFFLE, epoch).permutation(len(self.train_blocks))
+            order = seeded_rng(self.settings.seed, _SHUFFLE, epoch).permutation(len(self.train_blocks))
             self._order = (epoch, order)
         return self._order[1]
 
@@ -788,7 +733,7 @@ class _Trainer:
         ids, word_start = blocks.example(index)
         if self.masker is None:
             return ids, None
-        return self.masker(ids, word_start, _rng(self.settings.seed, *mask_key))
+        return self.masker(ids, word_start, seeded_rng(self.settings.seed, *mask_key))
 
     def _train_example(self, position: int) -> tuple[Any, Any | None]:
         epoch, offset = divmod(position, len(self.train_blocks))
@@ -879,7 +824,7 @@ class _Trainer:
         denominator = max(1.0, float(dist.all_reduce(predicted.double())[0]))
         loss_total, tokens = 0.0, 0
         for a, batch in enumerate(batches):
-            torch.manual_seed(int(_rng(s.seed, _DROPOUT, self.step, a, dist.rank).integers(2**62)))
+            torch.manual_seed(int(seeded_rng(s.seed, _DROPOUT, self.step, a, dist.rank).integers(2**62)))
             with _autocast(self.device, self.bf16):
                 loss_sum, _ = lm_loss_sum(self.net, self.head, batch, self.objective)
             (loss_sum / denominator).backward()
@@ -889,7 +834,7 @@ class _Trainer:
             _all_reduce_grads(self.params, dist)
         if s.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, s.max_grad_norm)
-        lr = s.lr * _lr_factor(self.step, self.total_steps, self.warmup)
+        lr = s.lr * linear_lr_factor(self.step, self.total_steps, self.warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
@@ -923,7 +868,7 @@ class _Trainer:
         interrupt_at = int(os.environ.get("LRLTOOL_TEST_INTERRUPT_AT_STEP", "0"))  # tests: a real SIGINT
         start_step, tokens_seen, loop_started = self.step, 0, time.perf_counter()
         self.net.train()
-        with _StopRequest() as stop, ui.progress("train", total=self.total_steps) as bar:
+        with StopRequest() as stop, ui.progress("train", total=self.total_steps) as bar:
             bar.update(completed=self.step)
             while self.step < self.total_steps:
                 loss, tokens, lr = self.train_step()
@@ -1142,7 +1087,7 @@ def train_language_adapter(
         "model_type": source.model_type,
         "source": data.source,
         "lang": data.lang,
-        "versions": _versions(),
+        "versions": library_versions(),
         "data": {
             **data.info,
             "tokens": train_blocks.tokens,

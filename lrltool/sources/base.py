@@ -139,3 +139,36 @@ def input_root(request: FetchRequest) -> Path:
     if not request.input.exists():
         raise InputError("no such file or folder", hint="check the --input path", path=str(request.input))
     return request.input
+
+
+def locate_splits(
+    request: FetchRequest,
+    splits: tuple[str, ...],
+    *,
+    download: Callable[[], Path],
+    patterns: Callable[[str], list[str]],
+    what: Callable[[str], str],
+    hint: str,
+) -> dict[str, list[Path]]:
+    """The files of each split: under the downloaded snapshot, or under --input (a folder of the
+    published layout, or one file when one split is asked for)."""
+    if request.input is None:
+        root = download()
+    else:
+        root = input_root(request)
+        if root.is_file():
+            if len(splits) != 1:
+                raise InputError(
+                    "a single file holds one split",
+                    hint="pick it with --split, or give the folder that holds all three",
+                    path=str(root),
+                )
+            return {splits[0]: [root]}
+    located = {}
+    for split in splits:
+        tried = patterns(split)
+        files = first_match(root, tried)
+        if not files:
+            raise no_files_error(what(split), root, tried[:3], hint=hint)
+        located[split] = files
+    return located

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lrltool.errors import InputError
 from lrltool.sources import hub
-from lrltool.sources.base import FetchRequest, first_match, input_root, no_files_error
+from lrltool.sources.base import FetchRequest, locate_splits
 from lrltool.streams import Record, open_text
 
 OWNER = "DGurgurov"
@@ -30,36 +30,19 @@ _HINT = "expected a CSV file with a header and columns text, label (0 or 1)"
 
 def locate(request: FetchRequest, splits: tuple[str, ...]) -> dict[str, list[Path]]:
     code = request.code
-    if request.input is None:
-        root = hub.snapshot(
+    return locate_splits(
+        request,
+        splits,
+        download=lambda: hub.snapshot(
             f"{OWNER}/{code}",
             [FILES[split] for split in splits],
             revision=request.revision,
             what=f"the {code} sentiment splits",
-        )
-    else:
-        root = input_root(request)
-        if root.is_file():
-            if len(splits) != 1:
-                raise InputError(
-                    "a single file holds one split",
-                    hint="pick it with --split, or give the folder that holds all three",
-                    path=str(root),
-                )
-            return {splits[0]: [root]}
-    located = {}
-    for split in splits:
-        patterns = [FILES[split], f"{code}/{FILES[split]}"]
-        files = first_match(root, patterns)
-        if not files:
-            raise no_files_error(
-                f"sentiment {split} file ({FILES[split]})",
-                root,
-                patterns,
-                hint=f"give the {code} folder (check the dataset name with --code)",
-            )
-        located[split] = files
-    return located
+        ),
+        patterns=lambda split: [FILES[split], f"{code}/{FILES[split]}"],
+        what=lambda split: f"sentiment {split} file ({FILES[split]})",
+        hint=f"give the {code} folder (check the dataset name with --code)",
+    )
 
 
 def normalize_label(value: str) -> str | None:

@@ -24,7 +24,11 @@ from pathlib import Path
 
 from lrltool.errors import InputError
 from lrltool.sources import hub
-from lrltool.sources.base import FetchRequest, first_match, input_root, no_files_error, parquet_batches
+from lrltool.sources.base import (
+    FetchRequest,
+    locate_splits,
+    parquet_batches,
+)
 from lrltool.streams import Record, open_text
 
 REPO = "Davlan/sib200"
@@ -45,33 +49,19 @@ def _patterns(code: str, split: str) -> list[str]:
 
 def locate(request: FetchRequest, splits: tuple[str, ...]) -> dict[str, list[Path]]:
     code = request.code
-    if request.input is None:
-        patterns = [f"{code}/{name}/*.parquet" for split in splits for name in FILE_SPLITS[split]]
-        root = hub.snapshot(
-            REPO, patterns, revision=request.revision or REVISION, what=f"SIB-200 {code} splits"
-        )
-    else:
-        root = input_root(request)
-        if root.is_file():
-            if len(splits) != 1:
-                raise InputError(
-                    "a single file holds one split",
-                    hint="pick it with --split, or give the folder that holds all three",
-                    path=str(root),
-                )
-            return {splits[0]: [root]}
-    located = {}
-    for split in splits:
-        files = first_match(root, _patterns(code, split))
-        if not files:
-            raise no_files_error(
-                f"SIB-200 {split} split for {code}",
-                root,
-                _patterns(code, split)[:3],
-                hint="give the folder of the published layout (check the code with --code)",
-            )
-        located[split] = files
-    return located
+    return locate_splits(
+        request,
+        splits,
+        download=lambda: hub.snapshot(
+            REPO,
+            [f"{code}/{name}/*.parquet" for split in splits for name in FILE_SPLITS[split]],
+            revision=request.revision or REVISION,
+            what=f"SIB-200 {code} splits",
+        ),
+        patterns=lambda split: _patterns(code, split),
+        what=lambda split: f"SIB-200 {split} split for {code}",
+        hint="give the folder of the published layout (check the code with --code)",
+    )
 
 
 def read(paths: list[Path], request: FetchRequest, split: str) -> Iterator[Record]:

@@ -18,7 +18,11 @@ from pathlib import Path
 
 from lrltool.errors import InputError
 from lrltool.sources import hub
-from lrltool.sources.base import FetchRequest, first_match, input_root, no_files_error, parquet_batches
+from lrltool.sources.base import (
+    FetchRequest,
+    locate_splits,
+    parquet_batches,
+)
 from lrltool.streams import Record
 
 REPO = "unimelb-nlp/wikiann"
@@ -37,31 +41,19 @@ def _patterns(code: str, split: str) -> list[str]:
 
 def locate(request: FetchRequest, splits: tuple[str, ...]) -> dict[str, list[Path]]:
     code = request.code
-    if request.input is None:
-        patterns = [f"{code}/{split}-*.parquet" for split in splits]
-        root = hub.snapshot(REPO, patterns, revision=request.revision, what=f"WikiANN {code} splits")
-    else:
-        root = input_root(request)
-        if root.is_file():
-            if len(splits) != 1:
-                raise InputError(
-                    "a single file holds one split",
-                    hint="pick it with --split, or give the folder that holds all three",
-                    path=str(root),
-                )
-            return {splits[0]: [root]}
-    located = {}
-    for split in splits:
-        files = first_match(root, _patterns(code, split))
-        if not files:
-            raise no_files_error(
-                f"WikiANN {split} split for {code}",
-                root,
-                _patterns(code, split)[:2],
-                hint="give the folder of the published layout (check the code with --code)",
-            )
-        located[split] = files
-    return located
+    return locate_splits(
+        request,
+        splits,
+        download=lambda: hub.snapshot(
+            REPO,
+            [f"{code}/{split}-*.parquet" for split in splits],
+            revision=request.revision,
+            what=f"WikiANN {code} splits",
+        ),
+        patterns=lambda split: _patterns(code, split),
+        what=lambda split: f"WikiANN {split} split for {code}",
+        hint="give the folder of the published layout (check the code with --code)",
+    )
 
 
 def read(paths: list[Path], request: FetchRequest, split: str) -> Iterator[Record]:
