@@ -38,7 +38,7 @@ from typing import Any
 
 from lrltool import models, runs, ui
 from lrltool.errors import InputError, RunError, UsageError
-from lrltool.runs import StopRequest, library_versions, linear_lr_factor, seeded_rng
+from lrltool.runs import StopRequest, check_positive, library_versions, linear_lr_factor, seeded_rng
 from lrltool.streams import Stats, read_records
 from lrltool.train import TrainingInterrupted
 
@@ -160,12 +160,9 @@ def make_settings(task: str, preset: str | None = None, **explicit: Any) -> Fine
 
 
 def _check_settings(s: FinetuneSettings) -> None:
-    def positive(name: str, value: float | None) -> None:
-        if value is not None and value <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, not {value}")
-
-    for name in ("epochs", "max_steps", "lr", "batch_size", "max_length", "eval_steps", "reduction_factor"):
-        positive(name, getattr(s, name))
+    check_positive(
+        s, "epochs", "max_steps", "lr", "batch_size", "max_length", "eval_steps", "reduction_factor"
+    )
     if s.patience is not None and s.patience < 1:
         raise UsageError(f"--patience must be at least 1, not {s.patience}")
     if not 0 <= s.warmup_ratio < 1:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lrltool import __version__, ui
-from lrltool.errors import RunError
+from lrltool.errors import RunError, UsageError
 from lrltool.streams import write_json
 
 TRAINING_JSON = "training.json"
@@ -402,3 +402,11 @@ def library_versions() -> dict[str, str]:
         "tokenizers": tokenizers.__version__,
         "python": platform.python_version(),
     }
+
+
+def check_positive(settings: Any, *names: str) -> None:
+    """Refuse a setting (None = unset, allowed) that is zero or negative, naming its option."""
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, not {value}")

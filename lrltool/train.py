@@ -36,7 +36,7 @@ from typing import Any
 
 from lrltool import ui
 from lrltool.errors import InputError, ModelError, RunError, UsageError
-from lrltool.runs import StopRequest, library_versions, linear_lr_factor, seeded_rng
+from lrltool.runs import StopRequest, check_positive, library_versions, linear_lr_factor, seeded_rng
 from lrltool.streams import Stats, read_records, require
 
 CACHE_VERSION = 1
@@ -83,27 +83,12 @@ class TrainSettings:
 
 # DESIGN.md "Paper settings": 100k (GlotCC) / 25k (ConceptNet) steps, batch 16, lr 1e-4, MLM 0.15, length 512,
 # eval every 500 steps, seed 42, linear schedule without warmup, one text per example.
+_PAPER_COMMON: dict[str, Any] = dict(
+    batch_size=16, lr=1e-4, mlm_probability=0.15, eval_steps=500, seed=42, warmup_ratio=0.0, line_by_line=True
+)
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper-glotcc": dict(
-        max_steps=100_000,
-        batch_size=16,
-        lr=1e-4,
-        mlm_probability=0.15,
-        eval_steps=500,
-        seed=42,
-        warmup_ratio=0.0,
-        line_by_line=True,
-    ),
-    "paper-conceptnet": dict(
-        max_steps=25_000,
-        batch_size=16,
-        lr=1e-4,
-        mlm_probability=0.15,
-        eval_steps=500,
-        seed=42,
-        warmup_ratio=0.0,
-        line_by_line=True,
-    ),
+    "paper-glotcc": dict(_PAPER_COMMON, max_steps=100_000),
+    "paper-conceptnet": dict(_PAPER_COMMON, max_steps=25_000),
 }
 
 
@@ -124,14 +109,18 @@ def make_settings(preset: str | None = None, **explicit: Any) -> TrainSettings:
 
 
 def _check_settings(s: TrainSettings) -> None:
-    def positive(name: str, value: float | None) -> None:
-        if value is not None and value <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, not {value}")
-
-    for name in ("batch_size", "grad_accum", "lr", "eval_steps", "epochs", "reduction_factor", "lora_r"):
-        positive(name, getattr(s, name))
-    positive("max_steps", s.max_steps)
-    positive("max_seq_length", s.max_seq_length)
+    check_positive(
+        s,
+        "batch_size",
+        "grad_accum",
+        "lr",
+        "eval_steps",
+        "epochs",
+        "reduction_factor",
+        "lora_r",
+        "max_steps",
+        "max_seq_length",
+    )
     if not 0 < s.mlm_probability < 1:
         raise UsageError(f"--mlm-probability must be between 0 and 1, not {s.mlm_probability}")
     if not 0 <= s.warmup_ratio < 1:
