@@ -530,7 +530,7 @@ def _run_group(command: list[str], env: dict[str, str], timeout: float = 300) ->
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_equal_one_process_with_the_global_batch(tiny_xlmr, corpus, tmp_path):
+def test_torchrun_and_accelerate_launch_equal_one_process_with_the_global_batch(tiny_xlmr, corpus, tmp_path):
     model = tmp_path / "m"
     shutil.copytree(tiny_xlmr, model)
     config = json.loads((model / "config.json").read_text())
@@ -587,3 +587,14 @@ def test_torchrun_two_processes_equal_one_process_with_the_global_batch(tiny_xlm
     for x, y in zip(two_log, one_log, strict=True):
         key = "loss" if "loss" in x else "eval_loss"
         assert x[key] == pytest.approx(y[key], rel=1e-5)
+
+    # `accelerate launch` (its multi-process launcher is torch's elastic runner, gloo on CPU) runs the same
+    # command unchanged and gives the same weights as torchrun, bit for bit.
+    accelerate = Path(sys.executable).parent / "accelerate"
+    flags = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+    launch = [str(accelerate), "launch", *flags, "--dynamo_backend", "no", "-m", "lrltool", "train-adapter"]
+    acc = _run_group([*launch, *common, "-o", str(tmp_path / "acc"), "--batch-size", "2"], env)
+    assert acc.returncode == 0, acc.stderr[-3000:]
+    assert json.loads((tmp_path / "acc" / "training.json").read_text())["processes"] == 2
+    c = _adapter_tensors(tmp_path / "acc" / "adapter")
+    assert c.keys() == a.keys() and all(torch.equal(c[key], a[key]) for key in a)
