@@ -15,74 +15,25 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lrltool import ui
 from lrltool.errors import InputError, LanguageError, ModelError, UsageError
-from lrltool.records import METHODS, metric_record
+from lrltool.records import METHODS, MetricRecord
 from lrltool.streams import Record, Stats, read_records, require, write_records
 from lrltool.taskeval import TASK_EVALUATORS
 
 PPPL_METRICS = ("pppl", "pppl_mean", "pppl_word")
 
 
-# ---------------------------------------------------------------------------------------------------
-# Where the model's adaptation came from (method, data source), for the metric records
-
-
-def _read_training_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _method_of_adapter_config(folder: Path) -> str | None:
-    """seq_bn / seq_bn_inv / lora from an AdapterHub adapter_config.json; None if it is something else."""
-    from lrltool.models import read_adapter_config
-
-    config = read_adapter_config(folder)["config"]
-    if config.get("architecture") == "lora":
-        return "lora"
-    if config.get("architecture") in (None, "bottleneck") and config.get("output_adapter"):
-        if config.get("mh_adapter") or config.get("is_parallel"):
-            return None
-        return "seq_bn_inv" if config.get("inv_adapter") else "seq_bn"
-    return None
-
-
 def adaptation_of(
     model_path: Path, adapter_dir: Path | None, *, method: str | None, source: str | None
 ) -> tuple[str, str | None]:
-    """The (method, source) a metric record names: the options if given, else the train-adapter run's
-    training.json (an adapter's run, or a `full` run whose model/ folder is the model), else what the
-    adapter's config says (method only), else ("base", None) without an adapter."""
-    run_info = None
-    if adapter_dir is not None:
-        run_info = _read_training_json(adapter_dir.parent / "training.json")
-    elif model_path.name == "model":
-        info = _read_training_json(model_path.parent / "training.json")
-        run_info = info if info is not None and info.get("method") == "full" else None
-    found_method = found_source = None
-    if run_info is not None:
-        found_method, found_source = run_info.get("method"), run_info.get("source")
-    elif adapter_dir is not None:
-        found_method = _method_of_adapter_config(adapter_dir)
-    else:
-        found_method = "base"
-    method = method or found_method
-    if method is None:
-        raise UsageError(
-            "cannot tell which method made this adapter (it is not a train-adapter run)",
-            hint=f"give --method ({', '.join(METHODS)})",
-        )
-    if method not in METHODS:
-        raise UsageError(f"unknown method '{method}'", hint=f"choose one of {', '.join(METHODS)}")
-    return method, source if source is not None else found_source
+    from lrltool.models import adaptation_of as rule
+
+    return rule(model_path, adapter_dir, method=method, source=source, known=METHODS)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -260,7 +211,7 @@ def evaluate_mlm(
     }
     values = {"pppl": result.pppl, "pppl_mean": result.pppl_mean, "pppl_word": result.pppl_word}
     records = [
-        metric_record(metric=name, value=values[name], details=details, settings=settings, **common)
+        MetricRecord(metric=name, value=values[name], details=details, settings=settings, **common).to_json()
         for name in PPPL_METRICS
     ]
     if per_sentence is not None:

@@ -612,7 +612,9 @@ def _save_full_task_model(task: TaskModel, out: Path) -> None:
         config = json.loads(config_path.read_text(encoding="utf-8"))
         config.pop("adapters", None)  # nothing of the adapters library in a plain model
         config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        models.replace_dir(tmp, out)
+        from lrltool.streams import replace_dir
+
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -58,7 +58,7 @@ from typing import Any
 
 from lrltool import ui
 from lrltool.errors import InputError, LrlError, ModelError, UsageError
-from lrltool.records import metric_record
+from lrltool.records import MetricRecord
 from lrltool.streams import read_records, require, write_records
 
 PROMPT_TASKS = ("tc", "sa")
@@ -690,7 +690,7 @@ def evaluate_prompt(
         "data": str(test_path),
     }
     return [
-        metric_record(
+        MetricRecord(
             metric=name,
             value=value,
             lang=lang,
@@ -705,6 +705,6 @@ def evaluate_prompt(
             seed=seed if shots > 0 else None,
             details=details,
             settings=settings,
-        )
+        ).to_json()
         for name, value in metrics.items()
     ]

@@ -47,7 +47,7 @@ from typing import Any
 from lrltool import __version__
 from lrltool.errors import InputError, LanguageError, UsageError
 from lrltool.languages import Language, model_family, resolve_language
-from lrltool.records import METHODS, check_metric_record
+from lrltool.records import METHODS, MetricRecord
 from lrltool.streams import Stats, read_records, require
 
 Record = dict[str, Any]
@@ -122,7 +122,7 @@ def validate_metric_record(record: Record) -> str | None:
     Raises :class:`InputError` (without a location; the reader adds file:line) for a record that
     report cannot place or whose value cannot be right.
     """
-    check_metric_record(record)
+    MetricRecord.from_json(record)
     for key in ("metric", "model", "task", "method"):
         require(record, key, str, what="metric record")
     require(record, "n", int, what="metric record")

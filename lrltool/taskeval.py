@@ -38,7 +38,7 @@ from lrltool.finetune import (
     split_name,
     task_spec,
 )
-from lrltool.records import metric_record
+from lrltool.records import MetricRecord
 
 TASK_METRICS = {"classification": ("macro_f1", "accuracy"), "tagging": ("precision", "recall", "f1")}
 
@@ -357,7 +357,7 @@ def _record(
     settings.update(
         max_length=info.get("max_length"), steps=info.get("steps"), best_step=info.get("best_step")
     )
-    return metric_record(
+    return MetricRecord(
         metric=metric,
         value=value,
         lang=info.get("lang"),
@@ -372,7 +372,7 @@ def _record(
         seed=info.get("seed"),
         details=details,
         settings=settings,
-    )
+    ).to_json()
 
 
 # ---------------------------------------------------------------------------------------------------

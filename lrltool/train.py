@@ -1191,7 +1191,7 @@ def _save_full_model(model: Any, tokenizer: Any, out: Path) -> None:
         config = json.loads(config_path.read_text())
         config.pop("adapters", None)  # no adapters in a fully trained model: keep the config plain
         config_path.write_text(json.dumps(config, indent=2) + "\n")
-        from lrltool.models import replace_dir
+        from lrltool.streams import replace_dir
 
         replace_dir(tmp, out)
     except BaseException:

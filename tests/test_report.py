@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lrltool.records import metric_record
+from lrltool.records import MetricRecord
 from lrltool.report import Column, build_report, load_metric_records, render_markdown, report_metrics
 
 MODEL = "xlm-roberta-base"
@@ -81,6 +81,10 @@ TC = {  # lang -> (method, source, task_method) -> macro-F1 for seeds 1, 2, 3
 NER_BASE = {lang: [0.60 + i * 0.01, 0.62 + i * 0.01, 0.61 + i * 0.01] for i, lang in enumerate(ALL)}
 NER_AGG = {lang: (0.70 + i * 0.01, 0.02) for i, lang in enumerate(ALL)}
 PROMPT = {"ron_Latn": 0.30, "mlt_Latn": 0.20}  # tiny LLaMA 0-shot, one run each
+
+
+def metric_record(**fields):
+    return MetricRecord(**fields).to_json()
 
 
 def mean(values):

@@ -1,0 +1,114 @@
+"""Devices, dtypes and processes: one meaning of ``--device``, one place that sets up 🤗 Accelerate.
+
+``--device auto`` means the first of CUDA, Apple MPS and the CPU that this machine has (Accelerate's own
+order); ``cuda`` without an index means this process's GPU (``LOCAL_RANK`` under torchrun / accelerate
+launch). A device that is not there is a usage error, before anything is loaded.
+
+Training runs through :func:`make_accelerator` (device placement, bf16 autocast, DDP over the processes
+that torchrun or ``accelerate launch`` started, trackers); evaluation needs only a device and a dtype.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lrltool.errors import UsageError
+
+DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+def local_rank() -> int:
+    """This process's index on its machine (0 without torchrun / accelerate launch)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def world_size() -> int:
+    """How many processes train together (1 without torchrun / accelerate launch)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def resolve_device(requested: str | None = "auto") -> Any:
+    """The torch device ``--device`` names; UsageError for a malformed name or a device not present."""
+    import torch
+
+    requested = requested or "auto"
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank())
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available() and world_size() == 1:
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise UsageError(f"unknown device '{requested}'", hint=f"use {DEVICE_HELP}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda, but no CUDA device is available", hint="use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", local_rank())
+        if device.index >= torch.cuda.device_count():
+            raise UsageError(
+                f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s)",
+                hint=f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}",
+            )
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise UsageError("--device mps, but MPS is not available", hint="use --device cpu")
+    elif device.type != "cpu":
+        raise UsageError(f"unknown device '{requested}'", hint=f"use {DEVICE_HELP}")
+    return device
+
+
+def resolve_dtype(name: str | None) -> Any:
+    """The torch dtype ``--dtype`` names, or None (the model's own) for None."""
+    import torch
+
+    if name is None:
+        return None
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in dtypes:
+        raise UsageError(f"unknown dtype '{name}'", hint=f"choose one of {', '.join(DTYPE_NAMES)}")
+    return dtypes[name]
+
+
+def dtype_name(dtype: Any) -> str:
+    """``torch.bfloat16`` -> ``bfloat16``; None (the model's own) -> ``float32``."""
+    return str(dtype or "float32").removeprefix("torch.")
+
+
+def default_bf16(device: Any) -> bool:
+    """bf16 autocast by default where the device runs it natively: a CUDA GPU that supports bf16."""
+    import torch
+
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def make_accelerator(device: str, *, bf16: bool | None = None) -> Any:
+    """The 🤗 Accelerate ``Accelerator`` of one training run on ``--device``, with bf16 autocast.
+
+    Joins the process group that torchrun / accelerate launch describe in the environment (gloo on the
+    CPU, NCCL on GPUs, each process on its own GPU). ``bf16`` None: on where the GPU supports it.
+    Refuses (UsageError) a device that is not there, and bf16 anywhere but on a CUDA device.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    target = resolve_device(device)
+    use_bf16 = default_bf16(target) if bf16 is None else bf16
+    if use_bf16 and target.type != "cuda":
+        raise UsageError("--bf16 needs a CUDA device", hint="drop --bf16 or use --device cuda")
+    if use_bf16 and not torch.cuda.is_bf16_supported():
+        raise UsageError("--bf16: this GPU does not support bfloat16", hint="drop --bf16")
+    if world_size() == 1:
+        # Accelerate keeps one process-wide state; a new run in the same process may ask another device.
+        AcceleratorState._reset_state(reset_partial_state=True)
+        if target.type == "cuda":
+            torch.cuda.set_device(target)
+    accelerator = Accelerator(cpu=target.type == "cpu", mixed_precision="bf16" if use_bf16 else "no")
+    return accelerator

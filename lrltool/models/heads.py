@@ -1,0 +1,204 @@
+"""Task models (finetune, eval --task tc|sa|ner): classification heads, task adapters and fusion layers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lrltool.errors import ModelError
+from lrltool.models.adapters import (
+    _write_pickle_copy,
+    is_adapter_parameter,
+    load_adapter,
+)
+from lrltool.models.loading import (
+    ModelSource,
+    checkpoint_parameter_names,
+    load_model,
+    read_json,
+    trainable_parameters,
+)
+from lrltool.streams import atomic_dir
+
+TASK_HEADS: tuple[str, ...] = ("sequence-classification", "token-classification")
+HEAD_CONFIG = "head_config.json"
+HEAD_SAFETENSORS = "model_head.safetensors"
+HEAD_PICKLE = "pytorch_model_head.bin"
+FUSION_CONFIG = "adapter_fusion_config.json"
+FUSION_SAFETENSORS = "model_adapter_fusion.safetensors"
+FUSION_PICKLE = "pytorch_model_adapter_fusion.bin"
+
+
+def load_task_model(
+    source: ModelSource, *, head: str, labels: Sequence[str], device: Any = None, dtype: Any = None
+) -> tuple[Any, list[str]]:
+    """A classification (``head`` "sequence-classification") or tagging ("token-classification") model.
+
+    Returns the model (adapters-enabled, eval mode, ``id2label`` from ``labels`` in order) and the names
+    of its task-head parameters: every parameter outside the base model (classifier / score) plus base
+    parameters the checkpoint does not hold and ``from_pretrained`` initialised at random (BERT's pooler
+    when the checkpoint is a masked-LM one). Those must train and be saved with the head: a randomly
+    initialised weight that is not saved cannot be rebuilt at evaluation time.
+    """
+    if head not in TASK_HEADS:
+        raise ModelError(f"'{head}' is not a task head", hint=f"choose one of {', '.join(TASK_HEADS)}")
+    from transformers.utils import logging as hf_logging
+
+    id2label = dict(enumerate(labels))
+    label2id = {label: i for i, label in id2label.items()}
+    # "Some weights ... are newly initialized: train this model" is exactly what we are about to do.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity(logging.ERROR)
+    try:
+        model = load_model(
+            source,
+            head=head,
+            device=device,
+            dtype=dtype,
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id=label2id,
+            ignore_mismatched_sizes=True,  # a checkpoint with another head: that head is replaced
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    stored = checkpoint_parameter_names(source)
+    prefix = model.base_model_prefix
+    if stored and not any(name.startswith(f"{prefix}.") for name in stored):
+        stored = {f"{prefix}.{name}" for name in stored}  # a checkpoint of the bare base model
+    head_names = [
+        name
+        for name, _ in model.named_parameters()
+        if not name.startswith(f"{prefix}.") or name not in stored
+    ]
+    return model, head_names
+
+
+def _fusion_parameter(param_name: str) -> bool:
+    return "adapter_fusion_layer" in param_name.split(".")
+
+
+def set_trainable(model: Any, names: set[str]) -> int:
+    """Train exactly the parameters in ``names`` (everything else frozen); return the trainable count."""
+    known = {name for name, _ in model.named_parameters()}
+    missing = sorted(names - known)
+    if missing:
+        raise ModelError(f"no parameter '{missing[0]}' in the model ({len(missing)} missing)")
+    for name, param in model.named_parameters():
+        param.requires_grad = name in names
+    return trainable_parameters(model)
+
+
+def adapter_parameter_names(model: Any, adapter: str) -> set[str]:
+    """Names of the parameters of adapter ``adapter`` (bottleneck, invertible, LoRA, ...)."""
+    return {name for name, _ in model.named_parameters() if is_adapter_parameter(name, adapter)}
+
+
+def fusion_parameter_names(model: Any) -> set[str]:
+    return {name for name, _ in model.named_parameters() if _fusion_parameter(name)}
+
+
+def add_task_adapter(model: Any, name: str, *, reduction_factor: int = 16) -> None:
+    """Add a seq_bn task adapter (not yet active, nothing frozen: the caller decides the setup)."""
+    from adapters import SeqBnConfig
+
+    model.add_adapter(name, config=SeqBnConfig(reduction_factor=reduction_factor))
+
+
+def save_task_adapter(model: Any, name: str, out_dir: str | Path, *, head_names: Sequence[str]) -> None:
+    """Write task adapter ``name`` with its head to ``out_dir`` (AdapterHub layout, atomic, no base model).
+
+    Files: adapter_config.json, adapter.safetensors, head_config.json, model_head.safetensors (every
+    name in ``head_names``, which may include base parameters the checkpoint lacked, e.g. BERT's
+    pooler), and pickle copies (pytorch_adapter.bin, pytorch_model_head.bin) for plain
+    ``model.load_adapter(dir)`` of adapters 1.3.0 (which loads the head parameters outside the base model).
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    with atomic_dir(out_dir) as tmp:
+        model.save_adapter(str(tmp), name, with_head=True, use_safetensors=True)
+        _write_pickle_copy(tmp)
+        params = dict(model.named_parameters())
+        head = {key: params[key].detach().cpu().contiguous().clone() for key in head_names}
+        save_file(head, str(tmp / HEAD_SAFETENSORS))
+        torch.save(head, tmp / HEAD_PICKLE)
+
+
+def load_task_adapter(model: Any, path: str | Path, *, name: str, head_names: Sequence[str]) -> str:
+    """Load a task adapter + head written by :func:`save_task_adapter` into ``model`` (not activated).
+
+    Refuses (ModelError) a head saved from another model class, one with other head parameters or
+    shapes, and adapter weights that do not fit (through :func:`load_adapter`).
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    head_config = folder / HEAD_CONFIG
+    if not head_config.is_file() or not (folder / HEAD_SAFETENSORS).is_file():
+        raise ModelError(
+            "the task adapter has no head (head_config.json, model_head.safetensors)",
+            hint="train it again with lrltool finetune",
+            path=str(folder),
+        )
+    saved_class = read_json(head_config).get("model_class")
+    if saved_class != type(model).__name__:
+        raise ModelError(
+            f"the task head was saved from a {saved_class} model, not {type(model).__name__}",
+            hint="evaluate it with the model it was trained on",
+            path=str(folder),
+        )
+    loaded = load_adapter(model, folder, name=name, set_active=False)
+    weights = load_file(str(folder / HEAD_SAFETENSORS))
+    params = dict(model.named_parameters())
+    if set(weights) != set(head_names):
+        odd = sorted(set(weights) ^ set(head_names))
+        raise ModelError(
+            f"the task head's weights do not fit this model ({len(odd)} mismatched, e.g. {odd[0]})",
+            hint="evaluate it with the model it was trained on",
+            path=str(folder),
+        )
+    import torch
+
+    with torch.no_grad():
+        for key, tensor in weights.items():
+            if tuple(tensor.shape) != tuple(params[key].shape):
+                raise ModelError(
+                    f"the task head's '{key}' has shape {tuple(tensor.shape)}, the model "
+                    f"{tuple(params[key].shape)}",
+                    hint="evaluate it with the model it was trained on",
+                    path=str(folder),
+                )
+            params[key].copy_(tensor.to(params[key].device, params[key].dtype))
+    return loaded
+
+
+def save_fusion(model: Any, adapter_names: Sequence[str], out_dir: str | Path) -> None:
+    """Write the fusion layer over ``adapter_names`` (config, safetensors, pickle copy), atomically."""
+    import torch
+    from safetensors.torch import load_file
+
+    with atomic_dir(out_dir) as tmp:
+        model.save_adapter_fusion(str(tmp), ",".join(adapter_names), use_safetensors=True)
+        torch.save(load_file(str(tmp / FUSION_SAFETENSORS)), tmp / FUSION_PICKLE)
+
+
+def load_fusion(model: Any, path: str | Path, adapter_names: Sequence[str]) -> None:
+    """Load a fusion layer written by :func:`save_fusion` over the (already loaded) ``adapter_names``."""
+    folder = Path(path)
+    if not (folder / FUSION_CONFIG).is_file() or not (folder / FUSION_SAFETENSORS).is_file():
+        raise ModelError("no fusion layer in the folder", hint="train it again", path=str(folder))
+    saved = read_json(folder / FUSION_CONFIG).get("adapter_names")
+    if saved is not None and list(saved) != list(adapter_names):
+        raise ModelError(f"the fusion layer fuses {saved}, not {list(adapter_names)}", path=str(folder))
+    before = fusion_parameter_names(model)
+    try:
+        model.load_adapter_fusion(str(folder), load_as=",".join(adapter_names), use_safetensors=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(
+            f"cannot load the fusion layer ({str(exc).splitlines()[0]})", path=str(folder)
+        ) from None
+    if fusion_parameter_names(model) == before:
+        raise ModelError("the fusion layer's weights did not load", path=str(folder))
