@@ -27,7 +27,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterable, Mapping
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,6 +211,12 @@ def _optional(record: Mapping[str, Any], key: str, kind: type) -> Any:
 
 def _plain(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else value
+
+
+def mean_and_sd(values: Sequence[float]) -> tuple[float, float | None]:
+    """The mean and the sample standard deviation (n - 1; None for fewer than two values) of scores."""
+    mean = math.fsum(values) / len(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else None)
 
 
 def write_metric_records(records: Iterable[MetricRecord], output: str | os.PathLike[str] = "-") -> int:
