@@ -475,7 +475,7 @@ def train_adapter_cli(
     """Train a language adapter (MLM or CLM) on text records; write OUTDIR/adapter and the run's records."""
     import shlex
 
-    from lrltool.train import make_settings, train_language_adapter
+    from lrltool.lm.adapter import make_settings, train_language_adapter
 
     ui.configure(quiet=quiet)
     settings = make_settings(

@@ -1,17 +1,21 @@
-"""Run folders of training commands (train-adapter, finetune): layout, refusal rules, logs, checkpoints.
+"""Run folders of the training commands (train-adapter, finetune): layout, RunInfo, refusal rules, logs,
+checkpoints, model cards.
 
 Layout of OUTDIR::
 
     adapter/ (or model/ for full training)   the exported result, written last, atomically
     checkpoints/last/  checkpoints/best/     resumable state: trained weights (safetensors), optimizer
                                              (torch.save of tensors/numbers only: weights_only loads it),
-                                             state.json (step, schedule, best so far, ...), rng.safetensors
-    training.json                            every setting, versions, data hash, steps, best loss, time
+                                             state.json (the loop's TrainState), rng.safetensors
+    training.json                            RunInfo: every setting, versions, data hash, steps, best, time
     README.md                                a model card
-    log.jsonl                                {"step", "loss", "lr", "epoch"} and {"step", "eval_loss"} lines
+    log.jsonl                                {"step", "loss", "lr", "epoch"} and {"step", "eval_..."} lines
 
 A folder that holds another run is refused unless ``resume`` (continue it) or ``force`` (replace it);
 a non-empty folder that is not a run is always refused (we never delete what we did not write).
+:class:`Run` owns this lifecycle: :meth:`Run.open` decides (and changes nothing), :meth:`Run.start`
+creates the folder, checkpoints are saved and restored through it, :meth:`Run.finish` writes the model
+card and then training.json with ``finished: true`` (last: a finished training.json means a complete run).
 """
 
 from __future__ import annotations
@@ -19,37 +23,130 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import tempfile
-import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from lrltool import __version__, ui
-from lrltool.errors import RunError, UsageError
-from lrltool.streams import write_json
+from lrltool import __version__
+from lrltool.errors import RunError
+from lrltool.streams import atomic_output, write_json
 
 TRAINING_JSON = "training.json"
 LOG_JSONL = "log.jsonl"
 README = "README.md"
 CHECKPOINTS = "checkpoints"
 # What a run writes; --force removes exactly these (and nothing else a user may have put there).
-RUN_ENTRIES = ("adapter", "model", CHECKPOINTS, TRAINING_JSON, LOG_JSONL, README)
+RUN_ENTRIES = ("adapter", "model", "fusion", CHECKPOINTS, TRAINING_JSON, LOG_JSONL, README)
+
+
+# ---------------------------------------------------------------------------------------------------
+# training.json
 
 
 @dataclass
-class RunDir:
-    """Paths of one run folder."""
+class RunInfo:
+    """training.json of a run (both commands): the fields every run has, typed, and ``extra`` for what
+    one command adds (train-adapter: objective, adapter_name, ...; finetune: task, labels, ...)."""
 
-    path: Path
+    kind: str = ""  # "language adapter", "continued pre-training" or "finetune"
+    command: str | None = None
+    model: str | None = None
+    model_revision: str | None = None
+    model_type: str | None = None
+    method: str | None = None
+    source: str | None = None
+    lang: str | None = None
+    seed: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    trainable_parameters: int = 0
+    total_steps: int = 0
+    steps: int = 0
+    best_step: int | None = None
+    seconds: float = 0.0
+    device: str | None = None
+    finished: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of training.json: the typed fields in order, then ``extra``'s keys."""
+        typed = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {**typed, **self.extra}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunInfo:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(
+            **{k: v for k, v in data.items() if k in known},
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> RunInfo:
+        """The training.json of the run in ``folder``; RunError if it is missing or damaged."""
+        path = Path(folder) / TRAINING_JSON
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RunError(
+                f"cannot read training.json ({exc})", hint="the run folder is damaged", path=str(folder)
+            ) from None
+        if not isinstance(data, dict):
+            raise RunError("training.json is not a JSON object", path=str(folder))
+        return cls.from_json(data)
+
+    @classmethod
+    def find(cls, folder: str | os.PathLike[str]) -> RunInfo | None:
+        """The RunInfo of ``folder``'s run, of the run an ``adapter/`` or ``model/`` folder belongs to, or
+        None where there is none (or it cannot be read)."""
+        path = Path(folder)
+        for run_dir in (path.parent, path) if path.name in ("adapter", "model") else (path,):
+            if (run_dir / TRAINING_JSON).is_file():
+                try:
+                    return cls.load(run_dir)
+                except RunError:
+                    return None
+        return None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field by name: a typed one, else one of ``extra``."""
+        if key != "extra" and key in {f.name for f in fields(self)}:
+            return getattr(self, key)
+        return self.extra.get(key, default)
+
+
+def differences(previous: dict[str, Any], current: dict[str, Any], keys: Sequence[str]) -> list[str]:
+    """``"key old -> new"`` for each of ``keys`` whose value differs (for --resume refusals)."""
+    return [
+        f"{key} {previous.get(key)!r} -> {current.get(key)!r}"
+        for key in keys
+        if previous.get(key) != current.get(key)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run folder
+
+
+class Run:
+    """One run folder and its lifecycle (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.previous: RunInfo | None = None  # the interrupted run's training.json, when resuming
+        self.force = False
+
+    # --- paths
 
     @property
     def training_json(self) -> Path:
         return self.path / TRAINING_JSON
 
     @property
-    def log(self) -> Path:
+    def log_path(self) -> Path:
         return self.path / LOG_JSONL
 
     @property
@@ -57,92 +154,88 @@ class RunDir:
         return self.path / README
 
     @property
-    def checkpoints(self) -> Path:
-        return self.path / CHECKPOINTS
-
-    @property
     def last_checkpoint(self) -> Path:
-        return self.checkpoints / "last"
+        return self.path / CHECKPOINTS / "last"
 
     @property
     def best_checkpoint(self) -> Path:
-        return self.checkpoints / "best"
+        return self.path / CHECKPOINTS / "best"
 
     def output(self, full: bool) -> Path:
         return self.path / ("model" if full else "adapter")
 
-    def read_training_json(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.training_json.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+    # --- lifecycle
+
+    @classmethod
+    def open(cls, out: str | os.PathLike[str], *, resume: bool = False, force: bool = False) -> Run:
+        """Decide what to do with OUTDIR before any work starts; change nothing on disk.
+
+        For ``resume``, :attr:`previous` holds the earlier run's training.json. Refuses (RunError): a file
+        in the way; a folder holding another run without ``resume``/``force``; ``resume`` of a folder
+        that holds no run or a finished one; a non-empty folder that is not a run.
+        """
+        if resume and force:
+            raise RunError("--resume and --force exclude each other", hint="give one of them")
+        run = cls(out)
+        run.force = force
+        path = run.path
+        if path.exists() and not path.is_dir():
+            raise RunError("the output is a file, not a folder", hint="choose another -o", path=str(path))
+        if run.training_json.is_file():
+            previous = RunInfo.load(path)
+            if resume:
+                if previous.finished:
+                    raise RunError(
+                        "the run in this folder has already finished; nothing to resume",
+                        hint="use --force to train it again from scratch, or choose another -o",
+                        path=str(path),
+                    )
+                run.previous = previous
+                return run
+            if force:
+                return run
             raise RunError(
-                f"cannot read training.json ({exc})", hint="the run folder is damaged", path=str(self.path)
-            ) from None
-        if not isinstance(data, dict):
-            raise RunError("training.json is not a JSON object", path=str(self.path))
-        return data
-
-
-def check_run_dir(
-    out: str | Path, *, resume: bool = False, force: bool = False
-) -> tuple[RunDir, dict | None]:
-    """Decide what to do with OUTDIR before any work starts; change nothing on disk.
-
-    Returns the run folder and, for ``resume``, the earlier run's training.json. Refuses (RunError): a
-    file in the way; a folder holding another run without ``resume``/``force``; ``resume`` of a folder
-    that holds no run or a finished one; a non-empty folder that is not a run.
-    """
-    if resume and force:
-        raise RunError("--resume and --force exclude each other", hint="give one of them")
-    run = RunDir(Path(out))
-    path = run.path
-    if path.exists() and not path.is_dir():
-        raise RunError("the output is a file, not a folder", hint="choose another -o", path=str(path))
-    entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
-    if run.training_json.is_file():
-        previous = run.read_training_json()
+                "the output folder holds another run",
+                hint="choose a new -o, add --resume to continue it, or --force to replace it",
+                path=str(path),
+            )
         if resume:
-            if previous.get("finished"):
-                raise RunError(
-                    "the run in this folder has already finished; nothing to resume",
-                    hint="use --force to train it again from scratch, or choose another -o",
-                    path=str(path),
-                )
-            return run, previous
-        if force:
-            return run, None
-        raise RunError(
-            "the output folder holds another run",
-            hint="choose a new -o, add --resume to continue it, or --force to replace it",
-            path=str(path),
-        )
-    if resume:
-        raise RunError(
-            "no run to resume in this folder (no training.json)", hint="drop --resume", path=str(path)
-        )
-    if entries:
-        raise RunError(
-            f"the output folder is not empty and holds no run ({', '.join(entries[:3])}...)",
-            hint="choose a new or empty folder for -o",
-            path=str(path),
-        )
-    return run, None
+            raise RunError(
+                "no run to resume in this folder (no training.json)", hint="drop --resume", path=str(path)
+            )
+        entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+        if entries:
+            raise RunError(
+                f"the output folder is not empty and holds no run ({', '.join(entries[:3])}...)",
+                hint="choose a new or empty folder for -o",
+                path=str(path),
+            )
+        return run
 
+    def start(self, info: RunInfo) -> None:
+        """Create the folder (with ``force``, first remove what an earlier run wrote) and write ``info``."""
+        if self.force:
+            for name in RUN_ENTRIES:
+                target = self.path / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.write_info(info)
 
-def start_run_dir(run: RunDir, *, force: bool = False) -> None:
-    """Create the run folder; with ``force``, first remove what an earlier run wrote there."""
-    if force:
-        for name in RUN_ENTRIES:
-            target = run.path / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    run.path.mkdir(parents=True, exist_ok=True)
+    def write_info(self, info: RunInfo) -> None:
+        write_json(self.training_json, info.to_json())
 
+    def finish(self, info: RunInfo, card: str) -> None:
+        """The model card, then training.json (``info`` with ``finished`` true), each atomically."""
+        with atomic_output(self.readme) as stream:
+            stream.write(card.encode("utf-8"))
+        info.finished = True
+        self.write_info(info)
 
-def write_training_json(run: RunDir, info: dict[str, Any]) -> None:
-    write_json(run.training_json, info)
+    def log(self, *, keep_through_step: int | None = None) -> RunLog:
+        return RunLog(self.log_path, keep_through_step=keep_through_step)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -193,7 +286,7 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 class Checkpoint:
     weights: dict[str, Any]  # parameter name -> tensor (only what trains)
     optimizer: dict[str, Any] | None
-    state: dict[str, Any]  # step, schedule, best so far, ... (JSON)
+    state: dict[str, Any]  # the loop's TrainState as JSON
     rng: dict[str, Any]  # name -> uint8 tensor
 
 
@@ -282,107 +375,26 @@ def set_rng_state(states: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Model card
+# Model cards and versions
 
 
-def model_card(info: dict[str, Any]) -> str:
-    """README.md of a run: what was trained, on what, how well, and how to load it."""
-    method = info.get("method", "?")
-    full = method == "full"
-    lines = [
-        f"# {info.get('kind', 'language adapter')}: {info.get('model')} / {method}",
-        "",
-        f"- base model: `{info.get('model')}`"
-        + (f" (revision `{info['model_revision']}`)" if info.get("model_revision") else ""),
-        f"- method: `{method}`, objective: {info.get('objective', '?').upper()}",
-        f"- language: {info.get('lang') or 'unknown'}; data source: {info.get('source') or 'unknown'}",
-    ]
-    data = info.get("data") or {}
-    if data:
-        lines.append(
-            f"- data: {data.get('records', 0):,} records, {data.get('tokens', 0):,} tokens"
-            f" (sha256 {str(data.get('hash', ''))[:16]}...)"
-        )
-    lines.append(f"- trainable parameters: {info.get('trainable_parameters', 0):,}")
-    steps = info.get("steps")
-    lines.append(
-        f"- steps: {steps}; best validation loss {info.get('best_eval_loss')} at step {info.get('best_step')}"
-        f" (the exported weights); {info.get('seconds', 0):.0f} s"
-    )
-    settings = info.get("settings") or {}
-    if settings:
-        lines += ["", "## Settings", "", "| setting | value |", "| --- | --- |"]
-        lines += [f"| {k} | {v} |" for k, v in settings.items()]
-    lines += ["", "## Use", "", "```python"]
-    if full:
-        lines += [
-            "from transformers import AutoModelForMaskedLM  # AutoModelForCausalLM for decoders",
-            "model = AutoModelForMaskedLM.from_pretrained('model')",
-        ]
-    else:
-        lines += [
-            "import adapters",
-            "from transformers import AutoModelForMaskedLM  # AutoModelForCausalLM for decoders",
-            f"model = AutoModelForMaskedLM.from_pretrained({info.get('model')!r})",
-            "adapters.init(model)",
-            "name = model.load_adapter('adapter', set_active=True)",
-        ]
-        if method == "seq_bn_inv":
-            lines += [
-                "# adapters 1.3.0 skips the invertible adapter's inverse with the static HF classes;",
-                "# lrltool.models.load_adapter does (it registers a hook before the output embedding).",
-            ]
-    lines += ["```", "", f"Command: `{info.get('command', '')}`", ""]
-    return "\n".join(lines)
+@dataclass
+class Card:
+    """A run's README.md: a title, facts (bullet lines), settings, how to use it, and the command."""
 
+    title: str
+    facts: list[str]
+    settings: dict[str, Any]
+    usage: list[str]  # lines shown under "## Use"
+    command: str | None
 
-def write_model_card(run: RunDir, info: dict[str, Any]) -> None:
-    from lrltool.streams import atomic_output
-
-    with atomic_output(run.readme) as stream:
-        stream.write(model_card(info).encode("utf-8"))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Shared by the training loops of train-adapter and finetune
-
-
-class StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop checkpoints at the end of the step. A second Ctrl-C aborts."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        ui.warn("stopping after this step and saving a checkpoint (Ctrl-C again to abort without one)")
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def seeded_rng(*key: int) -> Any:
-    """A numpy generator keyed by integers (seed, purpose, step, ...): the same key, the same draws."""
-    import numpy as np
-
-    return np.random.default_rng([abs(int(k)) for k in key])
-
-
-def linear_lr_factor(step: int, total: int, warmup: int) -> float:
-    # transformers' get_linear_schedule_with_warmup, evaluated at the optimizer step about to be taken
-    if step < warmup:
-        return step / max(1, warmup)
-    return max(0.0, (total - step) / max(1, total - warmup))
+    def render(self) -> str:
+        lines = [f"# {self.title}", "", *self.facts]
+        if self.settings:
+            lines += ["", "## Settings", "", "| setting | value |", "| --- | --- |"]
+            lines += [f"| {k} | {v} |" for k, v in self.settings.items()]
+        lines += ["", "## Use", "", *self.usage, "", f"Command: `{self.command or ''}`", ""]
+        return "\n".join(lines)
 
 
 def library_versions() -> dict[str, str]:
@@ -404,9 +416,6 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def check_positive(settings: Any, *names: str) -> None:
-    """Refuse a setting (None = unset, allowed) that is zero or negative, naming its option."""
-    for name in names:
-        value = getattr(settings, name)
-        if value is not None and value <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, not {value}")
+def settings_dict(settings: Any) -> dict[str, Any]:
+    """A settings dataclass as the JSON object training.json records."""
+    return asdict(settings)

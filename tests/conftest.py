@@ -11,8 +11,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.pop("LRLTOOL_DEBUG", None)
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
+from tests.paths import EXAMPLES, ROOT  # noqa: F401 - re-exported for older helpers
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import torch
 
 from lrltool import models
 from lrltool.records import METRIC_KEYS
-from tests.test_pppl import reference_pll
+from tests.lm_helpers import reference_pll
 
 TEXTS = ["Ana are mere și pere.", "Vremea este frumoasă astăzi în București, spuse el încet."]
 
@@ -323,7 +323,7 @@ def test_fetch_flores_pipe_into_eval(tiny_xlmr, tmp_path):
     import sys
     from pathlib import Path
 
-    from tests.conftest import EXAMPLES
+    from tests.paths import EXAMPLES
 
     lrltool = Path(sys.executable).parent / "lrltool"
     per_sentence = tmp_path / "sentences.jsonl.zst"

@@ -9,10 +9,10 @@ import sys
 
 import orjson
 import pytest
-from conftest import EXAMPLES
 from fetch_helpers import assert_error, assert_no_output, cn_row, jsonl, write_dump
 
 from lrltool.sources import conceptnet
+from tests.paths import EXAMPLES
 
 WIKT_RO = {
     "dataset": "/d/wiktionary/ro",

@@ -12,12 +12,12 @@ import shutil
 
 import huggingface_hub
 import pytest
-from conftest import EXAMPLES
 from fetch_helpers import assert_error, assert_no_output, jsonl
 from huggingface_hub.utils import filter_repo_objects
 
 from lrltool.sources import conceptnet, hub
 from lrltool.streams import read_records
+from tests.paths import EXAMPLES
 
 
 class FakeHub:

@@ -6,11 +6,11 @@ import json
 
 import pyarrow as pa
 import pytest
-from conftest import EXAMPLES as EXAMPLES_DIR
 from fetch_helpers import assert_error, assert_no_output, jsonl, write_parquet
 
 from lrltool.sources import SOURCES
 from lrltool.streams import read_records
+from tests.paths import EXAMPLES as EXAMPLES_DIR
 
 # --- glotcc ---------------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.paths import ROOT
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

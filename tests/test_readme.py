@@ -15,7 +15,7 @@ import pytest
 import typer.main
 
 from lrltool.cli import app
-from tests.conftest import ROOT
+from tests.paths import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

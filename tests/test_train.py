@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from lrltool import models, runs, train
+from lrltool import models, runs, training
+from lrltool.lm import adapter, data
 from lrltool.tiny import corpus_lines
-from tests.conftest import ROOT
+from tests.paths import ROOT
 
 STEPS_ARGS = ["--batch-size", "4", "--max-seq-length", "32", "--eval-steps", "3", "--log-steps", "1"]
 
@@ -85,23 +86,23 @@ def test_masked_position_head_loss_equals_full_logits_loss(request, fixture):
         for p in model.parameters():
             if p.requires_grad:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-    spec = train.TokenizeSpec(source.objective, 24, packing=False, whole_word=False)
-    blocks = train.tokenize_texts([*corpus_lines()[:5], "Un câine."], tokenizer, spec)
+    spec = data.TokenizeSpec(source.objective, 24, packing=False, whole_word=False)
+    blocks = data.tokenize_texts([*corpus_lines()[:5], "Un câine."], tokenizer, spec)
     examples = []
     for i in range(len(blocks)):
         ids, ws = blocks.example(i)
         if source.objective == "mlm":
-            masker = train.Masker(
+            masker = data.Masker(
                 tokenizer.mask_token_id, np.array(tokenizer.all_special_ids), len(tokenizer), 0.3, False
             )
             examples.append(masker(ids, ws, np.random.default_rng(i)))
         else:
             examples.append((ids, None))
-    batch = train.collate(examples, tokenizer.pad_token_id)
+    batch = data.collate(examples, tokenizer.pad_token_id)
     assert (batch["attention_mask"] == 0).any()  # padding is present and must be ignored
     with torch.no_grad():
-        loss_sum, count = train.lm_loss_sum(model, models.lm_head(model), batch, source.objective)
-        reference = train.full_logits_loss(model, batch, source.objective)
+        loss_sum, count = adapter.lm_loss_sum(model, models.lm_head(model), batch, source.objective)
+        reference = adapter.full_logits_loss(model, batch, source.objective)
     expected_count = (
         int((batch["labels"] != -100).sum())
         if source.objective == "mlm"
@@ -115,9 +116,9 @@ def test_masking_rates_specials_and_whole_words(tiny_bert):
     source = models.resolve_model(str(tiny_bert))
     tokenizer = models.load_tokenizer(source)
     specials = np.array(sorted(tokenizer.all_special_ids))
-    spec = train.TokenizeSpec("mlm", 128, packing=True, whole_word=True)
-    blocks = train.tokenize_texts(corpus_lines(), tokenizer, spec)
-    masker = train.Masker(tokenizer.mask_token_id, specials, len(tokenizer), 0.15, whole_word=False)
+    spec = data.TokenizeSpec("mlm", 128, packing=True, whole_word=True)
+    blocks = data.tokenize_texts(corpus_lines(), tokenizer, spec)
+    masker = data.Masker(tokenizer.mask_token_id, specials, len(tokenizer), 0.15, whole_word=False)
     chosen = replaced = randomized = candidates = 0
     for i in range(len(blocks)):
         ids, _ = blocks.example(i)
@@ -135,11 +136,11 @@ def test_masking_rates_specials_and_whole_words(tiny_bert):
     assert abs(replaced / chosen - 0.8) < 0.02
     assert 0.07 < randomized / chosen < 0.11  # 10% random draws, a few of which hit the same token
 
-    wwm = train.Masker(tokenizer.mask_token_id, specials, len(tokenizer), 0.3, whole_word=True)
+    wwm = data.Masker(tokenizer.mask_token_id, specials, len(tokenizer), 0.3, whole_word=True)
     encoding = tokenizer("Ploaia cade încet peste orașele îndepărtate și câmpurile nesfârșite.")
     words = encoding.word_ids()
     ids = np.array(encoding["input_ids"])
-    word_blocks = train.tokenize_texts(
+    word_blocks = data.tokenize_texts(
         ["Ploaia cade încet peste orașele îndepărtate și câmpurile nesfârșite."], tokenizer, spec
     )
     assert np.array_equal(word_blocks.example(0)[0], ids)
@@ -158,26 +159,26 @@ def test_masking_rates_specials_and_whole_words(tiny_bert):
 
 def test_validation_split_is_deterministic_and_order_free():
     texts = [f"text {i}" for i in range(200)] + ["text 5"] * 3
-    train_a, val_a = train.split_validation(texts, 0.05, 2000)
-    _, val_b = train.split_validation(list(reversed(texts)), 0.05, 2000)
+    train_a, val_a = data.split_validation(texts, 0.05, 2000)
+    _, val_b = data.split_validation(list(reversed(texts)), 0.05, 2000)
     assert sorted(val_a) == sorted(val_b) and len(set(val_a)) == 10
     assert not set(train_a) & set(val_a)  # copies of a held-out text are held out too
     assert len(train_a) + len(val_a) == len(texts)
     assert train_a == [t for t in texts if t not in set(val_a)]  # training order kept
-    assert len(train.split_validation(texts, 0.5, 7)[1]) >= 7
-    assert train.split_validation(["only one"], 0.1, 10) == (["only one"], [])
+    assert len(data.split_validation(texts, 0.5, 7)[1]) >= 7
+    assert data.split_validation(["only one"], 0.1, 10) == (["only one"], [])
 
 
 def test_packing_and_line_by_line_blocks(tiny_xlmr, tiny_llama):
     tokenizer = models.load_tokenizer(models.resolve_model(str(tiny_xlmr)))
     texts = corpus_lines()[:50]
     per_text = [tokenizer(t)["input_ids"] for t in texts]
-    packed = train.tokenize_texts(texts, tokenizer, train.TokenizeSpec("mlm", 32, True, False))
+    packed = data.tokenize_texts(texts, tokenizer, data.TokenizeSpec("mlm", 32, True, False))
     assert packed.tokens == sum(map(len, per_text))
     assert np.array_equal(packed.ids, np.concatenate(per_text))
     lengths = np.diff(packed.starts)
     assert (lengths[:-1] == 32).all() and 0 < lengths[-1] <= 32
-    lines = train.tokenize_texts(texts, tokenizer, train.TokenizeSpec("mlm", 16, False, False))
+    lines = data.tokenize_texts(texts, tokenizer, data.TokenizeSpec("mlm", 16, False, False))
     assert len(lines) == 50
     for i, ids in enumerate(per_text):
         got, _ = lines.example(i)
@@ -185,7 +186,7 @@ def test_packing_and_line_by_line_blocks(tiny_xlmr, tiny_llama):
         assert got.tolist() == expected
 
     llama_tok = models.load_tokenizer(models.resolve_model(str(tiny_llama)))
-    clm = train.tokenize_texts(texts[:3], llama_tok, train.TokenizeSpec("clm", 512, False, False))
+    clm = data.tokenize_texts(texts[:3], llama_tok, data.TokenizeSpec("clm", 512, False, False))
     for i, text in enumerate(texts[:3]):
         assert clm.example(i)[0].tolist() == [*llama_tok(text)["input_ids"], llama_tok.eos_token_id]
 
@@ -193,27 +194,27 @@ def test_packing_and_line_by_line_blocks(tiny_xlmr, tiny_llama):
 def test_tokenization_cache_is_reused_and_keyed(tiny_xlmr, tmp_path, monkeypatch):
     tokenizer = models.load_tokenizer(models.resolve_model(str(tiny_xlmr)))
     texts = corpus_lines()[:40]
-    spec = train.TokenizeSpec("mlm", 32, True, False)
-    digest = train.hash_texts(texts)
-    first, hit, folder = train.load_or_tokenize(texts, digest, tokenizer, spec, tmp_path)
+    spec = data.TokenizeSpec("mlm", 32, True, False)
+    digest = data.hash_texts(texts)
+    first, hit, folder = data.load_or_tokenize(texts, digest, tokenizer, spec, tmp_path)
     assert not hit and (folder / "meta.json").is_file() and folder.parent == tmp_path / "tokenized"
 
     def no_tokenizing(*args, **kwargs):
         raise AssertionError("tokenized again although the cache holds this data")
 
-    monkeypatch.setattr(train, "tokenize_texts", no_tokenizing)
-    second, hit, same = train.load_or_tokenize(texts, digest, tokenizer, spec, tmp_path)
+    monkeypatch.setattr(data, "tokenize_texts", no_tokenizing)
+    second, hit, same = data.load_or_tokenize(texts, digest, tokenizer, spec, tmp_path)
     assert hit and same == folder
     assert np.array_equal(first.ids, second.ids) and np.array_equal(first.starts, second.starts)
-    other = train.TokenizeSpec("mlm", 16, True, False)
-    assert train.cache_key(digest, tokenizer, other) != train.cache_key(digest, tokenizer, spec)
-    assert train.cache_key(train.hash_texts(texts[1:]), tokenizer, spec) != train.cache_key(
+    other = data.TokenizeSpec("mlm", 16, True, False)
+    assert data.cache_key(digest, tokenizer, other) != data.cache_key(digest, tokenizer, spec)
+    assert data.cache_key(data.hash_texts(texts[1:]), tokenizer, spec) != data.cache_key(
         digest, tokenizer, spec
     )
 
 
 def test_presets_and_explicit_settings():
-    paper = train.make_settings("paper-conceptnet")
+    paper = adapter.make_settings("paper-conceptnet")
     assert (paper.max_steps, paper.batch_size, paper.lr, paper.eval_steps, paper.seed) == (
         25_000,
         16,
@@ -222,9 +223,9 @@ def test_presets_and_explicit_settings():
         42,
     )
     assert paper.line_by_line and paper.mlm_probability == 0.15 and paper.warmup_ratio == 0.0
-    assert train.make_settings("paper-glotcc", lr=5e-5).max_steps == 100_000
-    assert train.make_settings("paper-glotcc", lr=5e-5).lr == 5e-5
-    assert train.make_settings(None).line_by_line is False
+    assert adapter.make_settings("paper-glotcc", lr=5e-5).max_steps == 100_000
+    assert adapter.make_settings("paper-glotcc", lr=5e-5).lr == 5e-5
+    assert adapter.make_settings(None).line_by_line is False
 
 
 # --- the command ----------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ def test_train_adapter_run_folder(cli, tiny_xlmr, corpus, tmp_path):
         "ron_Latn",
     )
     texts = [json.loads(line)["text"] for line in corpus.read_text().splitlines()]
-    assert info["data"]["hash"] == train.hash_texts(texts)
+    assert info["data"]["hash"] == data.hash_texts(texts)
     assert info["data"]["records"] == 240 and info["data"]["validation_records"] == 2
     assert info["data"]["train_records"] == 238
     assert info["model"] == str(tiny_xlmr) and info["model_revision"] is None
@@ -273,12 +274,17 @@ def test_train_adapter_run_folder(cli, tiny_xlmr, corpus, tmp_path):
 def test_only_adapter_weights_change_and_best_checkpoint_is_exported(
     tiny_bert, corpus, tmp_path, monkeypatch
 ):
-    settings = train.make_settings(max_steps=8, batch_size=4, max_seq_length=32, eval_steps=2, lr=3e-2)
+    settings = adapter.make_settings(max_steps=8, batch_size=4, max_seq_length=32, eval_steps=2, lr=3e-2)
     # Scripted validation losses make step 4 the best, whatever the float noise of real ones on this CPU
     # (with real losses the best step can be the last one, and then "best != last" cannot be checked).
     scripted = iter([3.0, 1.0, 2.0, 4.0])
-    monkeypatch.setattr(train._Trainer, "evaluate", lambda self: next(scripted))
-    result = train.train_language_adapter(
+
+    def evaluate(self):
+        loss = next(scripted)
+        return training.Evaluation(score=loss, logged={"eval_loss": loss})
+
+    monkeypatch.setattr(adapter.LanguageModelling, "evaluate", evaluate)
+    result = adapter.train_language_adapter(
         model=str(tiny_bert),
         train=corpus,
         output=tmp_path / "run",

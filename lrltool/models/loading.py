@@ -101,15 +101,21 @@ class ModelSource:
     @property
     def max_positions(self) -> int:
         """The longest input in tokens the model's position embeddings allow."""
-        positions = int(self.config.get("max_position_embeddings") or 512)
-        if self.model_type in ("xlm-roberta", "roberta"):
-            # RoBERTa positions start after the padding index: 514 embeddings hold 512 tokens.
-            return positions - int(self.config.get("pad_token_id", 1)) - 1
-        return positions
+        return max_positions(self.model_type, self.config)
 
     @property
     def objective(self) -> str:
         return "clm" if self.is_decoder else "mlm"
+
+
+def max_positions(model_type: str, config: dict[str, Any]) -> int:
+    """The longest input in tokens that a model's position embeddings allow (its config.json values)."""
+    positions = int(config.get("max_position_embeddings") or 512)
+    if model_type in ("xlm-roberta", "roberta"):
+        # RoBERTa positions start after the padding index: 514 embeddings hold 512 tokens.
+        pad = config.get("pad_token_id")
+        return positions - int(1 if pad is None else pad) - 1
+    return positions
 
 
 def _walk(value: Any, where: str = "") -> Iterator[tuple[str, str, Any]]:
@@ -125,7 +131,7 @@ def _walk(value: Any, where: str = "") -> Iterator[tuple[str, str, Any]]:
 
 
 def validate_config(config: Any, *, path: str) -> dict[str, Any]:
-    """Check a parsed config.json against DESIGN.md "Security"; return it or raise ModelError."""
+    """Check a parsed config.json (docs/design.md "Security"); return it or raise ModelError."""
     if not isinstance(config, dict):
         raise ModelError(
             "config.json is not a JSON object", hint="point --model at a model folder", path=path
@@ -412,6 +418,17 @@ def lm_head(model: Any) -> Any:
             f"no language-model head on this {model.config.model_type} model (load it with head='lm')"
         )
     return module
+
+
+def place(model: Any, *, device: Any = None, dtype: Any = None) -> Any:
+    """Move every parameter and buffer of ``model`` to ``device`` and ``dtype`` (None: leave as is).
+
+    Call it once every adapter is added: the adapters library creates bottleneck and invertible modules on
+    the CPU in float32 whatever the model's device and dtype (only LoRA follows the model).
+    """
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    return model
 
 
 def trainable_parameters(model: Any) -> int:

@@ -30,11 +30,11 @@ from typing import Any
 
 from lrltool import ui
 from lrltool.errors import InputError, ModelError, UsageError
+from lrltool.models.loading import DECODER_MODEL_TYPES, SUPPORTED_MODEL_TYPES, lm_head, max_positions
 
 VARIANTS = ("original", "within_word_l2r")
 
-# model_type -> attribute of the *ForMaskedLM model that holds the MLM head (everything after the body).
-MLM_HEADS = {"xlm-roberta": "lm_head", "roberta": "lm_head", "bert": "cls"}
+MLM_MODEL_TYPES = frozenset(SUPPORTED_MODEL_TYPES - DECODER_MODEL_TYPES)
 DEFAULT_BATCH_TOKENS = 8192  # copies x padded length per forward pass
 HEAD_ROWS = 128  # masked positions per MLM-head call: bounds the rows x vocabulary logits in memory
 TRIM_EVERY = 4  # batches between returns of freed memory to the OS (each return costs page faults)
@@ -113,7 +113,7 @@ def mlm_parts(model: Any) -> tuple[Any, Any]:
     """The body (base model) and the MLM head of a masked LM, or a :class:`ModelError` saying why not."""
     config = model.config
     model_type = getattr(config, "model_type", "?")
-    if model_type not in MLM_HEADS:
+    if model_type not in MLM_MODEL_TYPES:
         name = type(model).__name__
         if name.endswith("ForCausalLM") or "CausalLM" in " ".join(config.architectures or []):
             raise ModelError(
@@ -122,10 +122,13 @@ def mlm_parts(model: Any) -> tuple[Any, Any]:
             )
         raise ModelError(
             f"pseudo-perplexity is not supported for model type '{model_type}'",
-            hint=f"use a masked LM of type {', '.join(sorted(MLM_HEADS))}",
+            hint=f"use a masked LM of type {', '.join(sorted(MLM_MODEL_TYPES))}",
         )
-    head = getattr(model, MLM_HEADS[model_type], None)
     body = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    try:
+        head = lm_head(model)
+    except ModelError:
+        head = None
     if head is None or body is None:
         raise ModelError(
             f"{type(model).__name__} has no masked-LM head",
@@ -136,11 +139,7 @@ def mlm_parts(model: Any) -> tuple[Any, Any]:
 
 def default_max_length(model: Any, tokenizer: Any) -> int:
     """The longest input the model's position embeddings allow (and the tokenizer declares)."""
-    config = model.config
-    limit = int(getattr(config, "max_position_embeddings", 512))
-    if config.model_type in {"xlm-roberta", "roberta"}:
-        # RoBERTa positions start after the padding index: 514 positions hold 512 tokens.
-        limit -= int(config.pad_token_id) + 1
+    limit = max_positions(model.config.model_type, model.config.to_dict())
     declared = getattr(tokenizer, "model_max_length", None)
     if isinstance(declared, int) and 0 < declared < limit:
         limit = declared
@@ -278,8 +277,6 @@ def score_pll(
     Refuses (ModelError): a decoder or other non-MLM model, a slow tokenizer; (InputError): no texts,
     a text with no token to score; (UsageError): an unknown variant, a max_length out of range.
     """
-    import torch
-
     if variant not in VARIANTS:
         raise UsageError(f"unknown variant '{variant}'", hint=f"choose one of {', '.join(VARIANTS)}")
     if not texts:
@@ -298,91 +295,126 @@ def score_pll(
     if device is not None:
         model.to(device)
     model.eval()
-    device = next(model.parameters()).device
 
     started = time.perf_counter()
     sentences = _tokenize(tokenizer, texts, max_length=max_length, paper_compat=paper_compat)
     batches = _batches(sentences, batch_tokens=batch_tokens, batch_size=batch_size)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    mask_id = tokenizer.mask_token_id
-    id_rows = [torch.tensor(s.ids, dtype=torch.long) for s in sentences]
-    sums = [0.0] * len(sentences)
-    remaining = [len(s.scored) for s in sentences]
-    kept: list[dict[int, float]] = [{} for _ in sentences]
-    total = sum(remaining)
-    copies_done = sentences_done = batches_done = 0
-
-    with torch.inference_mode(), ui.progress("pseudo-perplexity", total=total, unit="tokens") as bar:
+    scorer = _Scorer(body, head, tokenizer, sentences, variant, keep_tokens=token_logprobs)
+    with ui.progress("pseudo-perplexity", total=scorer.total, unit="tokens") as bar:
         for batch in batches:
-            width = max(len(sentences[k].ids) for k, _ in batch)
-            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            mask_rows: list[int] = []
-            mask_cols: list[int] = []
-            for row, (k, position) in enumerate(batch):
-                length = len(sentences[k].ids)
-                input_ids[row, :length] = id_rows[k]
-                attention[row, :length] = 1
-                for q in _mask_positions(sentences[k], position, variant):
-                    mask_rows.append(row)
-                    mask_cols.append(q)
-            positions = torch.tensor([p for _, p in batch], dtype=torch.long)
-            targets = input_ids[torch.arange(len(batch)), positions]
-            input_ids[mask_rows, mask_cols] = mask_id
-            hidden = body(input_ids=input_ids.to(device), attention_mask=attention.to(device))[0]
-            if hidden.shape[1] != width:
-                raise ModelError(
-                    "the model's output is not aligned with its input (a prompt-tuning adapter?)",
-                    hint="score with a bottleneck or LoRA adapter",
-                )
-            at_mask = hidden[torch.arange(len(batch), device=device), positions.to(device)]
-            logprobs = torch.empty(len(batch), dtype=torch.float32)
-            for start in range(0, len(batch), HEAD_ROWS):
-                # 3-D input: an invertible adapter's inverse (the output-embedding pre-hook) expects it.
-                logits = head(at_mask[start : start + HEAD_ROWS].unsqueeze(0))[0].float()
-                gold = targets[start : start + HEAD_ROWS].to(device).unsqueeze(1)
-                picked = logits.gather(1, gold).squeeze(1)
-                # log-sum-exp in place: one rows x vocabulary buffer instead of log_softmax's two.
-                largest = logits.amax(dim=1, keepdim=True)
-                normalizer = logits.sub_(largest).exp_().sum(dim=1).log_().add_(largest.squeeze(1))
-                logprobs[start : start + HEAD_ROWS] = (picked - normalizer).cpu()
-                del logits
-            for (k, position), value in zip(batch, logprobs.tolist(), strict=True):
-                sums[k] += value
-                if token_logprobs:
-                    kept[k][position] = value
-                remaining[k] -= 1
-                sentences_done += remaining[k] == 0
-            copies_done += len(batch)
-            batches_done += 1
-            if batches_done % TRIM_EVERY == 0:
-                _release_freed_memory()
-            rate = copies_done / max(time.perf_counter() - started, 1e-9)
-            bar.update(
-                completed=copies_done, sentences=f"{sentences_done:,}/{len(sentences):,}", tokens_per_s=rate
-            )
-
-    results = []
-    for k, s in enumerate(sentences):
-        pairs = None
-        if token_logprobs:
-            names = tokenizer.convert_ids_to_tokens(s.ids)
-            pairs = [(names[p], kept[k][p]) for p in s.scored]
-        results.append(
-            SentenceScore(
-                index=s.index,
-                pll=sums[k],
-                tokens=len(s.scored),
-                words=s.words,
-                length=len(s.ids),
-                truncated=s.truncated,
-                token_logprobs=pairs,
-            )
-        )
+            scorer.score(batch)
+            rate = scorer.copies_done / max(time.perf_counter() - started, 1e-9)
+            sentences_done = f"{scorer.sentences_done:,}/{len(sentences):,}"
+            bar.update(completed=scorer.copies_done, sentences=sentences_done, tokens_per_s=rate)
     return PllResult(
-        sentences=results,
+        sentences=scorer.results(),
         variant=variant,
         paper_compat=paper_compat,
         max_length=max_length,
         seconds=time.perf_counter() - started,
     )
+
+
+class _Scorer:
+    """The PLL sums of the sentences, filled one batch of masked copies at a time."""
+
+    def __init__(
+        self,
+        body: Any,
+        head: Any,
+        tokenizer: Any,
+        sentences: list[_Sentence],
+        variant: str,
+        *,
+        keep_tokens: bool,
+    ) -> None:
+        import torch
+
+        self.body, self.head, self.tokenizer = body, head, tokenizer
+        self.sentences, self.variant, self.keep_tokens = sentences, variant, keep_tokens
+        self.device = next(body.parameters()).device
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.id_rows = [torch.tensor(s.ids, dtype=torch.long) for s in sentences]
+        self.sums = [0.0] * len(sentences)
+        self.remaining = [len(s.scored) for s in sentences]
+        self.kept: list[dict[int, float]] = [{} for _ in sentences]
+        self.total = sum(self.remaining)
+        self.copies_done = self.sentences_done = self.batches_done = 0
+
+    def score(self, batch: list[tuple[int, int]]) -> None:
+        """Score one batch of (sentence, position) copies and add each log-probability to its sentence."""
+        import torch
+
+        sentences = self.sentences
+        width = max(len(sentences[k].ids) for k, _ in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        mask_rows: list[int] = []
+        mask_cols: list[int] = []
+        for row, (k, position) in enumerate(batch):
+            length = len(sentences[k].ids)
+            input_ids[row, :length] = self.id_rows[k]
+            attention[row, :length] = 1
+            for q in _mask_positions(sentences[k], position, self.variant):
+                mask_rows.append(row)
+                mask_cols.append(q)
+        positions = torch.tensor([p for _, p in batch], dtype=torch.long)
+        targets = input_ids[torch.arange(len(batch)), positions]
+        input_ids[mask_rows, mask_cols] = self.tokenizer.mask_token_id
+        with torch.inference_mode():
+            logprobs = self._logprobs(input_ids, attention, positions, targets, width)
+        for (k, position), value in zip(batch, logprobs.tolist(), strict=True):
+            self.sums[k] += value
+            if self.keep_tokens:
+                self.kept[k][position] = value
+            self.remaining[k] -= 1
+            self.sentences_done += self.remaining[k] == 0
+        self.copies_done += len(batch)
+        self.batches_done += 1
+        if self.batches_done % TRIM_EVERY == 0:
+            _release_freed_memory()
+
+    def _logprobs(self, input_ids: Any, attention: Any, positions: Any, targets: Any, width: int) -> Any:
+        """log P(target | masked copy) of each row: the body on the batch, the head at masked rows only."""
+        import torch
+
+        device, rows = self.device, len(positions)
+        hidden = self.body(input_ids=input_ids.to(device), attention_mask=attention.to(device))[0]
+        if hidden.shape[1] != width:
+            raise ModelError(
+                "the model's output is not aligned with its input (a prompt-tuning adapter?)",
+                hint="score with a bottleneck or LoRA adapter",
+            )
+        at_mask = hidden[torch.arange(rows, device=device), positions.to(device)]
+        logprobs = torch.empty(rows, dtype=torch.float32)
+        for start in range(0, rows, HEAD_ROWS):
+            # 3-D input: an invertible adapter's inverse (the output-embedding pre-hook) expects it.
+            logits = self.head(at_mask[start : start + HEAD_ROWS].unsqueeze(0))[0].float()
+            gold = targets[start : start + HEAD_ROWS].to(device).unsqueeze(1)
+            picked = logits.gather(1, gold).squeeze(1)
+            # log-sum-exp in place: one rows x vocabulary buffer instead of log_softmax's two.
+            largest = logits.amax(dim=1, keepdim=True)
+            normalizer = logits.sub_(largest).exp_().sum(dim=1).log_().add_(largest.squeeze(1))
+            logprobs[start : start + HEAD_ROWS] = (picked - normalizer).cpu()
+            del logits
+        return logprobs
+
+    def results(self) -> list[SentenceScore]:
+        results = []
+        for k, s in enumerate(self.sentences):
+            pairs = None
+            if self.keep_tokens:
+                names = self.tokenizer.convert_ids_to_tokens(s.ids)
+                pairs = [(names[p], self.kept[k][p]) for p in s.scored]
+            results.append(
+                SentenceScore(
+                    index=s.index,
+                    pll=self.sums[k],
+                    tokens=len(s.scored),
+                    words=s.words,
+                    length=len(s.ids),
+                    truncated=s.truncated,
+                    token_logprobs=pairs,
+                )
+            )
+        return results

@@ -1,0 +1,1 @@
+"""Language modelling: ``train-adapter`` (data, adapter) and ``eval --task mlm`` (pppl, evaluate)."""
