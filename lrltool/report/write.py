@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lrltool.errors import InputError, UsageError
-from lrltool.report import plots
 from lrltool.report.build import Report, build_report, check_pppl_metric
 from lrltool.report.load import expand_inputs, load_metric_records
+from lrltool.report.plots import draw_all
 from lrltool.report.render import render_csv, render_markdown
 from lrltool.streams import Stats
 
@@ -72,7 +72,7 @@ def write_report(report: Report, output_dir: Path) -> Path:
     try:
         staged_plots = staging / "plots"
         staged_plots.mkdir()
-        report.plots = plots.draw_all(report, staged_plots)
+        report.plots = draw_all(report, staged_plots)
         report.output_dir = output_dir
         (staging / "results.csv").write_text(render_csv(report), encoding="utf-8")
         (staging / "report.md").write_text(render_markdown(report), encoding="utf-8")
