@@ -872,7 +872,7 @@ def test_failure_while_drawing_leaves_the_old_report_untouched(small_metrics_fil
     out = tmp_path / "out"
     report_metrics(inputs=[str(metrics_file)], output_dir=out)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    from lrltool import plots
+    from lrltool.report import plots
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -886,7 +886,7 @@ def test_failure_while_drawing_leaves_the_old_report_untouched(small_metrics_fil
 
 def test_failure_in_a_new_folder_leaves_no_report(small_metrics_file, tmp_path, monkeypatch):
     metrics_file = small_metrics_file
-    from lrltool import plots
+    from lrltool.report import plots
 
     monkeypatch.setattr(plots, "draw_table", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     out = tmp_path / "new"

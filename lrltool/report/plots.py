@@ -3,15 +3,21 @@
 Each plot is meant to be read at a glance: a title that says what and for which model, labelled axes
 with units and direction (lower/higher is better), a legend, languages outside the model's pre-training
 data shaded or marked.
+
+Imports from the rest of the report only its dataclasses (:class:`Report` and what it holds) and the
+names of :mod:`lrltool.report.names`; matplotlib is imported inside the functions that draw.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from lrltool.report import Correlation, Report, RunLog, SizeSeries, Table
+from lrltool.report.build import Report
+from lrltool.report.load import LossCurve
+from lrltool.report.names import language_group, language_label, short_model, slug
+from lrltool.report.stats import Correlation, SizeSeries
+from lrltool.report.tables import Table
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 UNSEEN_SHADE = "0.9"
@@ -33,22 +39,13 @@ def _colors(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _lang_label(lang: str) -> str:
-    from lrltool.report import _language
-
-    language = _language(lang)
-    return language.name if language else lang
-
-
 def draw_all(report: Report, folder: Path) -> dict[str, str]:
     """Draw every plot of the report into ``folder``; return {plot key: file name}."""
-    from lrltool.report import _slug, short_model
-
     made: dict[str, str] = {}
     used: set[str] = set()
 
     def name(stem: str) -> str:
-        candidate = _slug(stem)
+        candidate = slug(stem)
         while candidate in used:
             candidate += "_"
         used.add(candidate)
@@ -84,8 +81,6 @@ def draw_all(report: Report, folder: Path) -> dict[str, str]:
 def draw_table(table: Table, path: Path) -> None:
     """Grouped bars: a group per language, a bar per method (log y for perplexity, sd whiskers for F1)."""
     from matplotlib.patches import Patch
-
-    from lrltool.report import PPPL_METRICS, TASK_NAMES, language_group
 
     langs, columns = table.langs, table.columns
     n_langs, n_cols = len(langs), len(columns)
@@ -123,17 +118,17 @@ def draw_table(table: Table, path: Path) -> None:
         highest = max((c.mean * table.scale for c in table.cells.values()), default=10.0)
         ax.set_ylim(1.0, max(10.0, highest * 2.0))
         ax.set_ylabel("pseudo-perplexity (log scale; lower is better)")
-        fig.suptitle(f"Pseudo-perplexity per language, {table.model}\n({PPPL_METRICS[table.metric]})")
+        fig.suptitle(f"{table.task_title} per language, {table.model}\n({table.metric_title})")
     else:
         ax.set_ylim(0, 100)
         ax.set_ylabel(f"{table.metric} (%; higher is better)")
         fig.suptitle(
-            f"{TASK_NAMES.get(table.task, table.task)}: {table.metric} per language, {table.model}\n"
+            f"{table.task_title}: {table.metric} per language, {table.model}\n"
             "(bars: mean over seeds; whiskers: sd)"
         )
     ax.set_xticks(
         range(n_langs),
-        [_lang_label(lang) for lang in langs],
+        [language_label(lang) for lang in langs],
         rotation=35 if n_langs > 5 else 0,
         ha="right" if n_langs > 5 else "center",
     )
@@ -156,8 +151,6 @@ def draw_gain(model: str, corrs: list[Correlation], path: Path) -> None:
     method's Spearman coefficient and n.
     """
     from matplotlib.patches import Patch
-
-    from lrltool.report import TASK_NAMES, gain_unit
 
     tables: list[Table] = []
     for corr in corrs:
@@ -190,9 +183,9 @@ def draw_gain(model: str, corrs: list[Correlation], path: Path) -> None:
             labels.append("not in pre-training data")
         ax.set_xlim(x_unseen / 2.5, max(positions.values()) * 2)
         _name_languages(ax, positions)
-        ax.set_title(f"{TASK_NAMES.get(table.task, table.task)}", loc="left")
+        ax.set_title(f"{table.task_title}", loc="left")
         ax.set_xlabel("the language's data in the model's pre-training (GB, log scale)")
-        ax.set_ylabel(gain_unit(table).replace(" (", "\n("))
+        ax.set_ylabel(table.gain_unit.replace(" (", "\n("))
         ax.grid(alpha=0.3, zorder=1)
         ax.legend(handles, labels, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"Gain over the baseline against pre-training data size, {model} (higher is better)")
@@ -217,8 +210,6 @@ def _name_languages(ax: Any, positions: dict[str, float]) -> None:
 def draw_sizes(model: str, sizes: list[SizeSeries], path: Path) -> None:
     """PPPL or F1 against adaptation data size (log x), one line per method (and language), one panel
     per task; the baseline of a single-language panel is a dashed line."""
-    from lrltool.report import PPPL_METRICS, TASK_NAMES
-
     tables: list[Table] = []
     for series in sizes:
         if series.table not in tables:
@@ -248,10 +239,10 @@ def draw_sizes(model: str, sizes: list[SizeSeries], path: Path) -> None:
         if table.kind == "pppl":
             ax.set_yscale("log")
             ax.set_ylabel(f"{table.metric} (log; lower is better)")
-            ax.set_title(f"Pseudo-perplexity ({PPPL_METRICS[table.metric]})", loc="left")
+            ax.set_title(f"{table.task_title} ({table.metric_title})", loc="left")
         else:
             ax.set_ylabel(f"{table.metric} (%; higher is better)")
-            ax.set_title(TASK_NAMES.get(table.task, table.task), loc="left")
+            ax.set_title(table.task_title, loc="left")
         ax.set_xlabel(f"adaptation data ({panel[0].unit}, log scale)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -262,7 +253,7 @@ def draw_sizes(model: str, sizes: list[SizeSeries], path: Path) -> None:
     fig.savefig(path, format="png")
 
 
-def draw_run(run: RunLog, path: Path) -> None:
+def draw_run(run: LossCurve, path: Path) -> None:
     """Training loss by step, validation loss by step, and the best validation point."""
     fig = _figure(7.0, 4.5)
     ax = fig.add_subplot()
