@@ -53,7 +53,7 @@ def build_model() -> Path:
 
 
 def _score_ours(model, tokenizer, texts: list[str]) -> list[float]:
-    from lrltool.pppl import score_pll
+    from lrltool.lm.pppl import score_pll
 
     return [s.pll for s in score_pll(model, tokenizer, texts).sentences]
 

@@ -33,7 +33,8 @@ STEP_CODE = r"""
 import json, time, torch
 torch.set_num_threads({threads})
 torch.manual_seed(0)
-from lrltool import models, train
+from lrltool import models
+from lrltool.lm import adapter, data
 source = models.resolve_model({model!r})
 net = models.load_model(source)
 models.add_adapter(net, "lang", {method!r})
@@ -48,7 +49,7 @@ optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], 
 
 def step():
     if {masked!r}:
-        loss_sum, count = train.lm_loss_sum(net, head, batch, "mlm")
+        loss_sum, count = adapter.lm_loss_sum(net, head, batch, "mlm")
         loss = loss_sum / count
     else:
         loss = net(**batch).loss
@@ -150,7 +151,8 @@ def _head_rows(quick: bool) -> list[Row]:
 def _packing_row(model: Path) -> Row:
     import numpy as np
 
-    from lrltool import models, train
+    from lrltool import models
+    from lrltool.lm import data
     from lrltool.tiny import corpus_lines
 
     tokenizer = models.load_tokenizer(models.resolve_model(str(model)))
@@ -158,7 +160,7 @@ def _packing_row(model: Path) -> Row:
     batch, length = 16, 256
 
     def tokens_per_step(packing: bool) -> float:
-        blocks = train.tokenize_texts(texts, tokenizer, train.TokenizeSpec("mlm", length, packing, False))
+        blocks = data.tokenize_texts(texts, tokenizer, data.TokenizeSpec("mlm", length, packing, False))
         lengths = np.diff(blocks.starts)
         full_batches = len(lengths) // batch
         return float(lengths[: full_batches * batch].reshape(full_batches, batch).sum(1).mean())

@@ -280,7 +280,7 @@ def verbalize_cli(
 
     Drops self-loops, relations without a template (counted by relation) and repeated sentences.
     """
-    from lrltool.verbalize import verbalize_triples
+    from lrltool.corpus.verbalize import verbalize_triples
 
     ui.configure(quiet=quiet)
     verbalize_triples(
@@ -342,7 +342,7 @@ def cap_cli(
     Records are kept in input order until the next would push the UTF-8 bytes of the kept texts over
     --max-bytes; other keys pass through unchanged.
     """
-    from lrltool.cap import cap_records, parse_size, parse_split
+    from lrltool.corpus.cap import cap_records, parse_size, parse_split
 
     ui.configure(quiet=quiet)
     cap_records(

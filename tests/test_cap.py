@@ -11,7 +11,7 @@ import orjson
 import pytest
 import zstandard
 
-from lrltool.cap import (
+from lrltool.corpus.cap import (
     BAD_LINE,
     BAD_RECORD,
     CANDIDATE,

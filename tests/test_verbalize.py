@@ -10,15 +10,15 @@ import sys
 import orjson
 import pytest
 
-from lrltool.errors import InputError
-from lrltool.streams import Stats, read_records
-from lrltool.verbalize import (
+from lrltool.corpus.verbalize import (
     default_templates,
     load_templates,
     text_language,
     verbalize_records,
     verbalize_triple,
 )
+from lrltool.errors import InputError
+from lrltool.streams import Stats, read_records
 
 # Table 4 of Gurgurov et al. (2025), written out here independently of data/relations.tsv.
 PAPER_SENTENCES = [

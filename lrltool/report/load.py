@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import glob
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -20,6 +19,7 @@ from typing import Any
 from lrltool.errors import InputError, UsageError
 from lrltool.records import MetricRecord
 from lrltool.report.names import canonical_lang
+from lrltool.runs import RunInfo
 from lrltool.streams import Stats, read_records, require
 
 Record = dict[str, Any]
@@ -136,15 +136,9 @@ def load_metric_records(
 # Run folders: training.json and loss curves
 
 
-def read_training_json(path: Path) -> Any:
-    """The JSON value of a run folder's ``training.json`` (what :mod:`lrltool.runs` writes); InputError
-    naming the file when it is not JSON."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(
-            f"not valid JSON ({exc})", hint="check the run's training.json", path=str(path)
-        ) from None
+def read_training_json(path: Path) -> dict[str, Any]:
+    """The ``training.json`` at ``path`` as :class:`lrltool.runs.RunInfo` reads it (RunError if damaged)."""
+    return RunInfo.load(path.parent).to_json()
 
 
 @cache
@@ -156,8 +150,7 @@ def training_data(adapter: str) -> tuple[dict[str, Any], str | None]:
     for folder in (path, path.parent):
         training = folder / "training.json"
         if training.is_file():
-            info = read_training_json(training)
-            data = info.get("data") if isinstance(info, dict) else None
+            data = read_training_json(training).get("data")
             return (data if isinstance(data, dict) else {}), str(training)
     return {}, None
 
@@ -210,10 +203,6 @@ def read_loss_curve(folder: Path) -> LossCurve:
     training = folder / "training.json"
     if training.is_file():
         info = read_training_json(training)
-        if not isinstance(info, dict):
-            raise InputError(
-                "expected a JSON object", hint="check the run's training.json", path=str(training)
-            )
     return LossCurve(folder, folder.name, train, evals, info)
 
 

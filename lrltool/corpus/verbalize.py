@@ -15,13 +15,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from lrltool.corpus.cap import DigestSet, text_digest
 from lrltool.errors import InputError
 from lrltool.streams import Record, Stats, read_records, require, write_records
 
 TEMPLATE_FORM = "write one 'relation<TAB>predicate' line per relation, e.g. 'IsA<TAB>is a type of'"
 _RELATION = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z0-9_]+)*")
 
-# Keys of a triple record (DESIGN.md "Records") that describe the edge; they go into the text's meta.
+# Keys of a triple record (docs/design.md "Records") that describe the edge; they go into the text's meta.
 TRIPLE_KEYS = ("start_lang", "end_lang", "start_pos", "end_pos", "weight", "dataset", "surface")
 # Keys the text record itself uses: a triple key of the same name is kept in meta instead.
 TEXT_KEYS = ("id", "text", "lang", "source", "meta")
@@ -172,8 +173,6 @@ def verbalize_records(
     """Text records for ``triples`` in order; drops self-loops, relations without a template and (unless
     ``keep_duplicates``) sentences seen before, counting each in ``stats`` by reason. A bad triple goes to
     ``reject(error)`` (which raises or counts it), or raises when ``reject`` is None."""
-    from lrltool.cap import DigestSet, text_digest
-
     seen = None if keep_duplicates else DigestSet()
     for triple in triples:
         try:

@@ -1,0 +1,1 @@
+"""The adaptation corpus: ConceptNet triples -> sentences (verbalize); clean, dedup, cap, split (cap)."""
