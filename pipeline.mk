@@ -56,7 +56,7 @@ input = $(if $(DATA),--input $(DATA)/$(1))
 train_preset = $(if $(PRESET),--preset $(PRESET)-$(1))
 finetune_preset = $(if $(PRESET),--preset $(PRESET))
 
-# Task -> fetch source.
+# Task -> fetch source (the task registry's, lrltool/tasks.py; a test keeps the two equal).
 source_tc := sib200
 source_sa := sentiment
 source_ner := wikiann
@@ -108,14 +108,40 @@ $(D)/data/%/.done:
 	$(LRLTOOL) fetch $(source_$*) --lang $(L) $(call input,$(source_$*)) -o $(@D)
 	touch $@
 
+# --- the recipes every training and evaluation rule shares ---------------------------------------------
+# A run folder left by an interrupted run is resumed; anything else is started afresh. Each is called
+# inside an $(eval $(call ...)) template, so $$ marks what the recipe expands when it runs.
+
+# $(call train_adapter_cmd,METHOD,SOURCE,TRAIN,VALIDATION,OUTDIR)
+define train_adapter_cmd
+$(LRLTOOL) train-adapter --model $(MODEL) --method $(1) $(call train_preset,$(2)) \
+		--train $(3) --validation $(4) \
+		$(TRAIN_ARGS) $$(if $$(wildcard $(5)/checkpoints/*),--resume,--force) -o $(5)
+endef
+
+# $(call finetune_cmd,TASK,OPTIONS,OUTDIR)
+define finetune_cmd
+$(LRLTOOL) finetune --task $(1) --model $(MODEL) --data $(D)/data/$(1) --lang $(L) $(2) \
+		--seeds $(SEEDS_CSV) $(finetune_preset) $(FINETUNE_ARGS) --force -o $(3)
+endef
+
+# $(call eval_mlm_cmd,OPTIONS) with the FLORES file as $$<
+define eval_mlm_cmd
+mkdir -p $$(@D)
+	$(LRLTOOL) eval --task mlm --model $(MODEL) $(1) $$< $(EVAL_ARGS) > $$@
+endef
+
+# $(call eval_task_cmd,TASK) with the finetune run's .done as $$<
+define eval_task_cmd
+mkdir -p $$(@D)
+	$(LRLTOOL) eval --task $(1) --run $$(<D) $(EVAL_ARGS) > $$@
+endef
+
 # --- language adapters -------------------------------------------------------------------------------
-# A run folder left by an interrupted run is resumed; anything else is started afresh.
 
 define adapter_rule
 $(D)/adapters/$(1)-$(2)/.done: $(D)/data/$(2)/.done
-	$(LRLTOOL) train-adapter --model $(MODEL) --method $(1) $(call train_preset,$(2)) \
-		--train $(D)/data/$(2)/train.jsonl.zst --validation $(D)/data/$(2)/validation.jsonl.zst \
-		$(TRAIN_ARGS) $$(if $$(wildcard $$(@D)/checkpoints/*),--resume,--force) -o $$(@D)
+	$(call train_adapter_cmd,$(1),$(2),$(D)/data/$(2)/train.jsonl.zst,$(D)/data/$(2)/validation.jsonl.zst,$(D)/adapters/$(1)-$(2))
 	touch $$@
 endef
 $(foreach m,$(ADAPTER_METHODS),$(foreach s,$(SOURCES),$(eval $(call adapter_rule,$(m),$(s)))))
@@ -125,16 +151,14 @@ $(foreach m,$(ADAPTER_METHODS),$(foreach s,$(SOURCES),$(eval $(call adapter_rule
 # $(1) task, $(2) variant, $(3) finetune options, $(4) prerequisites
 define task_rule
 $(D)/tasks/$(1)/$(2)/.done: $(D)/data/$(1)/.done $(4)
-	$(LRLTOOL) finetune --task $(1) --model $(MODEL) --data $(D)/data/$(1) --lang $(L) $(3) \
-		--seeds $(SEEDS_CSV) $(finetune_preset) $(FINETUNE_ARGS) --force -o $$(@D)
+	$(call finetune_cmd,$(1),$(3),$(D)/tasks/$(1)/$(2))
 	touch $$@
 
 $(D)/metrics/$(1)-$(2).jsonl: $(D)/tasks/$(1)/$(2)/.done
-	mkdir -p $$(@D)
-	$(LRLTOOL) eval --task $(1) --run $$(<D) $(EVAL_ARGS) > $$@
+	$(call eval_task_cmd,$(1))
 endef
 $(foreach t,$(TASKS),$(eval $(call task_rule,$(t),baseline,,)))
-$(foreach t,$(TASKS),$(eval $(call task_rule,$(t),fullft,--method full,)))
+$(foreach t,$(TASKS),$(eval $(call task_rule,$(t),fullft,--task-method full,)))
 $(foreach t,$(TASKS),$(foreach a,$(ADAPTERS),$(eval $(call task_rule,$(t),$(a),\
 	--lang-adapter $(D)/adapters/$(a),$(D)/adapters/$(a)/.done))))
 $(foreach t,$(TASKS),$(foreach m,$(FUSION_METHODS),$(eval $(call task_rule,$(t),fusion-$(m),\
@@ -151,18 +175,14 @@ endef
 $(foreach t,$(PROMPT_TASKS),$(foreach k,$(PROMPT_SHOTS),$(eval $(call prompt_rule,$(t),$(k)))))
 
 # --- pseudo-perplexity ---------------------------------------------------------------------------------
+# A `full` run is given as --adapter too: eval scores its model/ folder.
 
-$(D)/metrics/mlm-base.jsonl: $(D)/data/flores.jsonl.zst
-	mkdir -p $(@D)
-	$(LRLTOOL) eval --task mlm --model $(MODEL) $< $(EVAL_ARGS) > $@
-
-$(D)/metrics/mlm-full-%.jsonl: $(D)/data/flores.jsonl.zst $(D)/adapters/full-%/.done
-	mkdir -p $(@D)
-	$(LRLTOOL) eval --task mlm --model $(MODEL) --adapter $(D)/adapters/full-$* $< $(EVAL_ARGS) > $@
-
-$(D)/metrics/mlm-%.jsonl: $(D)/data/flores.jsonl.zst $(D)/adapters/%/.done
-	mkdir -p $(@D)
-	$(LRLTOOL) eval --task mlm --model $(MODEL) --adapter $(D)/adapters/$* $< $(EVAL_ARGS) > $@
+define mlm_rule
+$(1): $(D)/data/flores.jsonl.zst $(if $(2),$(2)/.done)
+	$(call eval_mlm_cmd,$(if $(2),--adapter $(2)))
+endef
+$(eval $(call mlm_rule,$(D)/metrics/mlm-base.jsonl,))
+$(foreach a,$(ADAPTERS),$(eval $(call mlm_rule,$(D)/metrics/mlm-$(a).jsonl,$(D)/adapters/$(a))))
 
 # --- report --------------------------------------------------------------------------------------------
 
@@ -190,27 +210,18 @@ $(D)/data/glotcc-%/train.jsonl.zst: $(D)/data/glotcc/.done
 
 define size_rule
 $(D)/sizes/adapters/$(1)-glotcc-$(2)/.done: $(D)/data/glotcc-$(2)/train.jsonl.zst
-	$(LRLTOOL) train-adapter --model $(MODEL) --method $(1) $(call train_preset,glotcc) \
-		--train $$< --validation $(D)/data/glotcc/validation.jsonl.zst \
-		$(TRAIN_ARGS) $$(if $$(wildcard $$(@D)/checkpoints/*),--resume,--force) -o $$(@D)
+	$(call train_adapter_cmd,$(1),glotcc,$$<,$(D)/data/glotcc/validation.jsonl.zst,$(D)/sizes/adapters/$(1)-glotcc-$(2))
 	touch $$@
-
-$(D)/sizes/metrics/mlm-$(1)-glotcc-$(2).jsonl: $(D)/data/flores.jsonl.zst $(D)/sizes/adapters/$(1)-glotcc-$(2)/.done
-	mkdir -p $$(@D)
-	$(LRLTOOL) eval --task mlm --model $(MODEL) --adapter $(D)/sizes/adapters/$(1)-glotcc-$(2) $$< \
-		$(EVAL_ARGS) > $$@
 endef
 $(foreach m,$(SIZE_METHODS),$(foreach c,$(CAP_SIZES),$(eval $(call size_rule,$(m),$(c)))))
+$(foreach a,$(SIZE_ADAPTERS),$(eval $(call mlm_rule,$(D)/sizes/metrics/mlm-$(a).jsonl,$(D)/sizes/adapters/$(a))))
 
 define size_task_rule
 $(D)/sizes/tasks/$(1)/$(2)/.done: $(D)/data/$(1)/.done $(D)/sizes/adapters/$(2)/.done
-	$(LRLTOOL) finetune --task $(1) --model $(MODEL) --data $(D)/data/$(1) --lang $(L) \
-		--lang-adapter $(D)/sizes/adapters/$(2) --seeds $(SEEDS_CSV) $(finetune_preset) $(FINETUNE_ARGS) \
-		--force -o $$(@D)
+	$(call finetune_cmd,$(1),--lang-adapter $(D)/sizes/adapters/$(2),$(D)/sizes/tasks/$(1)/$(2))
 	touch $$@
 
 $(D)/sizes/metrics/$(1)-$(2).jsonl: $(D)/sizes/tasks/$(1)/$(2)/.done
-	mkdir -p $$(@D)
-	$(LRLTOOL) eval --task $(1) --run $$(<D) $(EVAL_ARGS) > $$@
+	$(call eval_task_cmd,$(1))
 endef
 $(foreach t,$(TASKS),$(foreach a,$(SIZE_ADAPTERS),$(eval $(call size_task_rule,$(t),$(a)))))

@@ -1,8 +1,9 @@
 """Regenerate the bundled Romanian sample in examples/ (the files are committed; this documents them).
 
-    .venv/bin/python examples/make_examples.py [--samples /work/shared/data/samples]
+    .venv/bin/python examples/make_examples.py --samples SAMPLES
 
-Real data is copied from the samples folder (see README.md for attribution); everything else is written
+Real data is copied from SAMPLES, a folder of real published rows laid out as README.md lists them
+(see README.md for attribution); everything else is written
 here, deterministically (fixed seeds, gzip mtime 0), in the published layouts so that
 ``lrltool fetch <source> --lang ron --input examples/<source>`` reads it exactly as a real download.
 """
@@ -21,7 +22,6 @@ import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_SAMPLES = Path("/work/shared/data/samples")
 
 # ---------------------------------------------------------------------------------------------------
 # ConceptNet: Romanian rows written in the shape of the 5.7 dump. An entry is "start | end"; a node may
@@ -592,7 +592,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES)
+    parser.add_argument("--samples", type=Path, required=True, help="the folder of real published rows")
     args = parser.parse_args()
     print("conceptnet rows:", write_conceptnet(args.samples, HERE / "conceptnet"))
     print("glotcc documents:", write_glotcc(args.samples, HERE / "glotcc"))

@@ -81,7 +81,7 @@ def test_make_all_plans_the_whole_chain_for_the_resolved_language():
         "--lang-adapter runs/ron_Latn/adapters/seq_bn-conceptnet --lang-adapter"
         " runs/ron_Latn/adapters/seq_bn-glotcc --fusion --seeds 1,2,3 --preset paper",
         "lrltool finetune --task sa --model xlm-roberta-base --data runs/ron_Latn/data/sa --lang ron_Latn"
-        " --method full --seeds 1,2,3",
+        " --task-method full --seeds 1,2,3",
         "lrltool eval --task mlm --model xlm-roberta-base --adapter runs/ron_Latn/adapters/lora-glotcc",
         "lrltool eval --task ner --run runs/ron_Latn/tasks/ner/baseline",
         "lrltool report runs/ron_Latn/metrics/mlm-base.jsonl",
@@ -130,3 +130,117 @@ def test_make_demo_runs_the_chain_offline_and_prints_its_report(tmp_path):
     metrics = sorted(p.name for p in (out / "ron_Latn" / "metrics").iterdir())
     assert len(metrics) == 5 + 3 * 6 + 2  # mlm (base + 4 adapters); 3 tasks x 6 variants; 2 prompt rows
     assert "Traceback" not in result.stderr
+
+
+# --- the structure of the package (docs/design.md "Layout") ---------------------------------------
+
+# The layers of docs/design.md: a module imports only from lower layers (or its own package's modules).
+LAYERS = {
+    "lrltool": 0,
+    "lrltool.errors": 0,
+    "lrltool.ui": 0,
+    "lrltool.streams": 1,
+    "lrltool.languages": 1,
+    "lrltool.devices": 1,
+    "lrltool.runs": 2,
+    "lrltool.sources": 2,
+    "lrltool.tasks": 3,
+    "lrltool.records": 4,
+    "lrltool.corpus": 4,
+    "lrltool.models": 4,
+    "lrltool.tiny": 4,
+    "lrltool.training": 5,
+    "lrltool.lm": 6,
+    "lrltool.downstream": 6,
+    "lrltool.report": 7,
+    "lrltool.cli": 8,
+    "lrltool.__main__": 9,
+}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the lrltool modules it imports, function-local imports included."""
+    import ast
+
+    package = ROOT / "lrltool"
+    modules = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def _layer(module: str) -> tuple[int, str]:
+    """(layer, the package or module that carries it) of a module."""
+    best = max((key for key in LAYERS if module == key or module.startswith(key + ".")), key=len)
+    return LAYERS[best], best
+
+
+def test_the_import_graph_has_no_cycle_and_no_upward_import():
+    graph = _import_graph()
+    upward = []
+    for module, targets in graph.items():
+        layer, home = _layer(module)
+        for target in targets:
+            target_layer, target_home = _layer(target)
+            # a package's __init__ may re-export its own modules; siblings may import each other (no cycle)
+            same_package = home == target_home and home != "lrltool"
+            if target_layer >= layer and not same_package:
+                upward.append(f"{module} -> {target}")
+    assert not upward, upward
+    # No cycle (a package's __init__ importing its own modules is not one).
+    edges = {m: {t for t in ts if not t.startswith(m + ".")} for m, ts in graph.items()}
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in edges.get(module, ()):
+            if state.get(target) == 1:
+                raise AssertionError(f"import cycle: {' -> '.join([*path, module, target])}")
+            if target not in state:
+                visit(target, [*path, module])
+        state[module] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [])
+
+
+def test_pipeline_task_sources_are_the_task_registry():
+    import re
+
+    from lrltool.tasks import TASKS, TRAINABLE_TASKS
+
+    text = (ROOT / "pipeline.mk").read_text()
+    table = dict(re.findall(r"^source_(\w+) := (\w+)$", text, flags=re.M))
+    assert table == {name: TASKS[name].source for name in TRAINABLE_TASKS}
+
+
+def test_no_tracked_file_names_a_path_outside_the_repository():
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    outside = []
+    for name in files.split():
+        path = ROOT / name
+        if path.suffix not in (".py", ".md", ".mk", ".toml", ".txt", ".tsv", ".json") and name != "Makefile":
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for marker in ("../shared", "/work/shared", "/work/main", "DESIGN.md"):
+            if marker in text and name != "tests/test_project.py":
+                outside.append(f"{name}: {marker}")
+    assert not outside, outside

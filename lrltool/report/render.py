@@ -303,8 +303,7 @@ def _paper_section(report: Report) -> list[str]:
     lines = [
         "## Comparison with the paper",
         "",
-        # report.md keeps its wording: "DESIGN.md" is docs/design.md ("Paper numbers").
-        f"Source: {paper_citation()} Only the numbers DESIGN.md quotes are shipped"
+        f"Source: {paper_citation()} Only the numbers docs/design.md quotes are shipped"
         " (lrltool/data/paper_numbers.json); 'adapted' marks a number whose adapter architecture is not"
         " stated there, compared with our best adapter of that source. Averages: the paper's over its"
         " languages, ours over the languages in this report.",

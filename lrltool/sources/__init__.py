@@ -151,7 +151,7 @@ def fetch_source(
     skip_bad_lines: bool = False,
     stats_path: Path | None = None,
 ) -> Stats:
-    """Read ``source`` for language ``lang`` and write its records (DESIGN.md "Records").
+    """Read ``source`` for language ``lang`` and write its records (docs/design.md "Records").
 
     Reads the published files under ``input_path`` or downloads them into the Hugging Face cache.
     Writes JSONL to ``output`` (``-`` = stdout, ``.zst``/``.gz`` compress); a multi-split source without

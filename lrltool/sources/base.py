@@ -63,7 +63,7 @@ class Source:
     """A data source of ``fetch``: its record kind, its splits and its two functions."""
 
     name: str
-    record: str  # "triple", "text", "classification" or "ner" (DESIGN.md "Records")
+    record: str  # "triple", "text", "classification" or "ner" (docs/design.md "Records")
     splits: tuple[str, ...]  # the splits it publishes, canonical names
     multi_split: bool  # writes every split to -o DIR unless --split picks one
     default_split: str | None

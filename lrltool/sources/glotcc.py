@@ -8,7 +8,7 @@ from re-uploads that state they were parsed from GlotCC-V1 (``udmurtNLP/udmurt_g
 ``quality-warnings`` (list), ``categories`` (list), ``identification-language``, ``identification-prob``,
 ``identification-consistency``, ``script-percentage``, ``num-sents``, ``content-length``, ``tlsh``).
 Not confirmed: the exact shard file names inside a language folder (``<code>_<n>.parquet`` per
-DESIGN.md); every ``*.parquet`` in the folder is read, in natural order, so the names do not matter.
+docs/design.md); every ``*.parquet`` in the folder is read, in natural order, so the names do not matter.
 
 ``--input`` is a shard, a language folder, or a folder holding ``v1.0/<code>/``. Without it, only
 ``v1.0/<code>/*.parquet`` is downloaded. Records: ``id`` (the WARC record id), ``text`` (``content``),

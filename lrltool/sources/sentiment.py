@@ -2,7 +2,7 @@
 
 Published format: hub datasets ``DGurgurov/<name>_sa`` (e.g. ``DGurgurov/romanian_sa``, confirmed: its
 file tree holds ``train.csv``, ``dev.csv``, ``test.csv``, CC BY-SA 4.0), comma-separated with a header and
-columns ``text`` and ``label`` (0/1) as DESIGN.md gives them; not confirmed here beyond DESIGN.md: the
+columns ``text`` and ``label`` (0/1) as docs/design.md gives them; not confirmed here beyond that: the
 column names (an ``id`` column is used when present). The table's names for some languages are guesses
 (see data/languages.tsv): a missing repository is a one-line "not found" error.
 

@@ -5,14 +5,14 @@ Published formats:
 - The SIB-200 repository (``dadelani/sib-200``): ``data/annotated/<code>/{train,dev,test}.tsv``,
   header ``index_id<TAB>category<TAB>text``, CSV-style quoting (a field holding a tab or ``"`` is quoted,
   inner quotes doubled), 701/99/204 rows. Confirmed on the real Romanian files
-  (``/work/shared/data/samples/sib200/ron_Latn``) and the sample README.
+  (bundled in ``examples/sib200/data/annotated/ron_Latn``).
 - The hub dataset ``Davlan/sib200`` still has a loading script, so its parquet export is read instead:
   revision ``refs/convert/parquet``, ``<code>/<split>/0000.parquet`` (the converter's layout, seen in other
   exported repos), columns ``index_id`` (int), ``text``, ``category`` (string; the features of the loading
   script as mirrored by SEACrowd's SIB-200 loader). Not confirmed: whether the export names the dev split
   ``validation`` or ``dev``; both folders are looked for and requested.
 
-Labels are checked against the fixed SIB order below (DESIGN.md); splits train/dev/test are written as
+Labels are checked against the fixed SIB order below (docs/design.md "Records"); splits train/dev/test are written as
 train/validation/test. Records: ``{"id": index_id, "text", "label": category}``.
 """
 
