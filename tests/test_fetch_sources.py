@@ -468,7 +468,7 @@ def test_flores_jsonl_bad_json_is_skipped_and_counted(cli, tmp_path):
 
 
 def test_the_cli_offers_exactly_the_registered_sources():
-    from lrltool.cli import FetchSource, MatchMode
+    from lrltool.cli.data import FetchSource, MatchMode
     from lrltool.sources import conceptnet
 
     assert [s.value for s in FetchSource] == list(SOURCES)

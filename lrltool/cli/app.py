@@ -1,0 +1,95 @@
+"""The Typer app, its one error handler and the root options.
+
+The single error handler lives in :class:`LrlGroup`: an :class:`LrlError` becomes one line on stderr and
+exit status 1 (2 for usage errors); ``LRLTOOL_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from lrltool import __version__
+from lrltool.errors import LrlError
+
+
+class LrlGroup(TyperGroup):
+    """Turns known errors into one readable line, a broken pipe into a quiet exit, Ctrl-C into 130."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LrlError as exc:
+            if os.environ.get("LRLTOOL_DEBUG") == "1":
+                raise
+            _error_line(f"error: {exc}")
+            raise SystemExit(exc.exit_code) from None
+        except BrokenPipeError:
+            # `lrltool ... | head`: the reader went away; end quietly as Unix filters do.
+            _silence_stdout()
+            raise SystemExit(141) from None
+        except KeyboardInterrupt:
+            if os.environ.get("LRLTOOL_DEBUG") == "1":
+                raise
+            _error_line("interrupted")
+            raise SystemExit(130) from None
+        except (SystemExit, typer.Exit):
+            raise
+        except Exception as exc:  # a bug or an environment problem: still one line, unless debugging
+            if os.environ.get("LRLTOOL_DEBUG") == "1" or _is_click_exception(exc):
+                raise
+            _error_line(
+                f"error: {type(exc).__name__}: {exc}; rerun with LRLTOOL_DEBUG=1 for the traceback"
+                " (and report it if it is not about your input)"
+            )
+            raise SystemExit(1) from None
+
+
+def _is_click_exception(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith(("typer", "click"))
+
+
+def _error_line(text: str) -> None:
+    try:
+        sys.stderr.write(text.replace("\n", " ") + "\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+app = typer.Typer(
+    cls=LrlGroup,
+    name="lrltool",
+    help="Adapt small multilingual language models to low-resource languages, and measure what it bought.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lrltool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Composable commands that exchange JSONL (plain, .gz, .zst) on stdin/stdout or files."""

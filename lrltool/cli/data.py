@@ -1,0 +1,293 @@
+"""The data commands: languages, fetch, verbalize, cap, and tiny-model (a tiny model for tests, demo)."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lrltool import ui
+from lrltool.cli.app import app
+from lrltool.cli.options import InputArg, LangOpt, OutputOpt, QuietOpt, RevisionOpt, SkipBadOpt, StatsOpt
+
+# --- languages ------------------------------------------------------------------------------------
+
+
+@app.command("languages")
+def languages_cli(
+    code: Annotated[str | None, typer.Argument(help="Show only the language this code names.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON record per language.")] = False,
+    field: Annotated[
+        str | None,
+        typer.Option(
+            "--field",
+            help="Print only this code of each language (flores, glotcc, iso1, iso3, conceptnet, ...).",
+        ),
+    ] = None,
+) -> None:
+    """List the supported languages and the code each data source uses for them."""
+    from lrltool.errors import UsageError
+    from lrltool.languages import registry, resolve_language
+
+    langs = [resolve_language(code)] if code else list(registry())
+    if field is not None:
+        known = list(langs[0].as_record())
+        if field not in known:
+            raise UsageError(f"unknown field '{field}'", hint=f"choose one of {', '.join(known)}")
+        for lang in langs:
+            sys.stdout.write(f"{lang.as_record()[field]}\n")
+        return
+    if as_json:
+        import orjson
+
+        for lang in langs:
+            sys.stdout.buffer.write(orjson.dumps(lang.as_record()) + b"\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="lrltool languages", title_justify="left")
+    for column in (
+        "name",
+        "FLORES/SIB",
+        "GlotCC",
+        "ConceptNet",
+        "WikiANN",
+        "sentiment",
+        "mBERT GB",
+        "XLM-R GB",
+    ):
+        table.add_column(column, justify="right" if "GB" in column else "left")
+    for lang in langs:
+        table.add_row(
+            lang.name,
+            lang.flores,
+            lang.glotcc,
+            lang.conceptnet,
+            lang.wikiann,
+            lang.sentiment,
+            "-" if lang.mbert_gb is None else f"{lang.mbert_gb:.2f}",
+            "-" if lang.xlmr_gb is None else f"{lang.xlmr_gb:.2f}",
+        )
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+# --- fetch ----------------------------------------------------------------------------------------
+
+
+class FetchSource(str, Enum):
+    conceptnet = "conceptnet"
+    glotcc = "glotcc"
+    flores = "flores"
+    sib200 = "sib200"
+    wikiann = "wikiann"
+    sentiment = "sentiment"
+
+
+class MatchMode(str, Enum):
+    start = "start"
+    either = "either"
+    both = "both"
+
+
+@app.command("fetch")
+def fetch_cli(
+    source: Annotated[FetchSource, typer.Argument(help="Data source.", show_default=False)],
+    lang: LangOpt,
+    input_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Local copy as published (a file or folder); default: download to the HF cache.",
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="flores: devtest (default) or dev. sib200/wikiann/sentiment: train, validation (dev)"
+            " or test, written to -o/stdout; without it -o DIR gets all three.",
+        ),
+    ] = None,
+    output: OutputOpt = "-",
+    match: Annotated[
+        MatchMode | None,
+        typer.Option(
+            help="conceptnet: the language on the start node (default, as the paper), either or both."
+        ),
+    ] = None,
+    code: Annotated[
+        str | None,
+        typer.Option(
+            "--code", help="This source's code for the language (overrides the table; needed outside it)."
+        ),
+    ] = None,
+    revision: RevisionOpt = None,
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Read a data source in its published format and write JSONL records.
+
+    conceptnet: triples. glotcc, flores: texts. sib200, sentiment: labelled texts. wikiann: NER tags.
+
+    Without --input, the published files are first downloaded into the Hugging Face cache.
+    """
+    from lrltool.sources import fetch_source
+
+    ui.configure(quiet=quiet)
+    fetch_source(
+        source=source.value,
+        lang=lang,
+        code=code,
+        input_path=input_path,
+        split=split,
+        output=output,
+        match=match.value if match else None,
+        revision=revision,
+        skip_bad_lines=skip_bad_lines,
+        stats_path=stats,
+    )
+
+
+# --- verbalize, cap -------------------------------------------------------------------------------
+
+
+@app.command("verbalize")
+def verbalize_cli(
+    input: InputArg = "-",
+    output: OutputOpt = "-",
+    templates: Annotated[
+        Path | None,
+        typer.Option(
+            "--templates",
+            help="Your own TSV of 'relation<TAB>predicate' lines (replaces the paper's 33 English ones).",
+        ),
+    ] = None,
+    keep_duplicates: Annotated[
+        bool, typer.Option("--keep-duplicates", help="Keep sentences that occurred before.")
+    ] = False,
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Turn ConceptNet triples (from 'fetch conceptnet') into text records "<start> <predicate> <end>.".
+
+    Drops self-loops, relations without a template (counted by relation) and repeated sentences.
+    """
+    from lrltool.corpus.verbalize import verbalize_triples
+
+    ui.configure(quiet=quiet)
+    verbalize_triples(
+        input_path=input,
+        output=output,
+        templates_path=templates,
+        keep_duplicates=keep_duplicates,
+        skip_bad_lines=skip_bad_lines,
+    ).finish(stats)
+
+
+@app.command("cap")
+def cap_cli(
+    input: InputArg = "-",
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file ('.zst'/'.gz' compress; '-' writes stdout), or with --split a folder.",
+        ),
+    ] = "-",
+    max_bytes: Annotated[
+        str | None,
+        typer.Option(
+            "--max-bytes",
+            help="Keep records until their texts reach this many UTF-8 bytes: 100k, 500M, 1G "
+            "(powers of 1000), 1GiB (powers of 1024) or a plain number. Default: no cap.",
+        ),
+    ] = None,
+    min_chars: Annotated[
+        int,
+        typer.Option(
+            "--min-chars", min=0, help="Drop texts shorter than this after cleaning (empty ones always)."
+        ),
+    ] = 1,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="Write DIR/<name>.jsonl.zst per split, by a hash of each id: "
+            "train=0.8,validation=0.1,test=0.1.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split assignment.")] = 42,
+    keep_duplicates: Annotated[
+        bool, typer.Option("--keep-duplicates", help="Keep texts that occurred before.")
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Processes that clean batches (default: the CPUs, at most 8)."),
+    ] = None,
+    skip_bad_lines: SkipBadOpt = False,
+    stats: StatsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Clean text records (NFC, no control characters, single spaces), drop exact duplicates, cap the bytes.
+
+    Records are kept in input order until the next would push the UTF-8 bytes of the kept texts over
+    --max-bytes; other keys pass through unchanged.
+    """
+    from lrltool.corpus.cap import cap_records, parse_size, parse_split
+
+    ui.configure(quiet=quiet)
+    cap_records(
+        input_path=input,
+        output=output,
+        max_bytes=None if max_bytes is None else parse_size(max_bytes),
+        min_chars=min_chars,
+        split=None if split is None else parse_split(split),
+        seed=seed,
+        keep_duplicates=keep_duplicates,
+        skip_bad_lines=skip_bad_lines,
+        workers=workers,
+    ).finish(stats)
+
+
+# --- tiny-model -----------------------------------------------------------------------------------
+
+
+@app.command("tiny-model")
+def tiny_model_cli(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder to write the model and tokenizer to.")
+    ],
+    arch: Annotated[str, typer.Option("--arch", help="xlmr, bert or llama.")] = "xlmr",
+    vocab_size: Annotated[int, typer.Option(help="Tokenizer vocabulary size.")] = 1000,
+    model_vocab_size: Annotated[
+        int | None, typer.Option(help="Embedding rows if larger than the tokenizer (e.g. 250002).")
+    ] = None,
+    hidden_size: Annotated[int, typer.Option(help="Hidden size.")] = 64,
+    num_layers: Annotated[int, typer.Option(help="Transformer layers.")] = 2,
+    num_heads: Annotated[int, typer.Option(help="Attention heads.")] = 4,
+    max_length: Annotated[int, typer.Option(help="Longest input in tokens.")] = 128,
+    seed: Annotated[int, typer.Option(help="Random seed for the weights.")] = 0,
+) -> None:
+    """Build a tiny random-weight model with a real tokenizer, offline (for tests and the demo)."""
+    from lrltool.tiny import build_tiny
+
+    out = build_tiny(
+        arch,
+        output,
+        vocab_size=vocab_size,
+        model_vocab_size=model_vocab_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        max_length=max_length,
+        seed=seed,
+    )
+    ui.info(f"tiny {arch} model written to {out}")
