@@ -618,8 +618,8 @@ def finetune_cli(
     """Train a task adapter (on a language adapter, a fusion of two, or alone) or fine-tune every weight."""
     import shlex
 
+    from lrltool.downstream.finetune import finetune, make_settings, parse_seeds
     from lrltool.errors import UsageError
-    from lrltool.finetune import finetune, make_settings, parse_seeds
 
     ui.configure(quiet=quiet)
     if eval_every_epoch and eval_steps is not None:

@@ -6,8 +6,10 @@ metric record per metric, so ``lrltool eval ... >> results.jsonl`` builds the in
 - ``mlm``: pseudo-perplexity of text records (FLORES devtest from ``fetch flores``) with
   :func:`lrltool.pppl.score_pll`: ``pppl`` (corpus/micro), ``pppl_mean`` (mean per-sentence PPPL, the
   paper's number) and ``pppl_word`` (word-normalised).
-- ``tc``, ``sa``, ``ner``: the scores of a finetune run on its test split (:mod:`lrltool.taskeval`):
-  macro-F1 and accuracy, or seqeval precision, recall and F1; one record per seed plus the mean.
+- ``tc``, ``sa``, ``ner``: the scores of a finetune run on its test split
+  (:func:`lrltool.downstream.evaluate.evaluate_task_run`): macro-F1 and accuracy, or seqeval precision,
+  recall and F1; one record per seed plus the mean. ``tc``, ``sa`` with ``--prompt``: zero/K-shot
+  prompting of a causal LM (:func:`lrltool.downstream.prompting.evaluate_prompt`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from lrltool import ui
+from lrltool.downstream.evaluate import evaluate_task_run
+from lrltool.downstream.prompting import check_prompt_task, evaluate_prompt
 from lrltool.errors import InputError, LanguageError, ModelError, UsageError
-from lrltool.records import METHODS, MetricRecord
+from lrltool.records import METHODS, MetricRecord, write_metric_records
 from lrltool.streams import Record, Stats, read_records, require, write_records
-from lrltool.taskeval import TASK_EVALUATORS
+from lrltool.tasks import TASKS, TRAINABLE_TASKS
 
 PPPL_METRICS = ("pppl", "pppl_mean", "pppl_word")
 
@@ -272,6 +276,67 @@ def _device_and_dtype(device: str | None, dtype: str | None) -> tuple[Any, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------
+# tc, sa, ner
+
+
+def evaluate_task_command(
+    task: str,
+    *,
+    run: str | None = None,
+    data: str | None = None,
+    input_path: str = "-",
+    predictions: str | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    lang: str | None = None,
+    output: str = "-",
+    skip_bad_lines: bool = False,
+    stats_path: str | None = None,
+) -> list[Record]:
+    """``eval --task tc|sa|ner --run DIR [--data FILE_OR_DIR | FILE]``: metric records to ``output``.
+
+    ``lang`` labels the records with that language (a run trained without --lang or language adapter
+    knows none); by default the run's language.
+
+    Reads a finetune run (or a folder of seed-N runs) and its test split, or ``data`` / the ``IN``
+    argument; writes the metric records (stdout by default) and, with ``predictions``, one record per
+    example, each atomically. Refuses a missing --run and test data given twice (UsageError), and
+    everything :func:`lrltool.downstream.evaluate.evaluate_task_run` refuses.
+    """
+    if run is None:
+        raise UsageError(f"--task {task} needs --run", hint="give the -o folder of lrltool finetune")
+    if input_path != "-":
+        if data is not None:
+            raise UsageError("the test data is given twice (IN and --data)", hint="give one of them")
+        data = input_path
+    stats = Stats(f"eval {task}")
+    records = evaluate_task_run(
+        task=task,
+        run=run,
+        data=data,
+        predictions=predictions,
+        batch_size=batch_size or 32,
+        device=device or "auto",
+        lang=lang,
+        skip_bad_lines=skip_bad_lines,
+    )
+    write_metric_records(records, output)
+    first = TASKS[task].metrics[0]
+    singles = [r for r in records if r.metric == first and r.aggregate is None]
+    stats.records_in = sum(r.n for r in singles)
+    stats.records_out = len(records)
+    stats.extra["runs"] = len(singles)
+    stats.finish(stats_path)
+    return [record.to_json() for record in records]
+
+
+# eval's registry checks each option against the evaluator's signature: partials keep it.
+TASK_EVALUATORS: dict[str, Callable[..., list[Record]]] = {
+    task: functools.partial(evaluate_task_command, task) for task in TRAINABLE_TASKS
+}
+
+
+# ---------------------------------------------------------------------------------------------------
 # The registry
 
 EVALUATORS: dict[str, Callable[..., list[Record]]] = {"mlm": evaluate_mlm, **TASK_EVALUATORS}
@@ -301,13 +366,11 @@ def evaluate_prompted(
     method: str | None = None,
     source: str | None = None,
 ) -> list[Record]:
-    """``eval --task tc|sa --prompt``: zero/K-shot classification by a causal LM (lrltool.prompting).
+    """``eval --task tc|sa --prompt``: zero/K-shot classification by a causal LM (downstream.prompting).
 
     Reads DIR/test.jsonl(.zst) (and DIR/train for the shots) of ``data``; writes macro_f1 and accuracy
     records to ``output``. Refuses an encoder model, a task other than tc/sa, a missing split.
     """
-    from lrltool.prompting import check_prompt_task, evaluate_prompt
-
     check_prompt_task(task)
     if input_path != "-":
         raise UsageError("--prompt reads a data folder, not IN", hint=f"use --data instead of {input_path}")
@@ -338,13 +401,12 @@ def evaluate_prompted(
         method=method,
         source=source,
     )
-    with write_records(output) as writer:
-        writer.write_all(records)
+    write_metric_records(records, output)
     stats.records_out = len(records)
-    stats.records_in = records[0]["n"] if records else 0
-    stats.extra.update({r["metric"]: round(r["value"], 4) for r in records})
+    stats.records_in = records[0].n if records else 0
+    stats.extra.update({r.metric: round(r.value, 4) for r in records})
     stats.finish(stats_path)
-    return records
+    return [record.to_json() for record in records]
 
 
 def run_eval(task: str, options: dict[str, Any]) -> list[Record]:
