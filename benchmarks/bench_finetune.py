@@ -37,7 +37,7 @@ write_jsonl(Path({out!r}) / "train.jsonl", records)
 OURS_CODE = r"""
 import json, torch
 torch.set_num_threads({threads})
-from lrltool import finetune as ft
+from lrltool.downstream import finetune as ft
 prep = ft.prepare(task="tc", model={model!r}, data={data!r})
 settings = ft.make_settings("tc", max_steps={steps}, batch_size={batch}, max_length={length})
 result = ft.train_run(prep, settings, out={out!r} + "/run", device="cpu")
@@ -50,13 +50,16 @@ import json, time, torch
 torch.set_num_threads({threads})
 from adapters import AdapterTrainer
 from transformers import TrainingArguments
-from lrltool import finetune as ft, models
-spec = ft.task_spec("tc")
+from lrltool import models
+from lrltool.downstream.data import collate, encode_examples, read_task_data
+from lrltool.downstream.model import build_task_model
+from lrltool.tasks import TASKS
+spec = TASKS["tc"]
 source = models.resolve_model({model!r})
-task = ft.build_task_model(spec, ft.SIB200_LABELS, base=source, lang_infos=[], method="adapter", fusion=False,
-                           reduction_factor=16, seed=42, device="cpu")
-data = ft.read_task_data({data!r} + "/train.jsonl", spec, ft.SIB200_LABELS)
-encoded = ft.encode_examples(data.examples, task.tokenizer, spec, max_length={length})
+task = build_task_model(spec, spec.labels, base=source, lang_infos=[], method="adapter", fusion=False,
+                        reduction_factor=16, seed=42, device="cpu")
+data = read_task_data({data!r} + "/train.jsonl", spec)
+encoded = encode_examples(data.examples, task.tokenizer, spec, max_length={length})
 
 class Examples(torch.utils.data.Dataset):
     def __len__(self): return len(encoded)
@@ -67,7 +70,7 @@ args = TrainingArguments(output_dir={out!r}, max_steps={steps}, per_device_train
                          save_strategy="no", logging_strategy="no", dataloader_num_workers=0,
                          remove_unused_columns=False, disable_tqdm=True, seed=42)
 trainer = AdapterTrainer(model=task.model, args=args, train_dataset=Examples(),
-                         data_collator=lambda rows: ft.collate(rows, task.pad_id))
+                         data_collator=lambda rows: collate(rows, task.pad_id))
 start = time.perf_counter()
 trainer.train()
 seconds = time.perf_counter() - start
@@ -77,27 +80,31 @@ open({out!r} + "/result.json", "w").write(json.dumps({{"examples_per_s": {steps}
 PREDICT_CODE = r"""
 import json, time, torch
 torch.set_num_threads({threads})
-from lrltool import finetune as ft, models, taskeval
-spec = ft.task_spec("tc")
+from lrltool import models
+from lrltool.downstream.data import collate, encode_examples, read_task_data
+from lrltool.downstream.metrics import predict, predict_with_loss
+from lrltool.downstream.model import build_task_model
+from lrltool.tasks import TASKS
+spec = TASKS["tc"]
 source = models.resolve_model({model!r})
-task = ft.build_task_model(spec, ft.SIB200_LABELS, base=source, lang_infos=[], method="adapter", fusion=False,
-                           reduction_factor=16, seed=42, device="cpu")
-data = ft.read_task_data({data!r} + "/train.jsonl", spec, ft.SIB200_LABELS)
-encoded = ft.encode_examples(data.examples, task.tokenizer, spec, max_length={length})
+task = build_task_model(spec, spec.labels, base=source, lang_infos=[], method="adapter", fusion=False,
+                        reduction_factor=16, seed=42, device="cpu")
+data = read_task_data({data!r} + "/train.jsonl", spec)
+encoded = encode_examples(data.examples, task.tokenizer, spec, max_length={length})
 
 def in_order():
     out, loss_sum = [], 0.0
     with torch.no_grad():
         for b in range(0, len(encoded), {batch}):
-            batch = ft.collate(encoded[b : b + {batch}], task.pad_id)
+            batch = collate(encoded[b : b + {batch}], task.pad_id)
             logits = task.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             loss_sum += float(torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
             out += logits.argmax(-1).tolist()
     return out, loss_sum / len(encoded)
 
-taskeval.predict(task, encoded[:8], batch_size={batch}, device="cpu")  # warm-up
+predict(task, encoded[:8], batch_size={batch}, device="cpu")  # warm-up
 start = time.perf_counter()
-sorted_preds, sorted_loss = taskeval.predict_with_loss(task, encoded, batch_size={batch}, device="cpu")
+sorted_preds, sorted_loss = predict_with_loss(task, encoded, batch_size={batch}, device="cpu")
 ours = time.perf_counter() - start
 start = time.perf_counter(); order_preds, order_loss = in_order(); baseline = time.perf_counter() - start
 same = sorted_preds == order_preds and abs(sorted_loss - order_loss) <= 1e-5 * abs(order_loss)

@@ -4,7 +4,7 @@ Model: a LLaMA-shaped lrltool.tiny model with LLaMA-2's 32,000-row vocabulary on
 hidden, 4 layers), 4,000-piece tokenizer. Queries: bundled SIB-200 Romanian sentences as 3-shot topic
 prompts (the default tc template, 7 labels), shots from other bundled sentences.
 
-- ours: :func:`lrltool.prompting.score_continuations` (each prompt computed once for all labels);
+- ours: :func:`lrltool.downstream.prompting.score_continuations` (each prompt computed once for all labels);
 - rows: what harnesses usually do: one row per (example, label), prompt + label, right-padded, batched;
 - loop: one unpadded forward pass per (example, label) (the tests' reference).
 
@@ -40,14 +40,15 @@ def _model():
 
 
 def _contexts(tokenizer, n: int) -> tuple[list[list[int]], list[list[int]]]:
-    from lrltool import prompting
+    from lrltool.downstream import prompting
+    from lrltool.downstream.data import Example
     from lrltool.tiny import corpus_lines
 
     template = prompting.load_template("tc")
     lines = [line for line in corpus_lines() if len(line.split()) >= 8]
     labels = template.labels
-    pool = [prompting.Example(f"p{i}", line, labels[i % len(labels)]) for i, line in enumerate(lines[n:])]
-    queries = [prompting.Example(f"q{i}", lines[i % len(lines)], labels[0]) for i in range(n)]
+    pool = [Example(f"p{i}", line, labels[i % len(labels)]) for i, line in enumerate(lines[n:])]
+    queries = [Example(f"q{i}", lines[i % len(lines)], labels[0]) for i in range(n)]
     prompts = [
         template.render(q.text, prompting.select_shots(pool, q, 3, seed=1, labels=labels)) for q in queries
     ]
@@ -98,7 +99,7 @@ def score_loop(model, contexts, continuations):
 def run(quick: bool) -> list[Row]:
     import numpy as np
 
-    from lrltool import prompting
+    from lrltool.downstream import prompting
 
     tokenizer, model = _model()
     n = 16 if quick else 64

@@ -6,7 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-from lrltool.finetune import SENTIMENT_LABELS, SIB200_LABELS
+from lrltool.downstream.evaluate import evaluate_task_run
+from lrltool.downstream.prompting import evaluate_prompt
+from lrltool.tasks import TASKS
 from lrltool.tiny import corpus_lines
 
 ENTITY_TYPES = ("PER", "ORG", "LOC")
@@ -24,7 +26,7 @@ CUES = ("știință", "călătorie", "politică", "sport", "sănătate", "divert
 
 
 def classification_records(task: str, lines: list[str], offset: int) -> list[dict]:
-    labels = SIB200_LABELS if task == "tc" else SENTIMENT_LABELS
+    labels = TASKS[task].labels
     records = []
     for i, text in enumerate(lines):
         k = (offset + i) % len(labels)
@@ -119,6 +121,16 @@ def make_full_run(model_dir: Path, out: Path, *, source: str = "glotcc", lang: s
     }
     (out / "training.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return out
+
+
+def evaluate_run(**options) -> list[dict]:
+    """`evaluate_task_run`'s metric records as the JSON objects `eval` writes."""
+    return [record.to_json() for record in evaluate_task_run(**options)]
+
+
+def prompt_records(**options) -> list[dict]:
+    """`evaluate_prompt`'s metric records as the JSON objects `eval --prompt` writes."""
+    return [record.to_json() for record in evaluate_prompt(**options)]
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from task_helpers import make_lang_run, make_task_data, read_jsonl, write_jsonl
+from task_helpers import evaluate_run, make_lang_run, make_task_data, read_jsonl, write_jsonl
 
-from lrltool import finetune as ft
-from lrltool import taskeval
+from lrltool.downstream import finetune as ft
 from lrltool.errors import InputError, RunError
+from lrltool.tasks import TASKS
 
 
 def _finetune(task, model, data, out, *, lang_adapters=(), fusion=False, seeds=None, **settings):
@@ -88,7 +88,7 @@ def test_tc_metrics_equal_scikit_learn_on_the_predictions_file(trained, tmp_path
 
     tiny_xlmr = trained["model"]
     predictions = tmp_path / "pred.jsonl"
-    records = taskeval.evaluate_task_run(task="tc", run=trained["tc"], predictions=predictions)
+    records = evaluate_run(task="tc", run=trained["tc"], predictions=predictions)
     assert [r["metric"] for r in records] == ["macro_f1", "accuracy"]
     rows = read_jsonl(predictions)
     test = read_jsonl(trained["data-tc"] / "test.jsonl")
@@ -109,11 +109,11 @@ def test_tc_metrics_equal_scikit_learn_on_the_predictions_file(trained, tmp_path
     )
     with torch.no_grad():
         expected = reference(**batch).logits.argmax(-1).tolist()
-    assert pred == [ft.SIB200_LABELS[i] for i in expected]
+    assert pred == [TASKS["tc"].labels[i] for i in expected]
 
 
 def test_record_fields_say_what_was_evaluated(trained):
-    tc = taskeval.evaluate_task_run(task="tc", run=trained["tc"])[0]
+    tc = evaluate_run(task="tc", run=trained["tc"])[0]
     assert {
         k: tc[k] for k in ("task", "method", "source", "adapter", "task_method", "split", "seed", "lang")
     } == {
@@ -128,10 +128,10 @@ def test_record_fields_say_what_was_evaluated(trained):
     }
     assert tc["aggregate"] is None and tc["settings"]["max_length"] == 128
     assert tc["details"]["data"] == str(trained["data-tc"] / "test.jsonl")
-    fused = taskeval.evaluate_task_run(task="sa", run=trained["sa-fusion"])[0]
+    fused = evaluate_run(task="sa", run=trained["sa-fusion"])[0]
     assert (fused["method"], fused["source"]) == ("fusion", "glotcc+conceptnet")
     assert fused["adapter"] == f"{trained['glotcc']}+{trained['glotcc'].parent / 'lang-conceptnet'}"
-    base = taskeval.evaluate_task_run(task="ner", run=trained["ner"])[0]
+    base = evaluate_run(task="ner", run=trained["ner"])[0]
     assert (base["method"], base["source"], base["adapter"], base["lang"]) == ("base", None, None, None)
 
 
@@ -142,7 +142,7 @@ def test_ner_word_level_metrics_equal_seqeval_on_the_predictions_file(trained, t
 
     tiny_xlmr = trained["model"]
     predictions = tmp_path / "pred.jsonl"
-    records = taskeval.evaluate_task_run(task="ner", run=trained["ner"], predictions=predictions)
+    records = evaluate_run(task="ner", run=trained["ner"], predictions=predictions)
     assert [r["metric"] for r in records] == ["precision", "recall", "f1"]
     rows = read_jsonl(predictions)
     test = read_jsonl(trained["data-ner"] / "test.jsonl")
@@ -167,7 +167,7 @@ def test_ner_word_level_metrics_equal_seqeval_on_the_predictions_file(trained, t
             best = reference(**enc).logits[0].argmax(-1).tolist()
         word_ids = enc.word_ids()
         firsts = [word_ids.index(w) for w in range(len(row["tokens"]))]
-        assert row["predicted"] == [ft.WIKIANN_TAGS[best[j]] for j in firsts]
+        assert row["predicted"] == [TASKS["ner"].labels[best[j]] for j in firsts]
 
 
 def test_ner_label_all_subwords_scores_every_subtoken(trained, tmp_path):
@@ -176,7 +176,7 @@ def test_ner_label_all_subwords_scores_every_subtoken(trained, tmp_path):
     info = json.loads((trained["ner-subwords"] / "training.json").read_text())
     assert info["settings"]["label_all_subwords"] is True
     predictions = tmp_path / "pred.jsonl"
-    records = taskeval.evaluate_task_run(task="ner", run=trained["ner-subwords"], predictions=predictions)
+    records = evaluate_run(task="ner", run=trained["ner-subwords"], predictions=predictions)
     rows = read_jsonl(predictions)
     test = read_jsonl(trained["data-ner"] / "test.jsonl")
     assert records[2]["details"]["scoring"] == "subword"
@@ -193,7 +193,7 @@ def test_words_cut_off_by_max_length_are_predicted_o(trained, tmp_path):
 
     tiny_xlmr = trained["model"]
     predictions = tmp_path / "pred.jsonl"
-    records = taskeval.evaluate_task_run(task="ner", run=trained["ner-short"], predictions=predictions)
+    records = evaluate_run(task="ner", run=trained["ner-short"], predictions=predictions)
     tokenizer = models.load_tokenizer(models.resolve_model(str(tiny_xlmr)))
     expected_cut = 0
     for row in read_jsonl(predictions):
@@ -216,7 +216,7 @@ def test_words_cut_off_by_max_length_are_predicted_o(trained, tmp_path):
 
 def test_seed_runs_give_one_record_per_seed_and_metric_plus_the_mean(trained, tmp_path):
     predictions = tmp_path / "pred.jsonl"
-    records = taskeval.evaluate_task_run(task="sa", run=trained["seeds"], predictions=predictions)
+    records = evaluate_run(task="sa", run=trained["seeds"], predictions=predictions)
     singles = [r for r in records if r["aggregate"] is None]
     means = [r for r in records if r["aggregate"] == "mean"]
     assert [(r["seed"], r["metric"]) for r in singles] == [
@@ -231,7 +231,7 @@ def test_seed_runs_give_one_record_per_seed_and_metric_plus_the_mean(trained, tm
         assert mean["details"]["seeds"] == [1, 2, 3] and mean["seed"] is None
     # each seed's record equals evaluating that seed's folder alone
     for seed in (1, 2, 3):
-        alone = taskeval.evaluate_task_run(task="sa", run=trained["seeds"] / f"seed-{seed}")
+        alone = evaluate_run(task="sa", run=trained["seeds"] / f"seed-{seed}")
         assert [r["value"] for r in alone] == [r["value"] for r in singles if r["seed"] == seed]
     rows = read_jsonl(predictions)
     assert [r["seed"] for r in rows] == [1] * 20 + [2] * 20 + [3] * 20
@@ -242,17 +242,17 @@ def test_seed_runs_give_one_record_per_seed_and_metric_plus_the_mean(trained, tm
 
 def test_a_folder_that_is_not_a_finetune_run_is_refused(trained, tmp_path):
     with pytest.raises(RunError, match="a train-adapter run"):
-        taskeval.evaluate_task_run(task="tc", run=trained["glotcc"])
+        evaluate_run(task="tc", run=trained["glotcc"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunError, match="not a finetune run"):
-        taskeval.evaluate_task_run(task="tc", run=tmp_path / "empty")
+        evaluate_run(task="tc", run=tmp_path / "empty")
     with pytest.raises(RunError, match="no such run folder"):
-        taskeval.evaluate_task_run(task="tc", run=tmp_path / "missing")
+        evaluate_run(task="tc", run=tmp_path / "missing")
 
 
 def test_task_that_does_not_match_the_run_is_refused(trained, tmp_path):
     with pytest.raises(RunError, match="trained for the task ner, not tc; use --task ner"):
-        taskeval.evaluate_task_run(task="tc", run=trained["ner"], predictions=tmp_path / "p.jsonl")
+        evaluate_run(task="tc", run=trained["ner"], predictions=tmp_path / "p.jsonl")
     assert not (tmp_path / "p.jsonl").exists()
 
 
@@ -261,9 +261,7 @@ def test_labels_the_run_never_saw_are_refused_at_their_line(trained, tmp_path):
     test[3]["label"] = "2"
     bad = write_jsonl(tmp_path / "test.jsonl", test)
     with pytest.raises(InputError) as info:
-        taskeval.evaluate_task_run(
-            task="sa", run=trained["seeds"], data=bad, predictions=tmp_path / "p.jsonl"
-        )
+        evaluate_run(task="sa", run=trained["seeds"], data=bad, predictions=tmp_path / "p.jsonl")
     assert str(info.value).startswith(
         f"{bad}:4: label '2' is not one of the sa labels; the run was trained on"
     )
@@ -273,7 +271,7 @@ def test_labels_the_run_never_saw_are_refused_at_their_line(trained, tmp_path):
 def test_empty_evaluation_set_is_refused(trained, tmp_path):
     empty = write_jsonl(tmp_path / "test.jsonl", [])
     with pytest.raises(InputError, match="no tc examples in the file"):
-        taskeval.evaluate_task_run(task="tc", run=trained["tc"], data=empty)
+        evaluate_run(task="tc", run=trained["tc"], data=empty)
 
 
 def test_unfinished_run_and_changed_language_adapter_are_refused(trained, tmp_path):
@@ -283,8 +281,8 @@ def test_unfinished_run_and_changed_language_adapter_are_refused(trained, tmp_pa
     info["lang_adapters"][0]["folder"] = str(lang_copy / "adapter")
     (copy / "training.json").write_text(json.dumps(info))
     assert (
-        taskeval.evaluate_task_run(task="tc", run=copy)[0]["value"]
-        == (taskeval.evaluate_task_run(task="tc", run=trained["tc"])[0]["value"])
+        evaluate_run(task="tc", run=copy)[0]["value"]
+        == (evaluate_run(task="tc", run=trained["tc"])[0]["value"])
     )
     weights = lang_copy / "adapter" / "adapter.safetensors"
     from safetensors.torch import load_file, save_file
@@ -294,32 +292,41 @@ def test_unfinished_run_and_changed_language_adapter_are_refused(trained, tmp_pa
     tensors[first] = tensors[first] + 1.0
     save_file(tensors, str(weights))
     with pytest.raises(RunError, match="has changed since this run was trained"):
-        taskeval.evaluate_task_run(task="tc", run=copy)
+        evaluate_run(task="tc", run=copy)
     info["finished"] = False
     (copy / "training.json").write_text(json.dumps(info))
     with pytest.raises(RunError, match="has not finished"):
-        taskeval.evaluate_task_run(task="tc", run=copy)
+        evaluate_run(task="tc", run=copy)
 
 
-def test_task_evaluator_writes_records_and_refuses_bad_options(trained, tmp_path):
-    from lrltool.errors import UsageError
-
-    evaluate = taskeval.TASK_EVALUATORS["tc"]
+def test_task_evaluator_writes_records_and_refuses_bad_options(cli, trained, tmp_path):
     output, stats = tmp_path / "metrics.jsonl", tmp_path / "stats.json"
-    records = evaluate(run=str(trained["tc"]), input_path=str(trained["data-tc"] / "validation.jsonl"),
-                       output=str(output), stats_path=str(stats))  # fmt: skip
-    assert read_jsonl(output) == records
+    validation = trained["data-tc"] / "validation.jsonl"
+    result = cli(["eval", "--task", "tc", "--run", trained["tc"], validation, "-o", output, "--stats", stats])
+    assert result.exit_code == 0, result.stderr
+    records = read_jsonl(output)
     assert records[0]["split"] == "validation" and records[0]["n"] == 12
     summary = json.loads(stats.read_text())
     assert (summary["command"], summary["records_in"], summary["records_out"], summary["runs"]) == (
         "eval tc", 12, 2, 1,
     )  # fmt: skip
-    with pytest.raises(UsageError, match="--task tc needs --run"):
-        evaluate(output=str(tmp_path / "x.jsonl"))
-    with pytest.raises(UsageError, match="given twice"):
-        evaluate(
-            run=str(trained["tc"]), input_path="a.jsonl", data="b.jsonl", output=str(tmp_path / "x.jsonl")
-        )
+    missing = cli(["eval", "--task", "tc", "-o", tmp_path / "x.jsonl"])
+    assert missing.exit_code == 2 and "--task tc needs --run" in missing.stderr
+    twice = cli(
+        [
+            "eval",
+            "--task",
+            "tc",
+            "--run",
+            trained["tc"],
+            "a.jsonl",
+            "--data",
+            "b.jsonl",
+            "-o",
+            tmp_path / "x.jsonl",
+        ]
+    )
+    assert twice.exit_code == 2 and "given twice" in twice.stderr
     assert not (tmp_path / "x.jsonl").exists()
 
 

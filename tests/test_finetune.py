@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from task_helpers import (
+    evaluate_run,
     make_full_run,
     make_lang_run,
     make_task_data,
@@ -16,10 +17,14 @@ from task_helpers import (
     write_jsonl,
 )
 
-from lrltool import finetune as ft
-from lrltool import models, taskeval
+from lrltool import models
+from lrltool.downstream import finetune as ft
+from lrltool.downstream.data import Example, align_words, collate, encode_examples, read_task_data
+from lrltool.downstream.model import build_task_model, load_finetuned
 from lrltool.errors import InputError, ModelError, UsageError
+from lrltool.tasks import TASKS, get_task
 
+SIB200_LABELS, WIKIANN_TAGS = TASKS["tc"].labels, TASKS["ner"].labels
 FAST = dict(max_steps=4, batch_size=8, eval_steps=2)
 
 
@@ -69,20 +74,20 @@ def _fresh_lang_params(model_dir: Path, run: Path, name: str, head: str) -> dict
 
 def test_ner_labels_first_subtoken_and_all_subwords_on_a_hand_made_example(tiny_bert):
     tokenizer = models.load_tokenizer(models.resolve_model(str(tiny_bert)))
-    spec = ft.task_spec("ner")
-    example = ft.Example(id="x", text=None, tokens=["Ion", "câine", "Popescu"], gold=[1, 0, 2])
+    spec = get_task("ner")
+    example = Example(id="x", text=None, tokens=["Ion", "câine", "Popescu"], gold=[1, 0, 2])
     tokens = tokenizer.convert_ids_to_tokens(
-        ft.encode_examples([example], tokenizer, spec, max_length=64)[0].input_ids
+        encode_examples([example], tokenizer, spec, max_length=64)[0].input_ids
     )
     assert tokens == ["[CLS]", "I", "##on", "câ", "##ine", "P", "##op", "##e", "##sc", "##u", "[SEP]"]
-    first = ft.encode_examples([example], tokenizer, spec, max_length=64)[0]
+    first = encode_examples([example], tokenizer, spec, max_length=64)[0]
     assert first.labels.tolist() == [-100, 1, -100, 0, -100, 2, -100, -100, -100, -100, -100]
     assert first.first.tolist() == [1, 3, 5]
     assert first.word_of.tolist() == [-1, 0, 0, 1, 1, 2, 2, 2, 2, 2, -1]
-    every = ft.encode_examples([example], tokenizer, spec, max_length=64, label_all_subwords=True)[0]
+    every = encode_examples([example], tokenizer, spec, max_length=64, label_all_subwords=True)[0]
     assert every.labels.tolist() == [-100, 1, 1, 0, 0, 2, 2, 2, 2, 2, -100]
     # truncation: 6 tokens keep [CLS] + 4 sub-tokens + [SEP]; the third word is cut off entirely
-    cut = ft.encode_examples([example], tokenizer, spec, max_length=6)[0]
+    cut = encode_examples([example], tokenizer, spec, max_length=6)[0]
     assert cut.labels.tolist() == [-100, 1, -100, 0, -100, -100]
     assert cut.first.tolist() == [1, 3, -1]
 
@@ -93,7 +98,7 @@ def test_word_alignment_equals_is_split_into_words_for_encoders(request, fixture
 
     tokenizer = models.load_tokenizer(models.resolve_model(str(request.getfixturevalue(fixture))))
     word_lists = [line.split() for line in corpus_lines()[:150]] + [["Ion", "(", "n.", "1950", ")", "."]]
-    aligned = ft.align_words(tokenizer, word_lists, 128)
+    aligned = align_words(tokenizer, word_lists, 128)
     for words, (ids, word_of) in zip(word_lists, aligned, strict=True):
         reference = tokenizer(words, is_split_into_words=True, truncation=True, max_length=128)
         assert ids.tolist() == reference["input_ids"]
@@ -103,7 +108,7 @@ def test_word_alignment_equals_is_split_into_words_for_encoders(request, fixture
 def test_word_alignment_for_a_byte_level_decoder_keeps_the_spaces(tiny_llama):
     tokenizer = models.load_tokenizer(models.resolve_model(str(tiny_llama)))
     words = ["Ion", "Popescu", "a", "venit", "."]
-    ids, word_of = ft.align_words(tokenizer, [words], 64)[0]
+    ids, word_of = align_words(tokenizer, [words], 64)[0]
     assert ids.tolist() == tokenizer("Ion Popescu a venit .")["input_ids"]
     pieces = tokenizer.convert_ids_to_tokens(ids.tolist())
     # every word's pieces re-join to the word (with its leading space, Ġ, from the second word on)
@@ -159,7 +164,7 @@ def test_madx_trains_only_task_adapter_and_head_language_adapter_bitwise_unchang
     )
     # the task adapter and the head did train; the base model did not
     base = models.load_task_model(
-        models.resolve_model(str(tiny_xlmr)), head="sequence-classification", labels=list(ft.SIB200_LABELS)
+        models.resolve_model(str(tiny_xlmr)), head="sequence-classification", labels=list(SIB200_LABELS)
     )[0]
     base_params = dict(base.named_parameters())
     assert all(torch.equal(params[n], base_params[n]) for n in base_params if n.startswith("roberta."))
@@ -175,13 +180,11 @@ def test_madx_trains_only_task_adapter_and_head_language_adapter_bitwise_unchang
     )
     assert info["trainable_parameters"] == sum(p.numel() for p in net.parameters() if p.requires_grad)
     # the language adapter is really in the forward pass: switching it off changes the logits
-    batch = ft.collate(
-        ft.encode_examples(
-            ft.read_task_data(data_dirs["tc"] / "test.jsonl", ft.task_spec("tc"), ft.SIB200_LABELS).examples[
-                :4
-            ],
+    batch = collate(
+        encode_examples(
+            read_task_data(data_dirs["tc"] / "test.jsonl", get_task("tc"), SIB200_LABELS).examples[:4],
             result.task.tokenizer,
-            ft.task_spec("tc"),
+            get_task("tc"),
             max_length=64,
         ),
         result.task.pad_id,
@@ -220,9 +223,9 @@ def test_fusion_trains_fusion_task_adapter_and_head_both_language_adapters_uncha
         "pytorch_model_adapter_fusion.bin",
     ]
     # the fusion layer moved away from its initialisation (it trained)
-    fresh = ft.build_task_model(
-        ft.task_spec("ner"),
-        list(ft.WIKIANN_TAGS),
+    fresh = build_task_model(
+        get_task("ner"),
+        list(WIKIANN_TAGS),
         base=models.resolve_model(str(tiny_xlmr)),
         lang_infos=info["lang_adapters"],
         method="adapter",
@@ -249,7 +252,7 @@ def test_bert_pooler_missing_from_checkpoint_trains_and_is_saved_with_the_head(
     params = dict(result.task.model.named_parameters())
     assert sorted(head) == sorted(result.task.head_names)
     assert all(torch.equal(head[k], params[k]) for k in head)
-    rebuilt = ft.load_finetuned(result.info, tmp_path / "run", device="cpu").model
+    rebuilt = load_finetuned(result.info, tmp_path / "run", device="cpu").model
     assert all(torch.equal(v, params[k]) for k, v in rebuilt.named_parameters() if k in params)
 
 
@@ -262,9 +265,7 @@ def test_full_language_run_is_the_base_model_plus_a_task_adapter(tiny_xlmr, data
     assert (result.info["lang_method"], result.info["lang_source"]) == ("full", "conceptnet")
     assert result.task.lang_names == []
     assert str(result.task.model.active_adapters) == "Stack[tc]"
-    records = taskeval.evaluate_task_run(
-        task="tc", run=tmp_path / "run", data=data_dirs["tc"] / "validation.jsonl"
-    )
+    records = evaluate_run(task="tc", run=tmp_path / "run", data=data_dirs["tc"] / "validation.jsonl")
     assert (records[0]["method"], records[0]["source"], records[0]["model"]) == (
         "full",
         "conceptnet",
@@ -280,7 +281,7 @@ def test_full_fine_tuning_trains_every_weight_and_writes_a_plain_model(tiny_xlmr
     assert result.info["trainable_parameters"] == sum(p.numel() for p in net.parameters())
     config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     assert "adapters" not in config
-    assert config["id2label"] == {str(i): label for i, label in enumerate(ft.SIB200_LABELS)}
+    assert config["id2label"] == {str(i): label for i, label in enumerate(SIB200_LABELS)}
     assert not (tmp_path / "run" / "adapter").exists()
     from transformers import XLMRobertaForSequenceClassification
 
@@ -288,9 +289,7 @@ def test_full_fine_tuning_trains_every_weight_and_writes_a_plain_model(tiny_xlmr
     ids = torch.tensor([[0, 100, 200, 2]])
     with torch.no_grad():
         assert torch.allclose(plain(ids).logits, net.eval()(ids).logits, atol=1e-6)
-    records = taskeval.evaluate_task_run(
-        task="tc", run=tmp_path / "run", data=data_dirs["tc"] / "validation.jsonl"
-    )
+    records = evaluate_run(task="tc", run=tmp_path / "run", data=data_dirs["tc"] / "validation.jsonl")
     assert (records[0]["task_method"], records[0]["method"]) == ("full", "base")
     assert records[0]["value"] == result.info["best_score"]
 
@@ -307,15 +306,13 @@ def test_exported_weights_are_the_best_validation_checkpoint(tiny_xlmr, data_dir
     assert scores[6] != scores[best_step]  # the last step is worse: exporting it would show
     assert (result.info["best_step"], result.info["best_score"]) == (best_step, scores[best_step])
     # evaluating the exported run on the validation split gives the best score again
-    records = taskeval.evaluate_task_run(
-        task="tc", run=tmp_path / "run", data=data_dirs["tc"] / "validation.jsonl"
-    )
+    records = evaluate_run(task="tc", run=tmp_path / "run", data=data_dirs["tc"] / "validation.jsonl")
     assert records[0]["metric"] == "macro_f1" and records[0]["split"] == "validation"
     assert records[0]["value"] == scores[best_step]
     # the logged validation loss is the model's own mean cross-entropy over the validation set
-    spec = ft.task_spec("tc")
-    validation = ft.read_task_data(data_dirs["tc"] / "validation.jsonl", spec, ft.SIB200_LABELS).examples
-    batch = ft.collate(ft.encode_examples(validation, result.task.tokenizer, spec, max_length=128), 1)
+    spec = get_task("tc")
+    validation = read_task_data(data_dirs["tc"] / "validation.jsonl", spec, SIB200_LABELS).examples
+    batch = collate(encode_examples(validation, result.task.tokenizer, spec, max_length=128), 1)
     with torch.no_grad():
         loss = result.task.model.eval()(**batch).loss.item()
     (logged,) = [e["eval_loss"] for e in log if e["step"] == best_step and "eval_loss" in e]
@@ -395,7 +392,7 @@ def test_decoder_models_train_with_pad_eos_last_token(tiny_llama, data_dirs, tmp
     assert tokenizer.pad_token_id == tokenizer.eos_token_id
     if task == "tc":  # LlamaForSequenceClassification classifies the last token that is not padding
         assert result.task.model.config.pad_token_id == tokenizer.eos_token_id
-    records = taskeval.evaluate_task_run(task=task, run=tmp_path / "run")
+    records = evaluate_run(task=task, run=tmp_path / "run")
     assert records[0]["n"] == 12
 
 

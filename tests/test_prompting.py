@@ -1,4 +1,4 @@
-"""lrltool.prompting: exact label scoring, shots, metrics, adapters and refusals on the tiny LLaMA."""
+"""downstream.prompting: exact label scoring, shots, metrics, adapters and refusals on the tiny LLaMA."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from task_helpers import prompt_records
 
-from lrltool import models, prompting
+from lrltool import models
+from lrltool.downstream import prompting
+from lrltool.downstream.data import Example
+from lrltool.downstream.metrics import classification_metrics
 from lrltool.errors import InputError, LrlError, ModelError, UsageError
-from lrltool.prompting import Example
 from lrltool.streams import read_records, write_records
 
 TC_TRAIN = [
@@ -261,7 +264,7 @@ def test_metrics_are_scikit_learns_and_match_a_hand_computation():
     from sklearn.metrics import accuracy_score, f1_score
 
     gold, predicted = ["a", "a", "b", "c"], ["a", "b", "b", "a"]
-    metrics = prompting.classification_metrics(gold, predicted)
+    metrics = classification_metrics(gold, predicted)
     # a: P 1/2 R 1/2 F 1/2; b: P 1/2 R 1 F 2/3; c: F 0 -> macro (1/2 + 2/3) / 3
     assert metrics["macro_f1"] == pytest.approx((0.5 + 2 / 3) / 3, abs=1e-12)
     assert metrics["accuracy"] == 0.5
@@ -274,7 +277,7 @@ def test_evaluate_prompt_zero_shot_records_and_predictions(tiny_llama, tc_data, 
 
     tokenizer, model = llama
     predictions = tmp_path / "pred.jsonl"
-    records = prompting.evaluate_prompt(
+    records = prompt_records(
         task="tc",
         model=str(tiny_llama),
         data=tc_data,
@@ -330,7 +333,7 @@ def test_evaluate_prompt_k_shot_uses_train_shots_deterministically(tiny_llama, t
     outputs = []
     for run in range(2):
         pred = tmp_path / f"p{run}.jsonl"
-        records = prompting.evaluate_prompt(
+        records = prompt_records(
             task="sa",
             model=str(tiny_llama),
             data=folder,
@@ -401,8 +404,8 @@ def test_adapter_changes_scores_exactly_and_deactivated_equals_base(tiny_llama, 
 
 def test_evaluate_prompt_with_adapter_records_its_method(tiny_llama, inv_adapter, tc_data, tmp_path):
     plain, adapted = tmp_path / "plain.jsonl", tmp_path / "adapted.jsonl"
-    prompting.evaluate_prompt(task="tc", model=str(tiny_llama), data=tc_data, predictions=str(plain))
-    records = prompting.evaluate_prompt(
+    prompt_records(task="tc", model=str(tiny_llama), data=tc_data, predictions=str(plain))
+    records = prompt_records(
         task="tc", model=str(tiny_llama), data=tc_data, adapter=str(inv_adapter), predictions=str(adapted)
     )
     assert records[0]["method"] == "seq_bn_inv" and records[0]["task_method"] == "prompt-0shot"
@@ -420,7 +423,7 @@ def test_bad_inputs_are_refused_with_one_clear_error(tiny_llama, tiny_xlmr, tc_d
     def run(**kwargs):
         options = dict(task="tc", model=str(tiny_llama), data=tc_data)
         options.update(kwargs)
-        return prompting.evaluate_prompt(**options)
+        return prompt_records(**options)
 
     with pytest.raises(
         LrlError, match="prompting supports the classification tasks tc, sa, not 'ner'"
@@ -466,9 +469,7 @@ def test_eval_prompt_command_writes_the_same_records_as_the_core(cli, tiny_llama
     result = cli([*args, "--seed", "3", "--lang", "ro", "--predictions", preds, "-o", out])
     assert result.exit_code == 0, result.stderr
     records = list(read_records(out))
-    core = prompting.evaluate_prompt(
-        task="tc", model=str(tiny_llama), data=tc_data, shots=2, seed=3, lang="ro"
-    )
+    core = prompt_records(task="tc", model=str(tiny_llama), data=tc_data, shots=2, seed=3, lang="ro")
     assert [(r["metric"], r["value"]) for r in records] == [(r["metric"], r["value"]) for r in core]
     assert {r["task_method"] for r in records} == {"prompt-2shot"}
     assert {(r["method"], r["lang"], r["seed"], r["n"]) for r in records} == {("prompt", "ron_Latn", 3, 7)}

@@ -9,6 +9,7 @@ import torch
 
 from lrltool import runs
 from lrltool.errors import RunError
+from lrltool.lm.adapter import language_adapter_card
 
 
 def _fake_run(path, finished=False):
@@ -19,42 +20,43 @@ def _fake_run(path, finished=False):
 
 
 def test_new_and_empty_folders_are_accepted(tmp_path):
-    _, previous = runs.check_run_dir(tmp_path / "new")
-    assert previous is None and not (tmp_path / "new").exists()  # checking changes nothing
+    run = runs.Run.open(tmp_path / "new")
+    assert run.previous is None and not (tmp_path / "new").exists()  # checking changes nothing
     (tmp_path / "empty").mkdir()
-    assert runs.check_run_dir(tmp_path / "empty")[1] is None
+    assert runs.Run.open(tmp_path / "empty").previous is None
 
 
 def test_another_run_is_refused_unless_resume_or_force(tmp_path):
     _fake_run(tmp_path / "r")
     with pytest.raises(RunError, match="holds another run; choose a new -o, add --resume to continue it"):
-        runs.check_run_dir(tmp_path / "r")
-    _, previous = runs.check_run_dir(tmp_path / "r", resume=True)
-    assert previous == {"finished": False, "method": "seq_bn"}
-    run, previous = runs.check_run_dir(tmp_path / "r", force=True)
-    assert previous is None
-    runs.start_run_dir(run, force=True)
-    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["notes.txt"]  # only what a run writes goes
+        runs.Run.open(tmp_path / "r")
+    previous = runs.Run.open(tmp_path / "r", resume=True).previous
+    assert previous == runs.RunInfo(finished=False, method="seq_bn")
+    run = runs.Run.open(tmp_path / "r", force=True)
+    assert run.previous is None
+    run.start(runs.RunInfo(kind="language adapter"))
+    # only what a run writes goes (and the new run's training.json comes)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["notes.txt", "training.json"]
 
 
 def test_resume_refusals(tmp_path):
     with pytest.raises(RunError, match="no run to resume"):
-        runs.check_run_dir(tmp_path / "none", resume=True)
+        runs.Run.open(tmp_path / "none", resume=True)
     _fake_run(tmp_path / "done", finished=True)
     with pytest.raises(RunError, match="already finished"):
-        runs.check_run_dir(tmp_path / "done", resume=True)
+        runs.Run.open(tmp_path / "done", resume=True)
     with pytest.raises(RunError, match="exclude each other"):
-        runs.check_run_dir(tmp_path / "done", resume=True, force=True)
+        runs.Run.open(tmp_path / "done", resume=True, force=True)
 
 
 def test_non_run_folder_and_file_are_refused(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "x.txt").write_text("x")
     with pytest.raises(RunError, match="not empty and holds no run"):
-        runs.check_run_dir(tmp_path / "data", force=True)
+        runs.Run.open(tmp_path / "data", force=True)
     (tmp_path / "f").write_text("x")
     with pytest.raises(RunError, match="is a file"):
-        runs.check_run_dir(tmp_path / "f")
+        runs.Run.open(tmp_path / "f")
 
 
 def test_run_log_appends_and_truncates_on_resume(tmp_path):
@@ -111,24 +113,26 @@ def test_damaged_checkpoint_is_a_run_error(tmp_path):
 
 
 def test_model_card_names_the_run():
-    card = runs.model_card(
-        {
-            "model": "xlm-roberta-base",
-            "model_revision": "abc",
-            "method": "seq_bn_inv",
-            "objective": "mlm",
-            "lang": "ron_Latn",
-            "source": "glotcc",
-            "data": {"records": 1200, "tokens": 34567, "hash": "f" * 64},
-            "trainable_parameters": 1190592,
-            "steps": 100,
-            "best_step": 50,
-            "best_eval_loss": 2.5,
-            "seconds": 12.0,
-            "settings": {"lr": 1e-4},
-            "command": "lrltool train-adapter ...",
-        }
-    )
+    card = language_adapter_card(
+        runs.RunInfo.from_json(
+            {
+                "model": "xlm-roberta-base",
+                "model_revision": "abc",
+                "method": "seq_bn_inv",
+                "objective": "mlm",
+                "lang": "ron_Latn",
+                "source": "glotcc",
+                "data": {"records": 1200, "tokens": 34567, "hash": "f" * 64},
+                "trainable_parameters": 1190592,
+                "steps": 100,
+                "best_step": 50,
+                "best_eval_loss": 2.5,
+                "seconds": 12.0,
+                "settings": {"lr": 1e-4},
+                "command": "lrltool train-adapter ...",
+            }
+        )
+    ).render()
     assert "# language adapter: xlm-roberta-base / seq_bn_inv" in card
     assert "- language: ron_Latn; data source: glotcc" in card
     assert "- data: 1,200 records, 34,567 tokens" in card

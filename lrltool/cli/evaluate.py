@@ -18,6 +18,7 @@ from lrltool import ui
 from lrltool.cli.app import app
 from lrltool.cli.options import DeviceOpt, InputArg, OutputOpt, QuietOpt, RevisionOpt, SkipBadOpt, StatsOpt
 from lrltool.errors import UsageError
+from lrltool.records import write_metric_records
 from lrltool.streams import Stats
 from lrltool.tasks import TASKS, TRAINABLE_TASKS
 
@@ -160,10 +161,8 @@ def eval_cli(
     mlm: pseudo-perplexity of text records (IN). tc/sa/ner: a finetune run (--run). tc/sa with --prompt:
     zero/K-shot prompting of a causal LM on a data folder (--data).
     """
-    from lrltool.records import write_metric_records
-
-    ui.configure(quiet=quiet)
     given = {k: v for k, v in locals().items() if k not in _ALWAYS and v is not None and v is not False}
+    ui.configure(quiet=quiet)
     if task not in TASKS:
         raise UsageError(f"unknown task '{task}'", hint=f"choose one of {', '.join(TASKS)}")
     allowed = PROMPT_OPTIONS if prompt else MLM_OPTIONS if task == "mlm" else RUN_OPTIONS

@@ -124,7 +124,8 @@ def ensure_inverse_hook(model: Any) -> bool:
     """Apply the invertible adapter's inverse right before the output embedding (once per model).
 
     adapters 1.3.0 applies it only in its flexible-head models; with the static HF classes the inverse is
-    never run (docs/design.md "Models and adapters"). The hook is a no-op while no invertible adapter is active.
+    never run (docs/design.md "Models and adapters"). The hook does nothing while no invertible adapter
+    is active.
     """
     base = model.base_model
     if getattr(model, "_lrltool_inverse_hook", None) is not None or not hasattr(

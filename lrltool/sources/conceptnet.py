@@ -1,10 +1,11 @@
 """ConceptNet 5.7 assertions -> triple records of one language, streamed at decompression speed.
 
 The published format (confirmed against 756 real rows from the conceptnet5 repository's test data,
-``testdata/reference/assertions/assertions.csv``, bundled in examples/conceptnet, and the paper authors' parser notes on the hub,
-``DGurgurov/conceptnet_all``): ``conceptnet-assertions-5.7.0.csv.gz``, 34M lines, 475 MB, downloaded from
-https://s3.amazonaws.com/conceptnet/downloads/2019/edges/ (not a hub repository: without ``--input`` it
-is downloaded once to ``$HF_HOME/lrltool/conceptnet/``). No header; five tab-separated columns:
+``testdata/reference/assertions/assertions.csv``, bundled in examples/conceptnet, and the paper
+authors' parser notes on the hub, ``DGurgurov/conceptnet_all``): ``conceptnet-assertions-5.7.0.csv.gz``,
+34M lines, 475 MB, downloaded from https://s3.amazonaws.com/conceptnet/downloads/2019/edges/ (not a hub
+repository: without ``--input`` it is downloaded once to ``$HF_HOME/lrltool/conceptnet/``). No header;
+five tab-separated columns:
 
     /a/[/r/IsA/,/c/ro/câine/n/,/c/ro/animal/]  /r/IsA  /c/ro/câine/n  /c/ro/animal  {..., "weight": 1.0}
 

@@ -3,7 +3,8 @@
 Published formats:
 
 - FLORES-200 tarball (``flores200_dataset/{dev,devtest}/<code>.{dev,devtest}``): one sentence a line,
-  997 dev and 1012 devtest sentences. Layout as docs/design.md "Data sources" gives it; no copy was available here to check.
+  997 dev and 1012 devtest sentences. Layout as docs/design.md "Data sources" gives it; no copy was
+  available here to check.
 - FLORES+ (hub dataset ``openlanguagedata/flores_plus``, gated: the user must accept its terms). Confirmed
   from public code: older revisions hold ``{dev,devtest}/<code>.parquet``, newer ones
   ``{dev,devtest}/<code>.jsonl``; both have a ``text`` column/key and an ``id``. Both are read; without

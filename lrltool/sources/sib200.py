@@ -12,8 +12,8 @@ Published formats:
   script as mirrored by SEACrowd's SIB-200 loader). Not confirmed: whether the export names the dev split
   ``validation`` or ``dev``; both folders are looked for and requested.
 
-Labels are checked against the fixed SIB order below (docs/design.md "Records"); splits train/dev/test are written as
-train/validation/test. Records: ``{"id": index_id, "text", "label": category}``.
+Labels are checked against the fixed SIB order below (docs/design.md "Records"); splits train/dev/test
+are written as train/validation/test. Records: ``{"id": index_id, "text", "label": category}``.
 """
 
 from __future__ import annotations

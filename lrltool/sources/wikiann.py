@@ -1,8 +1,8 @@
 """WikiANN named entities -> NER records (tokens and tag names), one file per split.
 
 Published format (hub dataset ``unimelb-nlp/wikiann``, formerly ``wikiann``): parquet per language,
-``<iso1>/{train,validation,test}-*.parquet`` on ``main`` (docs/design.md; the repository's commit history shows
-the parquet converter's ``<iso1>/<split>/0000.parquet`` layout too, so both are read). Columns
+``<iso1>/{train,validation,test}-*.parquet`` on ``main`` (docs/design.md; the repository's commit
+history shows the parquet converter's ``<iso1>/<split>/0000.parquet`` layout too, so both are read). Columns
 ``tokens`` (list of strings), ``ner_tags`` (list of ClassLabel ints: 0 O, 1 B-PER, 2 I-PER, 3 B-ORG,
 4 I-ORG, 5 B-LOC, 6 I-LOC, as docs/design.md gives them), ``langs``, ``spans``. Not confirmed here: the
 dataset card's ClassLabel list itself, and the exact shard names (every matching file is read).

@@ -1,26 +1,22 @@
-"""Prompting baselines: zero- and K-shot classification with a causal LM, read by label log-likelihood.
+"""``eval --task tc|sa --prompt``: zero- and K-shot classification with a causal LM, by label log-likelihood.
 
 The model never generates text. For every example it scores each label's verbalizer as the continuation
 of the prompt, ``log P(verbalizer | prompt)``, and predicts the label with the highest score, so a
 prediction can never fail to parse (issue 6 §2).
 
-Prompt (default templates, one per task; ``--template FILE`` replaces any part)::
+Prompt (the task's default, :attr:`lrltool.tasks.TaskConfig.prompt`; ``--template FILE`` replaces any
+part)::
 
-    What is the topic of the text? Answer with one of: science, travel, politics, sports, health, ...
+    <instruction>
 
-    Text: <shot 1 text>
-    Topic: <shot 1 verbalizer>
+    <example, with shot 1's text and verbalizer>
 
-    Text: <query text>
-    Topic:
+    <example, with the query's text, cut before {answer}>
 
-and the scored continuation is ``" " + verbalizer``. Verbalizers (label -> word):
-
-- ``tc`` (SIB-200, DESIGN.md order): science/technology -> "science", travel -> "travel",
-  politics -> "politics", sports -> "sports", health -> "health", entertainment -> "entertainment",
-  geography -> "geography"; answer prefix "Topic:".
-- ``sa`` (binary sentiment, labels "0"/"1" as the source has them): 0 -> "negative", 1 -> "positive";
-  answer prefix "Sentiment:".
+and the scored continuation is ``" " + verbalizer`` (the text between the answer prefix, e.g. "Topic:",
+and ``{answer}``, then the verbalizer). Verbalizers map each label of the task (in the order of its
+source) to one word: tc (SIB-200) the first word of each topic, sa (labels "0"/"1" as the source has
+them) negative / positive.
 
 A template file is a JSON object with any of ``instruction`` (``{labels}`` = the verbalizers joined by
 ", "), ``example`` (how one example reads: must contain ``{text}`` and end with ``{answer}``; the query
@@ -56,38 +52,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrltool import ui
+from lrltool import models, ui
+from lrltool.devices import resolve_device, resolve_dtype
+from lrltool.downstream.data import Example, data_folder, find_split, read_task_data
+from lrltool.downstream.metrics import classification_metrics
 from lrltool.errors import InputError, LrlError, ModelError, UsageError
-from lrltool.records import MetricRecord
-from lrltool.streams import read_records, require, write_records
+from lrltool.languages import resolve_language
+from lrltool.records import METHODS, MetricRecord
+from lrltool.streams import write_records
+from lrltool.tasks import PROMPT_TASKS, TASKS
 
-PROMPT_TASKS = ("tc", "sa")
 SCORES = ("sum", "mean")
-
-SIB_LABELS = ("science/technology", "travel", "politics", "sports", "health", "entertainment", "geography")
-
-DEFAULT_TEMPLATES: dict[str, dict[str, Any]] = {
-    "tc": {
-        "instruction": "What is the topic of the text? Answer with one of: {labels}.",
-        "example": "Text: {text}\nTopic: {answer}",
-        "separator": "\n\n",
-        "verbalizers": {
-            "science/technology": "science",
-            "travel": "travel",
-            "politics": "politics",
-            "sports": "sports",
-            "health": "health",
-            "entertainment": "entertainment",
-            "geography": "geography",
-        },
-    },
-    "sa": {
-        "instruction": "Is the sentiment of the text negative or positive? Answer with one of: {labels}.",
-        "example": "Text: {text}\nSentiment: {answer}",
-        "separator": "\n\n",
-        "verbalizers": {"0": "negative", "1": "positive"},
-    },
-}
 _TEMPLATE_KEYS = ("instruction", "example", "separator", "verbalizers")
 
 
@@ -160,13 +135,21 @@ def _template_error(message: str, path: str | None) -> InputError:
 
 
 def load_template(task: str, path: str | Path | None = None) -> PromptTemplate:
-    """The default template of ``task``, with the keys of the JSON file ``path`` (if given) replacing its own.
+    """The default template of ``task`` (its :class:`lrltool.tasks.PromptSpec`), with the keys of the JSON
+    file ``path`` (if given) replacing its own.
 
     Refuses (InputError) an unreadable file, unknown keys, an ``example`` without ``{text}`` or not ending
     with ``{answer}``, empty or duplicate verbalizers.
     """
     check_prompt_task(task)
-    values = dict(DEFAULT_TEMPLATES[task])
+    default = TASKS[task].prompt
+    assert default is not None  # check_prompt_task: a task of PROMPT_TASKS
+    values: dict[str, Any] = {
+        "instruction": default.instruction,
+        "example": default.example,
+        "separator": default.separator,
+        "verbalizers": dict(default.verbalizers),
+    }
     where = None
     if path is not None:
         where = str(path)
@@ -209,76 +192,12 @@ def load_template(task: str, path: str | Path | None = None) -> PromptTemplate:
 
 
 def check_prompt_task(task: str) -> None:
+    """Refuse (LrlError, exit 1) a task that cannot be prompted (one without a default prompt)."""
     if task not in PROMPT_TASKS:
         raise LrlError(
             f"prompting supports the classification tasks {', '.join(PROMPT_TASKS)}, not '{task}'",
             hint="use --task tc (topics) or --task sa (sentiment)",
         )
-
-
-# ---------------------------------------------------------------------------------------------------
-# Data
-
-
-@dataclass(frozen=True)
-class Example:
-    id: str
-    text: str
-    label: str
-
-
-def read_examples(path: str | Path, labels: Sequence[str]) -> list[Example]:
-    """Classification records ``{"id", "text", "label"}`` of one file; labels must be in ``labels``.
-
-    A label may be a string or an integer (sentiment's 0/1); a missing id becomes the line number.
-    Refuses (InputError, at file:line) a record without text or with an unknown label, and an empty file.
-    """
-    known = set(labels)
-    examples: list[Example] = []
-    reader = read_records(path)
-    for record in reader:
-        try:
-            text = require(record, "text", str, what="classification record")
-            label = require(record, "label", (str, int), what="classification record")
-            if isinstance(label, bool):
-                raise InputError("classification record field 'label' is a boolean", hint="write it as 0/1")
-            label = str(label)
-            if label not in known:
-                raise InputError(
-                    f"label '{label}' is not one of the task's labels ({', '.join(labels)})",
-                    hint="check --task, or give --template with verbalizers for these labels",
-                )
-            if not text.strip():
-                raise InputError("classification record has an empty 'text'", hint="remove empty texts")
-        except InputError as exc:
-            reader.reject(exc)
-            continue
-        examples.append(Example(str(record.get("id", reader.line)), text, label))
-    if not examples:
-        raise InputError(
-            "no classification records", hint="give the records 'fetch' writes", path=reader.name
-        )
-    return examples
-
-
-_SPLIT_NAMES = {"validation": ("validation", "dev"), "dev": ("dev", "validation")}
-
-
-def split_file(data: str | Path, split: str) -> Path | None:
-    """DIR/<split>.jsonl(.zst|.gz) as ``fetch -o DIR`` writes it (validation also as dev), or None."""
-    folder = Path(data)
-    if not folder.is_dir():
-        raise InputError(
-            "--data is not a folder",
-            hint="give the folder that 'fetch sib200 -o DIR' (or sentiment) wrote",
-            path=str(data),
-        )
-    for name in _SPLIT_NAMES.get(split, (split,)):
-        for suffix in (".jsonl.zst", ".jsonl.gz", ".jsonl"):
-            candidate = folder / f"{name}{suffix}"
-            if candidate.is_file():
-                return candidate
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -536,16 +455,6 @@ def classify_by_prompt(
     )
 
 
-def classification_metrics(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
-    """Macro-F1 (over the labels present in gold or predictions, scikit-learn's default) and accuracy."""
-    from sklearn.metrics import accuracy_score, f1_score
-
-    return {
-        "macro_f1": float(f1_score(list(gold), list(predicted), average="macro", zero_division=0)),
-        "accuracy": float(accuracy_score(list(gold), list(predicted))),
-    }
-
-
 # ---------------------------------------------------------------------------------------------------
 # The `eval --prompt` core
 
@@ -570,29 +479,111 @@ def evaluate_prompt(
     lang: str | None = None,
     method: str | None = None,
     source: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[MetricRecord]:
     """Classify ``data``'s ``split`` by prompting the causal LM ``model``; return metric records.
 
     Reads DIR/<split>.jsonl(.zst) and, with ``shots`` > 0, DIR/train.jsonl(.zst); writes ``predictions``
-    (one record per example: id, label, prediction, scores, shots) atomically if given. Returns a
-    ``macro_f1`` and an ``accuracy`` record (method "prompt", or the adapter's ``method``; task_method
-    "prompt-<K>shot"). Refuses: a task other than tc/sa, an encoder model (ModelError), a missing split,
-    ``shots`` larger than the train split or without one (InputError), labels outside the template.
+    (one record per example: id, label, prediction, scores, shots) atomically if given; the metric
+    records are returned, not written. Returns a ``macro_f1`` and an ``accuracy`` record (method
+    "prompt", or the adapter's ``method``; task_method "prompt-<K>shot"). Refuses: a task other than
+    tc/sa, an encoder model (ModelError), a missing split, ``shots`` larger than the train split or
+    without one (InputError), labels outside the template.
     """
-    from lrltool.evaluate import _device_and_dtype, adaptation_of
-    from lrltool.models import load_adapter, load_model, load_tokenizer, resolve_adapter, resolve_model
-
     check_prompt_task(task)
     if score not in SCORES:
         raise UsageError(f"unknown --score '{score}'", hint=f"choose one of {', '.join(SCORES)}")
     if shots < 0:
         raise UsageError("--shots must be 0 or more")
-    if lang is not None:
-        from lrltool.languages import resolve_language
-
-        lang = resolve_language(lang).flores
+    code = resolve_language(lang).flores if lang is not None else None
     prompt_template = load_template(task, template)
-    test_path = split_file(data, split)
+    test_path, examples, train = _read_prompt_data(task, data, split, shots, prompt_template)
+    lm = _load_lm(
+        model, revision=revision, adapter=adapter, device=device, dtype=dtype, max_length=max_length
+    )
+    result = classify_by_prompt(
+        lm.model,
+        lm.tokenizer,
+        prompt_template,
+        examples,
+        train=train,
+        shots=shots,
+        seed=seed,
+        score=score,
+        batch_size=batch_size,
+        max_length=lm.max_length,
+    )
+    if result.truncated:
+        ui.warn(
+            f"{result.truncated} of {len(examples)} prompts were longer than {lm.max_length} tokens"
+            " and lost their start"
+        )
+    if predictions is not None:
+        _write_predictions(predictions, examples, result)
+    if lm.adapter_dir is None:
+        method = method or "prompt"
+    else:
+        method, source = models.adaptation_of(
+            lm.source.path, lm.adapter_dir, method=method, source=source, known=METHODS
+        )
+    common = dict(
+        lang=code,
+        model=model,
+        task=task,
+        method=method,
+        adapter=None if adapter is None else str(adapter),
+        source=source,
+        task_method=f"prompt-{shots}shot",
+        split=split,
+        n=len(examples),
+        seed=seed if shots > 0 else None,
+    )
+    return _prompt_records(
+        common, prompt_template, lm, result, examples, test_path, shots=shots, seed=seed, score=score
+    )
+
+
+def _prompt_records(
+    common: dict[str, Any],
+    template: PromptTemplate,
+    lm: _LoadedLM,
+    result: PromptPredictions,
+    examples: Sequence[Example],
+    test_path: Path,
+    *,
+    shots: int,
+    seed: int,
+    score: str,
+) -> list[MetricRecord]:
+    """The macro_f1 and accuracy records (``common``: the fields that say what was evaluated)."""
+    settings = {
+        "shots": shots,
+        "seed": seed,
+        "template": template.origin,
+        "template_hash": template.digest,
+        "score": score,
+        "max_length": lm.max_length,
+        "model_revision": lm.source.revision,
+    }
+    details = {
+        "labels": result.labels,
+        "verbalizers": template.verbalizers,
+        "label_tokens": result.label_tokens,
+        "truncated": result.truncated,
+        "data": str(test_path),
+    }
+    values = classification_metrics([ex.label for ex in examples], result.predictions)
+    return [
+        MetricRecord(metric=name, value=value, details=details, settings=settings, **common)
+        for name, value in values.items()
+    ]
+
+
+def _read_prompt_data(
+    task: str, data: str | Path, split: str, shots: int, template: PromptTemplate
+) -> tuple[Path, list[Example], list[Example]]:
+    """The split file to classify, its examples, and the train examples the shots come from (none for 0)."""
+    folder = data_folder(data, hint="give the folder that 'fetch sib200 -o DIR' (or sentiment) wrote")
+    test_path = find_split(folder, split)
     if test_path is None:
         raise InputError(
             f"no {split} split in the data folder (expected {split}.jsonl.zst)",
@@ -601,110 +592,87 @@ def evaluate_prompt(
         )
     train: list[Example] = []
     if shots > 0:
-        train_path = split_file(data, "train")
+        train_path = find_split(folder, "train")
         if train_path is None:
             raise InputError(
                 f"--shots {shots} draws examples from the train split, and the data folder has none",
                 hint="add train.jsonl.zst to the folder, or use --shots 0",
                 path=str(data),
             )
-        train = read_examples(train_path, prompt_template.labels)
+        train = _read_examples(train_path, task, template)
         if shots > len(train):
             raise InputError(
                 f"--shots {shots} is more than the {len(train)} examples of the train split",
                 hint="lower --shots",
                 path=str(train_path),
             )
-    examples = read_examples(test_path, prompt_template.labels)
+    return test_path, _read_examples(test_path, task, template), train
 
-    model_source = resolve_model(model, revision=revision)
+
+def _read_examples(path: Path, task: str, template: PromptTemplate) -> list[Example]:
+    """The records of one split, with the template's labels (its verbalizers' keys) as the label set."""
+    labels = template.labels
+    return read_task_data(
+        path,
+        TASKS[task],
+        labels,
+        labels_name=f"the task's labels ({', '.join(labels)})",
+        unseen_hint="check --task, or give --template with verbalizers for these labels",
+        refuse_empty_text=True,
+    ).examples
+
+
+@dataclass
+class _LoadedLM:
+    source: Any  # models.ModelSource
+    tokenizer: Any
+    model: Any
+    adapter_dir: Path | None
+    max_length: int  # the longest prompt + answer, in tokens
+
+
+def _load_lm(
+    model: str,
+    *,
+    revision: str | None,
+    adapter: str | None,
+    device: str | None,
+    dtype: str | None,
+    max_length: int | None,
+) -> _LoadedLM:
+    """The causal LM (ModelError for an encoder), its tokenizer and the adapter; the prompt length limit:
+    ``max_length``, else the model's positions or the tokenizer's declared limit if lower."""
+    model_source = models.resolve_model(model, revision=revision)
     if not model_source.is_decoder:
         raise ModelError(
             f"prompting needs a causal (decoder) language model; '{model}' is an encoder"
             f" ({model_source.model_type})",
             hint="give --prompt a LLaMA-style model, or evaluate encoders with finetune + eval",
         )
-    tokenizer = load_tokenizer(model_source)
-    torch_device, torch_dtype = _device_and_dtype(device, dtype)
-    lm = load_model(model_source, head="lm", device=torch_device, dtype=torch_dtype)
+    tokenizer = models.load_tokenizer(model_source)
+    torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
+    lm = models.load_model(model_source, head="lm", device=torch_device, dtype=torch_dtype)
     adapter_dir = None
     if adapter is not None:
-        adapter_dir = resolve_adapter(adapter)
-        load_adapter(lm, adapter_dir)
+        adapter_dir = models.resolve_adapter(adapter)
+        models.load_adapter(lm, adapter_dir)
     limit = max_length or model_source.max_positions
     declared = getattr(tokenizer, "model_max_length", None)
     if max_length is None and isinstance(declared, int) and 0 < declared < limit:
         limit = declared
+    return _LoadedLM(model_source, tokenizer, lm, adapter_dir, limit)
 
-    result = classify_by_prompt(
-        lm,
-        tokenizer,
-        prompt_template,
-        examples,
-        train=train,
-        shots=shots,
-        seed=seed,
-        score=score,
-        batch_size=batch_size,
-        max_length=limit,
-    )
-    if result.truncated:
-        ui.warn(
-            f"{result.truncated} of {len(examples)} prompts were longer than {limit} tokens"
-            " and lost their start"
-        )
-    gold = [ex.label for ex in examples]
-    metrics = classification_metrics(gold, result.predictions)
 
-    if predictions is not None:
-        with write_records(predictions) as writer:
-            for i, ex in enumerate(examples):
-                writer.write(
-                    {
-                        "id": ex.id,
-                        "label": ex.label,
-                        "prediction": result.predictions[i],
-                        "scores": {lab: float(result.scores[i, j]) for j, lab in enumerate(result.labels)},
-                        "shots": result.shots[i],
-                    }
-                )
-
-    if adapter_dir is None:
-        method = method or "prompt"
-    else:
-        method, source = adaptation_of(model_source.path, adapter_dir, method=method, source=source)
-    settings = {
-        "shots": shots,
-        "seed": seed,
-        "template": prompt_template.origin,
-        "template_hash": prompt_template.digest,
-        "score": score,
-        "max_length": limit,
-        "model_revision": model_source.revision,
-    }
-    details = {
-        "labels": result.labels,
-        "verbalizers": prompt_template.verbalizers,
-        "label_tokens": result.label_tokens,
-        "truncated": result.truncated,
-        "data": str(test_path),
-    }
-    return [
-        MetricRecord(
-            metric=name,
-            value=value,
-            lang=lang,
-            model=model,
-            task=task,
-            method=method,
-            adapter=None if adapter is None else str(adapter),
-            source=source,
-            task_method=f"prompt-{shots}shot",
-            split=split,
-            n=len(examples),
-            seed=seed if shots > 0 else None,
-            details=details,
-            settings=settings,
-        ).to_json()
-        for name, value in metrics.items()
-    ]
+def _write_predictions(path: str, examples: Sequence[Example], result: PromptPredictions) -> None:
+    """One record per example: id, label, prediction, each label's score, the shots' ids (atomically)."""
+    with write_records(path) as writer:
+        for i, ex in enumerate(examples):
+            writer.write(
+                {
+                    "id": ex.id,
+                    "label": ex.label,
+                    "prediction": result.predictions[i],
+                    "scores": {lab: float(result.scores[i, j]) for j, lab in enumerate(result.labels)},
+                    "shots": result.shots[i],
+                }
+            )
