@@ -27,109 +27,121 @@ def corpus_lines() -> list[str]:
 
 
 def _train_tokenizer(arch: str, lines: Iterable[str], vocab_size: int, max_length: int) -> Any:
+    """A deterministic fast tokenizer of the kind ``arch`` uses, trained on ``lines``."""
+    trainers_ = {"xlmr": _xlmr_tokenizer, "bert": _bert_tokenizer, "llama": _llama_tokenizer}
+    if arch not in trainers_:
+        raise UsageError(f"unknown tiny architecture '{arch}'", hint=f"choose one of {', '.join(ARCHS)}")
+    return trainers_[arch](list(lines), vocab_size, max_length)
+
+
+def _xlmr_tokenizer(lines: list[str], vocab_size: int, max_length: int) -> Any:
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from tokenizers.processors import TemplateProcessing
+    from transformers import XLMRobertaTokenizerFast
 
-    lines = list(lines)
-    if arch == "xlmr":
-        from transformers import XLMRobertaTokenizerFast
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's ids 0..3, mask last
+    # BPE under SentencePiece's Metaspace pre-tokenizer: same interface as XLM-R's Unigram model
+    # (▁ marks word starts), but deterministic: tokenizers' Unigram and WordPiece trainers are not
+    # (their vocabularies differ from run to run at score ties).
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    tok.train_from_iterator(lines, trainer)
+    tok.post_processor = TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))],
+    )
+    return XLMRobertaTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token=AddedToken("<mask>", lstrip=True, rstrip=False),
+        model_max_length=max_length,
+    )
 
-        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's ids 0..3, mask last
-        # BPE under SentencePiece's Metaspace pre-tokenizer: same interface as XLM-R's Unigram model
-        # (▁ marks word starts), but deterministic: tokenizers' Unigram and WordPiece trainers are not
-        # (their vocabularies differ from run to run at score ties).
-        tok = Tokenizer(models.BPE(unk_token="<unk>"))
-        tok.normalizer = normalizers.NFKC()
-        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
-        tok.train_from_iterator(lines, trainer)
-        tok.post_processor = TemplateProcessing(
-            single="<s> $A </s>",
-            pair="<s> $A </s> </s> $B </s>",
-            special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))],
-        )
-        return XLMRobertaTokenizerFast(
-            tokenizer_object=tok,
-            bos_token="<s>",
-            eos_token="</s>",
-            sep_token="</s>",
-            cls_token="<s>",
-            unk_token="<unk>",
-            pad_token="<pad>",
-            mask_token=AddedToken("<mask>", lstrip=True, rstrip=False),
-            model_max_length=max_length,
-        )
-    if arch == "bert":
-        from transformers import BertTokenizerFast
 
-        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        # tokenizers' WordPiece trainer (and BPE with a "##" prefix) give a different vocabulary on every
-        # run, so the pieces come from the deterministic Metaspace BPE, words split as BERT splits them:
-        # "▁word" becomes "word" and a non-initial "ord" becomes "##ord".
-        normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
-        bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
-        bpe.normalizer = normalizer
-        bpe.pre_tokenizer = pre_tokenizers.Sequence(
-            [pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Metaspace(prepend_scheme="always")]
-        )
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
-        bpe.train_from_iterator(lines, trainer)
-        pieces = sorted(bpe.get_vocab().items(), key=lambda kv: kv[1])
-        vocab: dict[str, int] = {}
-        for piece, _ in pieces:
-            if piece in specials:
-                word_pieces = [piece]
-            elif piece.startswith("▁"):
-                word_pieces = [piece[1:]] if len(piece) > 1 else []
-            else:  # every character also starts words, so no word becomes [UNK] for want of one
-                word_pieces = [f"##{piece}", *([piece] if len(piece) == 1 else [])]
-            for word_piece in word_pieces:
-                vocab.setdefault(word_piece, len(vocab))
-        tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
-        tok.normalizer = normalizer
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        tok.post_processor = TemplateProcessing(
-            single="[CLS] $A [SEP]",
-            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-            special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
-        )
-        return BertTokenizerFast(
-            tokenizer_object=tok,
-            unk_token="[UNK]",
-            sep_token="[SEP]",
-            pad_token="[PAD]",
-            cls_token="[CLS]",
-            mask_token="[MASK]",
-            do_lower_case=False,
-            model_max_length=max_length,
-        )
-    if arch == "llama":
-        from transformers import PreTrainedTokenizerFast
+def _bert_tokenizer(lines: list[str], vocab_size: int, max_length: int) -> Any:
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import BertTokenizerFast
 
-        specials = ["<s>", "</s>", "<unk>"]
-        tok = Tokenizer(models.BPE(unk_token=None))
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            special_tokens=specials,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        )
-        tok.train_from_iterator(lines, trainer)
-        tok.post_processor = TemplateProcessing(
-            single="<s> $A", pair="<s> $A <s> $B:1", special_tokens=[("<s>", tok.token_to_id("<s>"))]
-        )
-        return PreTrainedTokenizerFast(
-            tokenizer_object=tok,
-            bos_token="<s>",
-            eos_token="</s>",
-            unk_token="<unk>",
-            model_max_length=max_length,
-        )
-    raise UsageError(f"unknown tiny architecture '{arch}'", hint=f"choose one of {', '.join(ARCHS)}")
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    # tokenizers' WordPiece trainer (and BPE with a "##" prefix) give a different vocabulary on every
+    # run, so the pieces come from the deterministic Metaspace BPE, words split as BERT splits them:
+    # "▁word" becomes "word" and a non-initial "ord" becomes "##ord".
+    normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
+    bpe.normalizer = normalizer
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Metaspace(prepend_scheme="always")]
+    )
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    bpe.train_from_iterator(lines, trainer)
+    pieces = sorted(bpe.get_vocab().items(), key=lambda kv: kv[1])
+    vocab: dict[str, int] = {}
+    for piece, _ in pieces:
+        if piece in specials:
+            word_pieces = [piece]
+        elif piece.startswith("▁"):
+            word_pieces = [piece[1:]] if len(piece) > 1 else []
+        else:  # every character also starts words, so no word becomes [UNK] for want of one
+            word_pieces = [f"##{piece}", *([piece] if len(piece) == 1 else [])]
+        for word_piece in word_pieces:
+            vocab.setdefault(word_piece, len(vocab))
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    return BertTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        do_lower_case=False,
+        model_max_length=max_length,
+    )
+
+
+def _llama_tokenizer(lines: list[str], vocab_size: int, max_length: int) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<s>", "</s>", "<unk>"]
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(lines, trainer)
+    tok.post_processor = TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B:1", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=max_length,
+    )
 
 
 def build_tiny(

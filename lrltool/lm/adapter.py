@@ -358,37 +358,11 @@ def train_language_adapter(
     cache_root = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) if use_cache else None
     train_blocks, val_blocks, cache_path = _tokenize(accelerator, setup, tokenizer, settings, cache_root)
 
-    import torch
-
-    torch.manual_seed(settings.seed)  # adapter initialisation: the same in every process
-    net = models.load_model(setup.source)
     name = adapter_name or (setup.data.lang.replace("+", "_") if setup.data.lang else "lang")
-    trainable_count = models.add_adapter(
-        net,
-        name,
-        method.name,
-        reduction_factor=settings.reduction_factor,
-        lora_r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,
+    net, trainable, task = _build(
+        accelerator, setup, tokenizer, settings, method.name, name, train_blocks, val_blocks
     )
-    names = {n for n, p in net.named_parameters() if p.requires_grad}
-    optimizer = torch.optim.AdamW(
-        [p for n, p in net.named_parameters() if n in names],
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-    )
-    loss, optimizer = accelerator.prepare(_loss_module(net, setup.objective), optimizer)  # moves net too
-    trainable = training.Trainable(model=net, names=names, optimizer=optimizer)
-    task = LanguageModelling(
-        accelerator=accelerator,
-        net=net,
-        loss=loss,
-        tokenizer=tokenizer,
-        objective=setup.objective,
-        settings=settings,
-        train_blocks=train_blocks,
-        val_blocks=val_blocks,
-    )
+    trainable_count = models.trainable_parameters(net)
     total_steps = settings.max_steps or max(
         1, math.ceil(settings.epochs * len(train_blocks) / task.global_batch)
     )
@@ -434,6 +408,50 @@ def train_language_adapter(
         started=started,
     )
     return _export(run, accelerator, trainable, result, info, tokenizer, method.name, name)
+
+
+def _build(
+    accelerator: Any,
+    setup: _Setup,
+    tokenizer: Any,
+    settings: TrainSettings,
+    method: str,
+    name: str,
+    train_blocks: Blocks,
+    val_blocks: Blocks | None,
+) -> tuple[Any, training.Trainable, LanguageModelling]:
+    """The model with its new adapter (seeded: the same in every process), the optimizer, both prepared
+    by Accelerate (on the device, DDP over processes), and the run's step and validation."""
+    import torch
+
+    torch.manual_seed(settings.seed)  # adapter initialisation: the same in every process
+    net = models.load_model(setup.source)
+    models.add_adapter(
+        net,
+        name,
+        method,
+        reduction_factor=settings.reduction_factor,
+        lora_r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+    )
+    names = {n for n, p in net.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW(
+        [p for n, p in net.named_parameters() if n in names],
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+    )
+    loss, optimizer = accelerator.prepare(_loss_module(net, setup.objective), optimizer)  # moves net too
+    task = LanguageModelling(
+        accelerator=accelerator,
+        net=net,
+        loss=loss,
+        tokenizer=tokenizer,
+        objective=setup.objective,
+        settings=settings,
+        train_blocks=train_blocks,
+        val_blocks=val_blocks,
+    )
+    return net, training.Trainable(model=net, names=names, optimizer=optimizer), task
 
 
 def _check_inputs(

@@ -106,6 +106,24 @@ def evaluate_mlm(
         tokens_per_s=round(result.tokens / max(result.seconds, 1e-9), 1),
         pppl_mean=round(result.pppl_mean, 4),
     )
+    return _records(result, texts, language, model_source, adapter, method, source, splits, variant,
+                    paper_compat, torch_dtype)  # fmt: skip
+
+
+def _records(
+    result: PllResult,
+    texts: list[str],
+    language: str | None,
+    model_source: Any,
+    adapter: str | None,
+    method: str,
+    source: str | None,
+    splits: set[str],
+    variant: str,
+    paper_compat: bool,
+    torch_dtype: Any,
+) -> list[MetricRecord]:
+    """The three metric records of a scoring: every number with the settings and data behind it."""
     common = dict(
         lang=language,
         model=model_source.name,
