@@ -10,8 +10,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.pop("LRLTOOL_DEBUG", None)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel test workers share the cores: one intra-op thread each, or they only oversubscribe them.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from tests.paths import EXAMPLES, ROOT  # noqa: F401 - re-exported for older helpers
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests marked slow run first, so that parallel workers do not end waiting on one long test."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture
