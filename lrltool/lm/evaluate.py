@@ -192,7 +192,7 @@ def _read_texts(
 
 def _language(lang: str | None, found: set[str], where: str) -> str | None:
     if lang is not None:
-        return resolve_language(lang).flores
+        return resolve_language(lang).code
     if len(found) > 1:
         raise InputError(
             f"the records mix languages ({', '.join(sorted(found)[:4])})",
@@ -203,7 +203,7 @@ def _language(lang: str | None, found: set[str], where: str) -> str | None:
         return None
     [code] = found
     try:
-        return resolve_language(code).flores
+        return resolve_language(code).code
     except LanguageError:
         return code  # a language outside the registry: keep the records' own code
 
