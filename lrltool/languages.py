@@ -95,7 +95,7 @@ class Language:
         return None
 
     def as_record(self) -> dict[str, object]:
-        """What ``lrltool languages --json`` prints: every source's code (null: missing), the paper's facts."""
+        """What ``lrltool languages --json`` prints: each source's code (null: missing), the paper's facts."""
         return {
             "name": self.name,
             "code": self.code,
@@ -227,27 +227,31 @@ def _lists() -> _Lists:
 @functools.cache
 def _iso() -> Any:
     """langcodes' tables, with the inverse maps this module needs (imported on first use)."""
+    from types import SimpleNamespace
+
     from langcodes import data_dicts
 
-    class Tables:
-        alpha3 = data_dicts.LANGUAGE_ALPHA3  # 639-1 -> 639-3 (T)
-        alpha2 = {  # 639-3 -> 639-1, skipping 639-1 codes replaced by another (in -> id, iw -> he, mo -> ro)
-            three: two
-            for two, three in data_dicts.LANGUAGE_ALPHA3.items()
-            if len(two) == 2 and len(data_dicts.LANGUAGE_REPLACEMENTS.get(two, "xxx")) != 2
-        }
-        bibliographic = {b: data_dicts.LANGUAGE_ALPHA3[two] for two, b in
-                         data_dicts.LANGUAGE_ALPHA3_BIBLIOGRAPHIC.items()}  # fmt: skip
-        replacements = data_dicts.LANGUAGE_REPLACEMENTS  # deprecated codes
-        macro_of = data_dicts.MACROLANGUAGES  # individual (shortest form) -> macrolanguage
-        normalized_macro = data_dicts.NORMALIZED_MACROLANGUAGES  # CLDR: the macrolanguage's main language
-        likely = data_dicts.LIKELY_SUBTAGS
-        scripts = frozenset(data_dicts.ALL_SCRIPTS)
-        members: dict[str, list[str]] = {}
-
+    members: dict[str, list[str]] = {}
     for individual, macro in data_dicts.MACROLANGUAGES.items():
-        Tables.members.setdefault(macro, []).append(individual)
-    return Tables
+        members.setdefault(macro, []).append(individual)
+    alpha3 = data_dicts.LANGUAGE_ALPHA3  # 639-1 -> 639-3 (T)
+    replacements = data_dicts.LANGUAGE_REPLACEMENTS  # deprecated codes
+    return SimpleNamespace(
+        alpha3=alpha3,
+        # 639-3 -> 639-1, skipping 639-1 codes replaced by another (in -> id, iw -> he, mo -> ro)
+        alpha2={
+            three: two
+            for two, three in alpha3.items()
+            if len(two) == 2 and len(replacements.get(two, "xxx")) != 2
+        },
+        bibliographic={b: alpha3[two] for two, b in data_dicts.LANGUAGE_ALPHA3_BIBLIOGRAPHIC.items()},
+        replacements=replacements,
+        macro_of=data_dicts.MACROLANGUAGES,  # individual (shortest form) -> macrolanguage
+        normalized_macro=data_dicts.NORMALIZED_MACROLANGUAGES,  # CLDR: the macrolanguage's main language
+        likely=data_dicts.LIKELY_SUBTAGS,
+        scripts=frozenset(data_dicts.ALL_SCRIPTS),
+        members=members,
+    )
 
 
 def _short(iso3: str) -> str:

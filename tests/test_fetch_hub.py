@@ -284,8 +284,8 @@ def test_offline_with_another_language_cached_says_not_in_the_cache(cli, empty_o
     _cache_glotcc(empty_offline_cache)  # ron-Latn only
     assert_error(
         cli(["fetch", "glotcc", "-l", "fao"]),
-        "HF_HUB_OFFLINE=1 and GlotCC-V1 fao-Latn shards (cis-lmu/GlotCC-V1: v1.0/fao-Latn/*.parquet) are not in"
-        " the Hugging Face cache; run the same command once online",
+        "HF_HUB_OFFLINE=1 and GlotCC-V1 fao-Latn shards (cis-lmu/GlotCC-V1: v1.0/fao-Latn/*.parquet) are"
+        " not in the Hugging Face cache; run the same command once online",
     )
 
 

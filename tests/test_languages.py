@@ -8,7 +8,8 @@ import pytest
 from lrltool.errors import LanguageError
 from lrltool.languages import all_languages, custom_language, model_family, registry, resolve_language
 
-# What `lrltool languages --json` printed before issue 12 (the table-only registry), one row per language: name, flores, glotcc, iso1, conceptnet, wikiann, sentiment, iso3, mbert_gb, xlmr_gb, cn_sents, glot_lines
+# What `lrltool languages --json` printed before issue 12 (the table-only registry), one row per language:
+# name, flores, glotcc, iso1, conceptnet, wikiann, sentiment, iso3, mbert_gb, xlmr_gb, cn_sents, glot_lines
 PAPER_30 = [
     ("Thai", "tha_Thai", "tha-Thai", "th", "th", "th", "thai_sa", "tha", 1.29, 85.24, 123859, 2391253),
     ("Romanian", "ron_Latn", "ron-Latn", "ro", "ro", "ro", "romanian_sa", "ron", 1.22, 83.29, 70236, 8657002),
