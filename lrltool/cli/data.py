@@ -28,7 +28,7 @@ def languages_cli(
         typer.Option(
             "--field",
             help="Print only this field of each language (code, flores, sib200, glotcc, conceptnet, wikiann,"
-            " sentiment, iso1, iso3, ...); an empty line where the source does not have the language.",
+            " sentiment, sources, iso1, iso3, ...); an empty line where the source does not have it.",
         ),
     ] = None,
     every: Annotated[
@@ -56,6 +56,8 @@ def languages_cli(
             raise UsageError(f"unknown field '{field}'", hint=f"choose one of {', '.join(RECORD_FIELDS)}")
         for lang in langs:
             value = lang.as_record()[field]
+            if isinstance(value, list):  # sources: space-separated, for Make
+                value = " ".join(value)
             text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
             sys.stdout.write(f"{text}\n")
         return
