@@ -144,7 +144,7 @@ def fetch_cli(
     code: Annotated[
         str | None,
         typer.Option(
-            "--code", help="This source's code for the language (overrides the table; needed outside it)."
+            "--code", help="This source's code for the language (overrides the one lrltool resolves)."
         ),
     ] = None,
     revision: RevisionOpt = None,

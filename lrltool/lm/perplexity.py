@@ -98,7 +98,7 @@ def _encode(
     """Token ids of each text (BOS first when the tokenizer has one, no EOS), cut to ``max_length``;
     the words of the kept part of each text; which were cut; whether a BOS was prepended."""
     bos = tokenizer.bos_token_id
-    encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     rows, words, cut = [], [], []
     for index, (ids, offsets) in enumerate(zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)):
         ids = ([bos] if bos is not None else []) + list(ids)
