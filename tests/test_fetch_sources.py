@@ -345,6 +345,18 @@ def test_non_utf8_tsv_and_csv_are_one_line_errors_naming_the_line(cli, tmp_path,
     assert [r["text"] for r in jsonl(result.stdout)] == ["Bun."]
 
 
+def test_sentiment_lines_after_a_skipped_non_utf8_line_keep_their_numbers(cli, tmp_path):
+    folder = sentiment_folder(tmp_path / "in")
+    path = folder / "test.csv"
+    path.write_bytes("text,label\nBun.,1\nR\xe2u.,0\nAltul.,7\nUltimul.,0\n".encode("latin-1"))
+    args = ["fetch", "sentiment", "-l", "ro", "-i", tmp_path / "in", "--split", "test", "--skip-bad-lines"]
+    result = cli(args)
+    assert result.exit_code == 0, result.stderr
+    assert [r["text"] for r in jsonl(result.stdout)] == ["Bun.", "Ultimul."]
+    assert f"{path}:3: line is not valid UTF-8" in result.stderr
+    assert f"{path}:4: label '7' is not 0 or 1" in result.stderr
+
+
 def test_multi_split_sources_need_a_folder_or_a_split(cli, tmp_path):
     sib_folder(tmp_path / "sib")
     result = cli(["fetch", "sib200", "-l", "ro", "-i", tmp_path / "sib"])

@@ -38,12 +38,13 @@ def languages_cli(
         ),
     ] = False,
 ) -> None:
-    """Show each data source's code for a language (or the paper's 30, or --all): missing sources show "-".
+    """Show each data source's code for a language (or the paper's 30, or --all); "-": the source lacks it.
 
-    Any ISO 639-1/2/3 code, FLORES/GlotCC code with script (fra_Latn, uzn-Cyrl) or English name resolves;
-    an ambiguous one (a macrolanguage such as msa, a language in several scripts such as kas) is refused
-    with the codes to choose from. GlotCC codes follow its naming rule: whether its folder exists is known
-    only when downloading.
+    Any ISO 639-1/2/3 code, FLORES/GlotCC code with script (fra_Latn, uzn-Cyrl) or English name resolves.
+
+    An ambiguous code (msa: a macrolanguage; kas: two scripts) is refused, listing the codes to choose from.
+
+    GlotCC codes follow its naming rule: whether its folder exists is known only when downloading.
     """
     from lrltool.errors import UsageError
     from lrltool.languages import RECORD_FIELDS, all_languages, registry, resolve_language
