@@ -47,18 +47,20 @@ test: install lint
 # SEEDS, PRESET, DATA, OUT, FULL, FULL_FT, FUSION_METHODS, GLOTCC_CAP, PROMPT_MODEL, CAP_SIZES, ...
 # They reach the sub-make as command-line variables; LANG does not reach any recipe's environment.
 PIPELINE = $(MAKE) --no-print-directory -f pipeline.mk LRLTOOL=$(LRLTOOL)
-# The language's FLORES code, through the registry (ron, ro, ron_Latn and Romanian all work).
-resolve = $$($(LRLTOOL) languages $(1) --field flores)
+# The language's code (ron_Latn, fao_Latn, bre_Latn) and the sources that have it, through the registry
+# (ron, ro, ron_Latn, Romanian all work; see `lrltool languages`); pipeline.mk skips the steps whose data
+# do not exist.
+resolve = L=$$($(LRLTOOL) languages $(1) --field code) HAVE="$$($(LRLTOOL) languages $(1) --field sources)"
 LANGS ?= $(LANGUAGE)
 OUT ?= runs
 
 .PHONY: all data adapters finetune metrics report sweep sizes
 all data adapters finetune metrics report sizes: install
-	+$(PIPELINE) L=$(call resolve,$(LANGUAGE)) $@
+	+$(PIPELINE) $(call resolve,$(LANGUAGE)) $@
 
 # Several languages, then one report over all of them.
 sweep: install
-	+for lang in $(LANGS); do $(PIPELINE) L=$$($(LRLTOOL) languages $$lang --field flores) metrics; done
+	+for lang in $(LANGS); do $(PIPELINE) $(call resolve,$$lang) metrics; done
 	$(LRLTOOL) report $(OUT)/*/metrics/*.jsonl --compare-paper -o $(OUT)/report
 	@echo "report: $(OUT)/report/report.md"
 

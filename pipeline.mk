@@ -1,5 +1,7 @@
-# The lrltool pipeline for one language. The top-level Makefile calls it with L=<FLORES code> (resolved
-# through the language registry) and the user's variables; see README.md "The Makefile".
+# The lrltool pipeline for one language. The top-level Makefile calls it with L=<language code> and
+# HAVE=<the sources that have it> (both from `lrltool languages`) and the user's variables; see README.md
+# "The Makefile". Steps whose data do not exist for the language are skipped, said in the log and noted
+# in the report.
 #
 #   fetch -> verbalize -> cap -> train-adapter (METHODS x SOURCES, + full) -> finetune (TASKS x adapters,
 #   + baselines, + fusion) -> eval -> report
@@ -19,7 +21,7 @@ endif
 export PYTHONUTF8 := 1
 
 ifndef L
-$(error pipeline.mk needs L=<FLORES code>; run it through the top-level Makefile: make LANG=ron all)
+$(error pipeline.mk needs L=<language code>; run it through the top-level Makefile: make LANG=ron all)
 endif
 
 LRLTOOL ?= .venv/bin/lrltool
@@ -46,6 +48,13 @@ FINETUNE_ARGS ?=
 EVAL_ARGS ?=
 REPORT_ARGS ?= --compare-paper
 
+# The sources that have the language (the top-level Makefile passes them); steps without data are skipped.
+HAVE ?= $(shell $(LRLTOOL) languages $(L) --field sources)
+# mlm (pseudo-perplexity) for encoders, clm (perplexity) for decoders: a local model's config.json, else
+# a hub id naming LLaMA; LM_TASK=clm|mlm overrides.
+MODEL_TYPE := $(shell sed -n 's/.*"model_type": *"\([^"]*\)".*/\1/p' $(MODEL)/config.json 2>/dev/null)
+LM_TASK ?= $(if $(filter llama,$(MODEL_TYPE))$(findstring llama,$(shell echo '$(MODEL)' | tr A-Z a-z)),clm,mlm)
+
 D := $(OUT)/$(L)
 empty :=
 space := $(empty) $(empty)
@@ -61,13 +70,28 @@ source_tc := sib200
 source_sa := sentiment
 source_ner := wikiann
 
+# What the sources have for this language: adaptation sources, tasks (by their data source), FLORES.
+missing = $(filter-out $(HAVE),$(1))
+SKIPPED_SOURCES := $(call missing,$(SOURCES))
+SKIPPED_TASKS := $(foreach t,$(TASKS),$(if $(call missing,$(source_$(t))),$(t)))
+HAVE_FLORES := $(filter flores,$(HAVE))
+override SOURCES := $(filter $(HAVE),$(SOURCES))
+override TASKS := $(filter-out $(SKIPPED_TASKS),$(TASKS))
+SKIP_NOTES := $(strip \
+	$(if $(HAVE_FLORES),,FLORES-200 has no $(L): no $(if $(filter clm,$(LM_TASK)),perplexity,pseudo-perplexity).) \
+	$(foreach s,$(SKIPPED_SOURCES),$(s) has no $(L): no $(s) adapters.) \
+	$(foreach t,$(SKIPPED_TASKS),$(source_$(t)) has no $(L): no $(t) task.))
+$(if $(SKIP_NOTES),$(info lrltool pipeline, skipped for $(L): $(SKIP_NOTES)))
+REPORT_NOTE := $(if $(SKIP_NOTES),--note "Skipped for $(L) (the sources lack its data): $(SKIP_NOTES)")
+
 ADAPTER_METHODS := $(METHODS) $(if $(filter yes,$(FULL)),full)
 ADAPTERS := $(foreach m,$(ADAPTER_METHODS),$(foreach s,$(SOURCES),$(m)-$(s)))
 HAVE_BOTH := $(and $(filter glotcc,$(SOURCES)),$(filter conceptnet,$(SOURCES)))
 FUSIONS := $(if $(HAVE_BOTH),$(foreach m,$(filter $(METHODS),$(FUSION_METHODS)),fusion-$(m)))
 TASK_VARIANTS := baseline $(if $(filter yes,$(FULL_FT)),fullft) $(ADAPTERS) $(FUSIONS)
 
-MLM_METRICS := $(D)/metrics/mlm-base.jsonl $(foreach a,$(ADAPTERS),$(D)/metrics/mlm-$(a).jsonl)
+MLM_METRICS := $(if $(HAVE_FLORES),$(D)/metrics/$(LM_TASK)-base.jsonl \
+	$(foreach a,$(ADAPTERS),$(D)/metrics/$(LM_TASK)-$(a).jsonl))
 TASK_METRICS := $(foreach t,$(TASKS),$(foreach v,$(TASK_VARIANTS),$(D)/metrics/$(t)-$(v).jsonl))
 PROMPT_METRICS := $(if $(PROMPT_MODEL),$(foreach t,$(filter $(TASKS),$(PROMPT_TASKS)),\
 	$(foreach k,$(PROMPT_SHOTS),$(D)/metrics/$(t)-prompt-$(k)shot.jsonl)))
@@ -76,7 +100,8 @@ METRICS := $(MLM_METRICS) $(TASK_METRICS) $(PROMPT_METRICS)
 .PHONY: all data adapters finetune metrics report sizes
 
 all: report
-data: $(D)/data/flores.jsonl.zst $(foreach s,$(SOURCES),$(D)/data/$(s)/.done) $(foreach t,$(TASKS),$(D)/data/$(t)/.done)
+data: $(if $(HAVE_FLORES),$(D)/data/flores.jsonl.zst) $(foreach s,$(SOURCES),$(D)/data/$(s)/.done) \
+	$(foreach t,$(TASKS),$(D)/data/$(t)/.done)
 adapters: $(foreach a,$(ADAPTERS),$(D)/adapters/$(a)/.done)
 finetune: $(foreach t,$(TASKS),$(foreach v,$(TASK_VARIANTS),$(D)/tasks/$(t)/$(v)/.done))
 metrics: $(METRICS)
@@ -125,10 +150,10 @@ $(LRLTOOL) finetune --task $(1) --model $(MODEL) --data $(D)/data/$(1) --lang $(
 		--seeds $(SEEDS_CSV) $(finetune_preset) $(FINETUNE_ARGS) --force -o $(3)
 endef
 
-# $(call eval_mlm_cmd,OPTIONS) with the FLORES file as $$<
+# $(call eval_mlm_cmd,OPTIONS) with the FLORES file as $$<: --task mlm, or clm for a decoder (LM_TASK)
 define eval_mlm_cmd
 mkdir -p $$(@D)
-	$(LRLTOOL) eval --task mlm --model $(MODEL) $(1) $$< $(EVAL_ARGS) > $$@
+	$(LRLTOOL) eval --task $(LM_TASK) --model $(MODEL) $(1) $$< $(EVAL_ARGS) > $$@
 endef
 
 # $(call eval_task_cmd,TASK) with the finetune run's .done as $$<
@@ -181,29 +206,30 @@ define mlm_rule
 $(1): $(D)/data/flores.jsonl.zst $(if $(2),$(2)/.done)
 	$(call eval_mlm_cmd,$(if $(2),--adapter $(2)))
 endef
-$(eval $(call mlm_rule,$(D)/metrics/mlm-base.jsonl,))
-$(foreach a,$(ADAPTERS),$(eval $(call mlm_rule,$(D)/metrics/mlm-$(a).jsonl,$(D)/adapters/$(a))))
+$(eval $(call mlm_rule,$(D)/metrics/$(LM_TASK)-base.jsonl,))
+$(foreach a,$(ADAPTERS),$(eval $(call mlm_rule,$(D)/metrics/$(LM_TASK)-$(a).jsonl,$(D)/adapters/$(a))))
 
 # --- report --------------------------------------------------------------------------------------------
 
 $(D)/report/report.md: $(METRICS)
-	$(LRLTOOL) report $(METRICS) $(foreach a,$(ADAPTERS),--runs $(D)/adapters/$(a)) $(REPORT_ARGS) -o $(@D)
+	$(LRLTOOL) report $(METRICS) $(foreach a,$(ADAPTERS),--runs $(D)/adapters/$(a)) $(REPORT_ARGS) \
+		$(REPORT_NOTE) -o $(@D)
 
 # --- how much adaptation data is enough (make LANG=mlt sizes) ------------------------------------------
 # The GlotCC training split capped at each of CAP_SIZES (validation and test stay the same), the same
 # adapter trained on each, then evaluated; report plots PPPL and F1 against adaptation-data size.
 
 SIZE_ADAPTERS := $(foreach m,$(SIZE_METHODS),$(foreach c,$(CAP_SIZES),$(m)-glotcc-$(c)))
-SIZE_METRICS := $(D)/metrics/mlm-base.jsonl \
+SIZE_METRICS := $(if $(HAVE_FLORES),$(D)/metrics/$(LM_TASK)-base.jsonl) \
 	$(foreach t,$(TASKS),$(D)/metrics/$(t)-baseline.jsonl) \
-	$(foreach a,$(SIZE_ADAPTERS),$(D)/sizes/metrics/mlm-$(a).jsonl \
+	$(foreach a,$(SIZE_ADAPTERS),$(if $(HAVE_FLORES),$(D)/sizes/metrics/$(LM_TASK)-$(a).jsonl) \
 		$(foreach t,$(TASKS),$(D)/sizes/metrics/$(t)-$(a).jsonl))
 
 sizes: $(D)/sizes/report/report.md
 
 $(D)/sizes/report/report.md: $(SIZE_METRICS)
 	$(LRLTOOL) report $(SIZE_METRICS) $(foreach a,$(SIZE_ADAPTERS),--runs $(D)/sizes/adapters/$(a)) \
-		$(REPORT_ARGS) -o $(@D)
+		$(REPORT_ARGS) $(REPORT_NOTE) -o $(@D)
 
 $(D)/data/glotcc-%/train.jsonl.zst: $(D)/data/glotcc/.done
 	$(LRLTOOL) cap $(D)/data/glotcc/train.jsonl.zst --max-bytes $* -o $@
@@ -214,7 +240,7 @@ $(D)/sizes/adapters/$(1)-glotcc-$(2)/.done: $(D)/data/glotcc-$(2)/train.jsonl.zs
 	touch $$@
 endef
 $(foreach m,$(SIZE_METHODS),$(foreach c,$(CAP_SIZES),$(eval $(call size_rule,$(m),$(c)))))
-$(foreach a,$(SIZE_ADAPTERS),$(eval $(call mlm_rule,$(D)/sizes/metrics/mlm-$(a).jsonl,$(D)/sizes/adapters/$(a))))
+$(foreach a,$(SIZE_ADAPTERS),$(eval $(call mlm_rule,$(D)/sizes/metrics/$(LM_TASK)-$(a).jsonl,$(D)/sizes/adapters/$(a))))
 
 define size_task_rule
 $(D)/sizes/tasks/$(1)/$(2)/.done: $(D)/data/$(1)/.done $(D)/sizes/adapters/$(2)/.done

@@ -8,13 +8,14 @@ Every record carries enough to rebuild any table without guessing::
      "details": {...}, "settings": {...}, "version": "0.1.0"}
 
 - ``metric``: a name in :data:`METRICS` (``pppl`` corpus/micro, ``pppl_mean`` the paper's mean of
-  per-sentence PPPL, ``pppl_word`` word-normalised, ``macro_f1``, ``accuracy``, ``f1``, ``precision``,
-  ``recall``).
+  per-sentence PPPL, ``pppl_word`` word-normalised; ``ppl``, ``ppl_mean``, ``ppl_word`` the same for
+  a causal LM's perplexity; ``macro_f1``, ``accuracy``, ``f1``, ``precision``, ``recall``).
 - ``method``: how the language was adapted: ``base`` (nothing), ``seq_bn``, ``seq_bn_inv``, ``lora``,
   ``full`` (continued pre-training), ``fusion``, ``prompt``.
 - ``source``: the adaptation data: ``glotcc``, ``conceptnet``, ``glotcc+conceptnet`` (fusion) or null.
 - ``task``: a task of :data:`lrltool.tasks.TASKS`. ``task_method``: how the downstream task was learned:
-  ``adapter`` (task adapter), ``full`` (full fine-tuning), ``prompt-0shot``/``prompt-3shot``; null for mlm.
+  ``adapter`` (task adapter), ``full`` (full fine-tuning), ``prompt-0shot``/``prompt-3shot``; null for mlm
+  and clm.
 - ``seed``: the seed of a downstream run, null otherwise. ``aggregate``: null for a single run, ``mean``
   for the mean over seeds (with ``details.sd`` and ``details.seeds``).
 
@@ -56,6 +57,9 @@ METRICS: Mapping[str, MetricSpec] = {
             "pppl_mean", "mean of per-sentence pseudo-perplexity (the paper's number)", "perplexity", False
         ),
         MetricSpec("pppl_word", "word-normalised pseudo-perplexity", "perplexity", False),
+        MetricSpec("ppl", "corpus perplexity (micro)", "perplexity", False),
+        MetricSpec("ppl_mean", "mean of per-sentence perplexity", "perplexity", False),
+        MetricSpec("ppl_word", "word-normalised perplexity", "perplexity", False),
         MetricSpec("macro_f1", "macro-F1", "fraction", True),
         MetricSpec("accuracy", "accuracy", "fraction", True),
         MetricSpec("f1", "F1", "fraction", True),

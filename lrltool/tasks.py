@@ -39,7 +39,7 @@ class PromptSpec:
 class TaskConfig:
     """One evaluation task (see the module docstring)."""
 
-    name: str  # what --task and the records' "task" say: mlm, tc, sa, ner
+    name: str  # what --task and the records' "task" say: mlm, clm, tc, sa, ner
     title: str  # the report's table title
     description: str  # lower case, for sentences and model cards
     source: str  # the `lrltool fetch` source of its data
@@ -76,6 +76,15 @@ TASKS: Mapping[str, TaskConfig] = MappingProxyType(
                 kind="text",
                 metrics=("pppl", "pppl_mean", "pppl_word"),
                 metric="pppl_mean",
+            ),
+            TaskConfig(
+                name="clm",
+                title="Perplexity",
+                description="causal-LM perplexity (FLORES-200)",
+                source="flores",
+                kind="text",
+                metrics=("ppl", "ppl_mean", "ppl_word"),
+                metric="ppl_mean",
             ),
             TaskConfig(
                 name="tc",

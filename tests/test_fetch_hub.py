@@ -8,6 +8,7 @@ cache (HF_HUB_OFFLINE=1, no network).
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import huggingface_hub
@@ -71,7 +72,36 @@ def test_glotcc_downloads_one_language_folder(cli, fake_hub):
     ]
 
 
-def test_sib200_reads_the_parquet_export_revision(cli, fake_hub, tmp_path):
+def _sib200_main(root, code="ron_Latn"):
+    """Davlan/sib200 as its main branch publishes it: data/<code>/{train,dev,test}.tsv."""
+    for name in ("train", "dev", "test"):
+        folder = root / "data" / code
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.tsv").write_text(f"index_id\tcategory\ttext\n7\ttravel\t{name}.\n")
+    return root
+
+
+def test_sib200_downloads_the_main_branch_tsvs(cli, fake_hub, tmp_path):
+    fake = fake_hub(_sib200_main(tmp_path / "repo"))
+    out = tmp_path / "out"
+    result = cli(["fetch", "sib200", "-l", "ro", "-o", out, "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert list(read_records(out / "validation.jsonl.zst")) == [
+        {"id": "7", "text": "dev.", "label": "travel"}
+    ]
+    [call] = fake.calls
+    assert call["repo_id"] == "Davlan/sib200" and call["revision"] is None
+    main = [
+        f"data/{code}/{name}.tsv" for code in ("ron_Latn", "rus_Cyrl") for name in ("train", "dev", "test")
+    ]
+    assert selected(call["allow_patterns"], ["README.md", *main]) == [
+        "data/ron_Latn/dev.tsv",
+        "data/ron_Latn/test.tsv",
+        "data/ron_Latn/train.tsv",
+    ]
+
+
+def test_sib200_reads_the_parquet_export_at_any_revision(cli, fake_hub, tmp_path):
     from fetch_helpers import write_parquet
 
     for split in ("train", "validation", "test"):
@@ -81,7 +111,7 @@ def test_sib200_reads_the_parquet_export_revision(cli, fake_hub, tmp_path):
         )
     fake = fake_hub(tmp_path)
     out = tmp_path / "out"
-    result = cli(["fetch", "sib200", "-l", "ro", "-o", out])
+    result = cli(["fetch", "sib200", "-l", "ro", "-o", out, "--revision", "refs/convert/parquet"])
     assert result.exit_code == 0, result.stderr
     assert list(read_records(out / "validation.jsonl.zst")) == [
         {"id": "1", "text": "validation.", "label": "travel"}
@@ -99,6 +129,15 @@ def test_sib200_reads_the_parquet_export_revision(cli, fake_hub, tmp_path):
         "ron_Latn/train/0000.parquet",
         "ron_Latn/validation/0000.parquet",
     ]
+
+
+def test_sib200_main_layout_from_the_repository_root(cli, tmp_path):
+    # `hf download Davlan/sib200 --repo-type dataset --local-dir X`, then --input X
+    root = _sib200_main(tmp_path / "X")
+    _sib200_main(root, "fao_Latn")
+    result = cli(["fetch", "sib200", "-l", "fao", "-i", root, "--split", "test"])
+    assert result.exit_code == 0, result.stderr
+    assert jsonl(result.stdout) == [{"id": "7", "text": "test.", "label": "travel"}]
 
 
 def test_revision_option_reaches_the_download(cli, fake_hub):
@@ -133,7 +172,11 @@ def test_sentiment_downloads_the_three_csvs_of_its_repository(cli, fake_hub, tmp
 
 
 def test_flores_plus_asks_for_the_split_file_in_either_format(cli, fake_hub, tmp_path):
-    shutil.copytree(EXAMPLES / "flores", tmp_path / "repo")
+    lines = (EXAMPLES / "flores" / "devtest" / "ron_Latn.devtest").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "repo" / "devtest").mkdir(parents=True)
+    (tmp_path / "repo" / "devtest" / "ron_Latn.jsonl").write_text(
+        "".join(json.dumps({"id": n, "text": text}) + "\n" for n, text in enumerate(lines, 1))
+    )  # FLORES+ as its newer revisions publish it
     fake = fake_hub(tmp_path / "repo")
     result = cli(["fetch", "flores", "-l", "ron"])
     assert len(jsonl(result.stdout)) == 204
@@ -188,11 +231,16 @@ def test_offline_and_not_cached_says_what_to_download(cli, empty_offline_cache):
     assert_error(
         result,
         "HF_HUB_OFFLINE=1 and GlotCC-V1 ron-Latn shards (cis-lmu/GlotCC-V1: v1.0/ron-Latn/*.parquet) are not"
-        " in the Hugging Face cache; run the same command once online to download them, or give --input PATH",
+        " in the Hugging Face cache; run the same command once online to download them (same HF_HOME), or"
+        " give --input PATH",
     )
     assert_no_output(out)
     result = cli(["fetch", "sib200", "-l", "ron", "-o", out / "sib"])
-    assert_error(result, "(Davlan/sib200 at revision refs/convert/parquet: ron_Latn/train/*.parquet,")
+    assert_error(
+        result,
+        "SIB-200 ron_Latn splits (Davlan/sib200: data/ron_Latn/train.tsv, data/annotated/ron_Latn/train.tsv,"
+        " ron_Latn/train.tsv, ron_Latn/train/*.parquet, ... (16 patterns)) are not in the Hugging Face cache",
+    )
     assert_no_output(out)
 
 
@@ -206,6 +254,64 @@ def test_offline_reads_a_cached_snapshot(cli, empty_offline_cache):
     result = cli(["fetch", "glotcc", "-l", "ron"])
     assert result.exit_code == 0, result.stderr
     assert len(jsonl(result.stdout)) == 200
+
+
+def _cache_glotcc(cache, code="ron-Latn"):
+    commit = "a" * 40
+    repo = cache / "hub" / "datasets--cis-lmu--GlotCC-V1"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(EXAMPLES / "glotcc" / "v1.0" / "ron-Latn", repo / "snapshots" / commit / "v1.0" / code)
+
+
+@pytest.mark.parametrize("source", ["glotcc", "flores", "sib200", "wikiann", "sentiment"])
+def test_quiet_download_path_works(cli, empty_offline_cache, source):
+    # -q without --input switches huggingface_hub's progress bars off before downloading (it crashed on
+    # `huggingface_hub.utils`, a lazily loaded submodule); here it reaches the (empty) offline cache.
+    result = cli(["fetch", source, "-l", "ron", "-q", "-o", empty_offline_cache / "out"])
+    assert_error(result, "HF_HUB_OFFLINE=1 and ")
+
+
+def test_quiet_offline_fetch_from_a_prepared_cache(cli, empty_offline_cache):
+    _cache_glotcc(empty_offline_cache)
+    result = cli(["fetch", "glotcc", "-l", "ron", "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    assert len(jsonl(result.stdout)) == 200
+
+
+def test_offline_with_another_language_cached_says_not_in_the_cache(cli, empty_offline_cache):
+    _cache_glotcc(empty_offline_cache)  # ron-Latn only
+    assert_error(
+        cli(["fetch", "glotcc", "-l", "fao"]),
+        "HF_HUB_OFFLINE=1 and GlotCC-V1 fao-Latn shards (cis-lmu/GlotCC-V1: v1.0/fao-Latn/*.parquet) are"
+        " not in the Hugging Face cache; run the same command once online",
+    )
+
+
+def test_a_language_folder_the_hub_lacks_is_reported_when_downloading(cli, fake_hub, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    fake_hub(EXAMPLES / "glotcc")  # holds v1.0/ron-Latn only
+    assert_error(
+        cli(["fetch", "glotcc", "-l", "bre"]),
+        "cis-lmu/GlotCC-V1 has no GlotCC-V1 bre-Latn shards (no file matches v1.0/bre-Latn/*.parquet); the"
+        " source may not have this language",
+    )
+
+
+def test_a_source_without_the_language_names_those_with_it(cli):
+    assert_error(
+        cli(["fetch", "flores", "-l", "bre"]),
+        "FLORES-200 has no Breton (bre_Latn); it is in: conceptnet (br), glotcc (bre-Latn, by its naming"
+        " rule), wikiann (br); use a source that has it, or give flores's code with --code if you know one",
+    )
+    assert_error(
+        cli(["fetch", "sentiment", "-l", "fao", "-o", "x"]),
+        "the paper's sentiment data sets has no Faroese (fao_Latn); it is in: conceptnet (fo), glotcc",
+    )
+    assert_error(cli(["fetch", "conceptnet", "-l", "kur"]), "language 'kur' is ambiguous", code=2)
 
 
 def test_conceptnet_offline_needs_the_cached_dump(cli, empty_offline_cache):

@@ -308,6 +308,55 @@ def test_sib200_bad_inputs_leave_no_output(cli, tmp_path):
     assert_no_output(out)
 
 
+STRAY_QUOTE_TSV = (
+    "index_id\tcategory\ttext\n"
+    "1\ttravel\tÎnainte.\n"
+    '2\thealth\t"Un ghilimel rătăcit\n'  # an opening quote never closed: this line only is bad
+    "3\tsports\tDupă.\n"
+    "4\tgeography\tUltima.\n"
+)
+
+
+def test_sib200_a_stray_quote_costs_exactly_its_line(cli, tmp_path):
+    folder = sib_folder(tmp_path / "sib", files=())
+    (folder / "test.tsv").write_text(STRAY_QUOTE_TSV, encoding="utf-8")
+    args = ["fetch", "sib200", "-l", "ro", "-i", tmp_path / "sib", "--split", "test"]
+    assert_error(cli(args), f"{folder / 'test.tsv'}:3: malformed quoting (unexpected end of data)")
+    result = cli([*args, "--skip-bad-lines"])
+    assert result.exit_code == 0, result.stderr
+    assert [r["id"] for r in jsonl(result.stdout)] == ["1", "3", "4"]
+    assert "4 in, 3 out" in result.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("source", ["sib200", "sentiment"])
+def test_non_utf8_tsv_and_csv_are_one_line_errors_naming_the_line(cli, tmp_path, source):
+    if source == "sib200":
+        folder = sib_folder(tmp_path / "in", files=())
+        path = folder / "test.tsv"
+        path.write_bytes("index_id\tcategory\ttext\n1\ttravel\tBun.\n2\ttravel\tR\xe2u.\n".encode("latin-1"))
+    else:
+        folder = sentiment_folder(tmp_path / "in")
+        path = folder / "test.csv"
+        path.write_bytes("text,label\nBun.,1\nR\xe2u.,0\n".encode("latin-1"))
+    args = ["fetch", source, "-l", "ro", "-i", tmp_path / "in", "--split", "test"]
+    assert_error(cli(args), f"{path}:3: line is not valid UTF-8; save the file as UTF-8")
+    result = cli([*args, "--skip-bad-lines"])
+    assert result.exit_code == 0, result.stderr
+    assert [r["text"] for r in jsonl(result.stdout)] == ["Bun."]
+
+
+def test_sentiment_lines_after_a_skipped_non_utf8_line_keep_their_numbers(cli, tmp_path):
+    folder = sentiment_folder(tmp_path / "in")
+    path = folder / "test.csv"
+    path.write_bytes("text,label\nBun.,1\nR\xe2u.,0\nAltul.,7\nUltimul.,0\n".encode("latin-1"))
+    args = ["fetch", "sentiment", "-l", "ro", "-i", tmp_path / "in", "--split", "test", "--skip-bad-lines"]
+    result = cli(args)
+    assert result.exit_code == 0, result.stderr
+    assert [r["text"] for r in jsonl(result.stdout)] == ["Bun.", "Ultimul."]
+    assert f"{path}:3: line is not valid UTF-8" in result.stderr
+    assert f"{path}:4: label '7' is not 0 or 1" in result.stderr
+
+
 def test_multi_split_sources_need_a_folder_or_a_split(cli, tmp_path):
     sib_folder(tmp_path / "sib")
     result = cli(["fetch", "sib200", "-l", "ro", "-i", tmp_path / "sib"])
@@ -408,6 +457,14 @@ def test_sentiment_bad_rows(cli, tmp_path, train, message):
     out = tmp_path / "out"
     assert_error(cli(["fetch", "sentiment", "-l", "ro", "-i", tmp_path, "-o", out]), message)
     assert_no_output(out) if out.exists() else None
+
+
+def test_sentiment_byte_order_mark_does_not_hide_the_first_column(cli, tmp_path):
+    folder = sentiment_folder(tmp_path)
+    (folder / "test.csv").write_bytes(b"\xef\xbb\xbftext,label\nBun.,1\n")  # as Excel writes UTF-8 CSV
+    result = cli(["fetch", "sentiment", "-l", "ro", "-i", tmp_path, "--split", "test"])
+    assert result.exit_code == 0, result.stderr
+    assert jsonl(result.stdout) == [{"id": "test:1", "text": "Bun.", "label": "1"}]
 
 
 def test_sentiment_name_outside_the_table_with_code(cli, tmp_path):

@@ -473,7 +473,7 @@ def test_consistent_settings_give_no_warning(metrics_file):
     assert n_pppl == 19
     assert report.notes == [
         f"{n_pppl} records are not tabulated (pppl {n_pppl}); tables use pppl_mean for pseudo-perplexity and"
-        " tc: macro_f1, sa: macro_f1, ner: f1."
+        " clm: ppl_mean, tc: macro_f1, sa: macro_f1, ner: f1."
     ]
 
 

@@ -144,7 +144,9 @@ def test_minimal_triple_and_relation_uri():
         ("ms", "zsm_Latn"),
         ("ku", "ckb_Arab"),
         ("mt", "mlt_Latn"),
-        ("en", "en"),
+        ("en", "eng_Latn"),  # any language the sources have
+        ("fo", "fao_Latn"),
+        ("sh", "sh"),  # Serbo-Croatian: several languages, kept as ConceptNet names it
         ("xx", "xx"),
     ],
 )

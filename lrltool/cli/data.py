@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,27 +18,49 @@ from lrltool.cli.options import InputArg, LangOpt, OutputOpt, QuietOpt, Revision
 
 @app.command("languages")
 def languages_cli(
-    code: Annotated[str | None, typer.Argument(help="Show only the language this code names.")] = None,
+    code: Annotated[
+        str | None,
+        typer.Argument(help="Show the language this ISO 639 code, FLORES code or English name names."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per language.")] = False,
     field: Annotated[
         str | None,
         typer.Option(
             "--field",
-            help="Print only this code of each language (flores, glotcc, iso1, iso3, conceptnet, ...).",
+            help="Print only this field of each language (code, flores, sib200, glotcc, conceptnet, wikiann,"
+            " sentiment, sources, iso1, iso3, ...); an empty line where the source does not have it.",
         ),
     ] = None,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Every language a source lists (FLORES-200/SIB-200, ConceptNet, WikiANN)."
+        ),
+    ] = False,
 ) -> None:
-    """List the supported languages and the code each data source uses for them."""
-    from lrltool.errors import UsageError
-    from lrltool.languages import registry, resolve_language
+    """Show each data source's code for a language (or the paper's 30, or --all); "-": the source lacks it.
 
-    langs = [resolve_language(code)] if code else list(registry())
+    Any ISO 639-1/2/3 code, FLORES/GlotCC code with script (fra_Latn, uzn-Cyrl) or English name resolves.
+
+    An ambiguous code (msa: a macrolanguage; kas: two scripts) is refused, listing the codes to choose from.
+
+    GlotCC codes follow its naming rule: whether its folder exists is known only when downloading.
+    """
+    from lrltool.errors import UsageError
+    from lrltool.languages import RECORD_FIELDS, all_languages, registry, resolve_language
+
+    if code is not None and every:
+        raise UsageError("give a language or --all, not both", hint="drop one of them")
+    langs = [resolve_language(code)] if code else all_languages() if every else list(registry())
     if field is not None:
-        known = list(langs[0].as_record())
-        if field not in known:
-            raise UsageError(f"unknown field '{field}'", hint=f"choose one of {', '.join(known)}")
+        if field not in RECORD_FIELDS:
+            raise UsageError(f"unknown field '{field}'", hint=f"choose one of {', '.join(RECORD_FIELDS)}")
         for lang in langs:
-            sys.stdout.write(f"{lang.as_record()[field]}\n")
+            value = lang.as_record()[field]
+            if isinstance(value, list):  # sources: space-separated, for Make
+                value = " ".join(value)
+            text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+            sys.stdout.write(f"{text}\n")
         return
     if as_json:
         import orjson
@@ -46,32 +68,32 @@ def languages_cli(
         for lang in langs:
             sys.stdout.buffer.write(orjson.dumps(lang.as_record()) + b"\n")
         return
+    _languages_table(langs, title="lrltool languages" + (f": {len(langs)} in the sources" if every else ""))
+
+
+def _languages_table(langs: list[Any], *, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="lrltool languages", title_justify="left")
-    for column in (
-        "name",
-        "FLORES/SIB",
-        "GlotCC",
-        "ConceptNet",
-        "WikiANN",
-        "sentiment",
-        "mBERT GB",
-        "XLM-R GB",
-    ):
+    table = Table(title=title, title_justify="left")
+    columns = ("name", "code", "FLORES/SIB", "GlotCC", "ConceptNet", "WikiANN", "sentiment", "paper")
+    for column in (*columns, "mBERT GB", "XLM-R GB"):
         table.add_column(column, justify="right" if "GB" in column else "left")
     for lang in langs:
+        codes = (lang.flores, lang.glotcc, lang.conceptnet, lang.wikiann, lang.sentiment)
+        sizes = (lang.mbert_gb, lang.xlmr_gb)
         table.add_row(
             lang.name,
-            lang.flores,
-            lang.glotcc,
-            lang.conceptnet,
-            lang.wikiann,
-            lang.sentiment,
-            "-" if lang.mbert_gb is None else f"{lang.mbert_gb:.2f}",
-            "-" if lang.xlmr_gb is None else f"{lang.xlmr_gb:.2f}",
+            lang.code,
+            *(value or "-" for value in codes),
+            "yes" if lang.paper else "",
+            *("?" if not lang.paper else "-" if gb is None else f"{gb:.2f}" for gb in sizes),
         )
+    table.caption = (
+        "-: the source does not have the language (GB: not in the model's pre-training; ?: not known)."
+        " GlotCC codes follow its naming rule; a missing folder is reported when downloading."
+    )
+    table.caption_justify = "left"
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
@@ -123,7 +145,7 @@ def fetch_cli(
     code: Annotated[
         str | None,
         typer.Option(
-            "--code", help="This source's code for the language (overrides the table; needed outside it)."
+            "--code", help="This source's code for the language (overrides the one lrltool resolves)."
         ),
     ] = None,
     revision: RevisionOpt = None,

@@ -1,6 +1,7 @@
 """``eval``: one command, three evaluators, each a typed function returning metric records.
 
 - ``--task mlm``: :func:`lrltool.lm.evaluate.evaluate_mlm` (pseudo-perplexity of text records);
+- ``--task clm``: :func:`lrltool.lm.evaluate.evaluate_clm` (perplexity of text records, a decoder);
 - ``--task tc|sa|ner --run DIR``: :func:`lrltool.downstream.evaluate.evaluate_task_run` (a finetune run);
 - ``--task tc|sa --prompt``: :func:`lrltool.downstream.prompting.evaluate_prompt` (a causal LM).
 
@@ -42,6 +43,7 @@ MLM_OPTIONS = frozenset(
         "skip_bad_lines",
     }
 )
+CLM_OPTIONS = MLM_OPTIONS - {"variant", "paper_compat", "token_logprobs"}
 RUN_OPTIONS = frozenset({"run", "data", "predictions", "batch_size", "lang", "skip_bad_lines"})
 PROMPT_OPTIONS = frozenset(
     {
@@ -73,8 +75,8 @@ def eval_cli(
         typer.Option(
             "--task",
             "-t",
-            help="mlm: pseudo-perplexity of text records; tc, sa, ner: a finetune run's scores"
-            " (tc, sa with --prompt: a causal LM's).",
+            help="mlm: pseudo-perplexity of text records (an encoder); clm: perplexity (a decoder);"
+            " tc, sa, ner: a finetune run's scores (tc, sa with --prompt: a causal LM's).",
         ),
     ],
     input_path: InputArg = "-",
@@ -100,10 +102,14 @@ def eval_cli(
         int | None, typer.Option(help="Cut longer texts (counted); default: the model's limit.")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="mlm: most masked copies per forward pass; tc/sa/ner: examples (32).")
+        int | None,
+        typer.Option(
+            help="mlm: most masked copies per forward pass; clm: sentences; tc/sa/ner: examples (32)."
+        ),
     ] = None,
     batch_tokens: Annotated[
-        int | None, typer.Option(help="Most copies x padded length per forward pass (8192).")
+        int | None,
+        typer.Option(help="mlm, clm: most copies (sentences) x padded length per forward pass (8192)."),
     ] = None,
     device: DeviceOpt = "auto",
     dtype: Annotated[str | None, typer.Option(help="float32 (default), bfloat16 or float16.")] = None,
@@ -158,14 +164,17 @@ def eval_cli(
 ) -> None:
     """Evaluate a model: metric records to stdout, one per metric (append them to a results file).
 
-    mlm: pseudo-perplexity of text records (IN). tc/sa/ner: a finetune run (--run). tc/sa with --prompt:
+    mlm: pseudo-perplexity of text records (IN) under an encoder; clm: perplexity under a decoder (no
+    KV cache). tc/sa/ner: a finetune run (--run). tc/sa with --prompt:
     zero/K-shot prompting of a causal LM on a data folder (--data).
     """
     given = {k: v for k, v in locals().items() if k not in _ALWAYS and v is not None and v is not False}
     ui.configure(quiet=quiet)
     if task not in TASKS:
         raise UsageError(f"unknown task '{task}'", hint=f"choose one of {', '.join(TASKS)}")
-    allowed = PROMPT_OPTIONS if prompt else MLM_OPTIONS if task == "mlm" else RUN_OPTIONS
+    allowed = (
+        {"mlm": MLM_OPTIONS, "clm": CLM_OPTIONS}.get(task, RUN_OPTIONS) if not prompt else PROMPT_OPTIONS
+    )
     for name in given:
         if name not in allowed:
             raise UsageError(
@@ -177,6 +186,8 @@ def eval_cli(
         records = _prompted(task, input_path, device, given)
     elif task == "mlm":
         records = _mlm(input_path, device, summary, given)
+    elif task == "clm":
+        records = _clm(input_path, device, summary, given)
     else:
         records = _finetuned(task, input_path, device, given)
     summary.records_out = write_metric_records(records, output)
@@ -207,6 +218,12 @@ def _mlm(input_path: str, device: str, summary: Stats, given: dict[str, Any]) ->
         skip_bad_lines=given.get("skip_bad_lines", False),
         stats=summary,
     )
+
+
+def _clm(input_path: str, device: str, summary: Stats, given: dict[str, Any]) -> list[Any]:
+    from lrltool.lm.evaluate import evaluate_clm
+
+    return evaluate_clm(input_path=input_path, device=device, stats=summary, **given)
 
 
 def _finetuned(task: str, input_path: str, device: str, given: dict[str, Any]) -> list[Any]:

@@ -18,7 +18,15 @@ OutputOpt = Annotated[
     str, typer.Option("--output", "-o", help="Output file ('.zst'/'.gz' compress); '-' writes stdout.")
 ]
 RunOutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Run folder to write (OUTDIR).")]
-LangOpt = Annotated[str, typer.Option("--lang", "-l", help="Language: ron, ro, ron_Latn, Romanian, ...")]
+LangOpt = Annotated[
+    str,
+    typer.Option(
+        "--lang",
+        "-l",
+        help="Language: an ISO 639 code, FLORES code or English name (ron, ro, fao_Latn, Breton, ...);"
+        " see 'lrltool languages'.",
+    ),
+]
 SkipBadOpt = Annotated[
     bool, typer.Option("--skip-bad-lines", help="Count and skip malformed records instead of stopping.")
 ]

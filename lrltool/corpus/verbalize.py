@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lrltool.corpus.cap import DigestSet, text_digest
-from lrltool.errors import InputError
+from lrltool.errors import InputError, LanguageError
 from lrltool.streams import Record, Stats, read_records, require, write_records
 
 TEMPLATE_FORM = "write one 'relation<TAB>predicate' line per relation, e.g. 'IsA<TAB>is a type of'"
@@ -118,11 +118,20 @@ def _flores_codes() -> dict[str, str]:
     return codes
 
 
+@functools.cache
 def text_language(conceptnet_code: str | None) -> str | None:
-    """The FLORES code (``ron_Latn``) of a ConceptNet code (``ro``) the registry knows; else as given."""
+    """The language code (``ro`` -> ``ron_Latn``, ``fo`` -> ``fao_Latn``) of a ConceptNet code; as given
+    when it names no one language (``sh``)."""
     if conceptnet_code is None:
         return None
-    return _flores_codes().get(conceptnet_code, conceptnet_code)
+    if conceptnet_code in _flores_codes():
+        return _flores_codes()[conceptnet_code]
+    from lrltool.languages import resolve_language
+
+    try:
+        return resolve_language(conceptnet_code).code
+    except LanguageError:
+        return conceptnet_code
 
 
 def verbalize_triple(triple: Record, templates: dict[str, str]) -> tuple[Record | None, str | None]:

@@ -49,7 +49,7 @@ def evaluate_task_run(
     spec = get_task(task, among=TRAINABLE_TASKS)
     if batch_size < 1:
         raise UsageError(f"--batch-size must be positive, not {batch_size}")
-    code = resolve_language(lang).flores if lang is not None else None
+    code = resolve_language(lang).code if lang is not None else None
     found, several = _finished_runs(spec, run)
     torch_device = resolve_device(device)
     results = [

@@ -279,7 +279,7 @@ def _read_splits(
 def _language(lang: str | None, lang_infos: Sequence[dict[str, Any]], train: TaskData) -> str | None:
     """``--lang`` as the code metric records use (ron_Latn); else the adapters' or the records' one."""
     if lang is not None:
-        return resolve_language(lang).flores
+        return resolve_language(lang).code
     adapter_langs = {info["lang"] for info in lang_infos if info.get("lang")}
     if len(adapter_langs) == 1:
         return adapter_langs.pop()

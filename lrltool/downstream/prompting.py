@@ -494,7 +494,7 @@ def evaluate_prompt(
         raise UsageError(f"unknown --score '{score}'", hint=f"choose one of {', '.join(SCORES)}")
     if shots < 0:
         raise UsageError("--shots must be 0 or more")
-    code = resolve_language(lang).flores if lang is not None else None
+    code = resolve_language(lang).code if lang is not None else None
     prompt_template = load_template(task, template)
     test_path, examples, train = _read_prompt_data(task, data, split, shots, prompt_template)
     lm = _load_lm(

@@ -1,8 +1,10 @@
-"""``eval --task mlm``: pseudo-perplexity of text records under a masked LM (and its language adapter).
+"""``eval --task mlm`` and ``eval --task clm``: (pseudo-)perplexity of text records under a language model
+and its language adapter.
 
-Scores with :func:`lrltool.lm.pppl.score_pll` and returns three :class:`~lrltool.records.MetricRecord`
-(``pppl`` corpus/micro, ``pppl_mean`` the paper's mean per-sentence PPPL, ``pppl_word`` word-normalised);
-the caller writes them. ``--per-sentence`` writes one record per text here.
+mlm: a masked LM, scored with :func:`lrltool.lm.pppl.score_pll`: three :class:`~lrltool.records.MetricRecord`
+(``pppl`` corpus/micro, ``pppl_mean`` the paper's mean per-sentence PPPL, ``pppl_word`` word-normalised).
+clm: a causal LM (decoder), scored with :func:`lrltool.lm.perplexity.score_clm`: ``ppl``, ``ppl_mean``,
+``ppl_word``. The caller writes them; ``--per-sentence`` writes one record per text here.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from lrltool import devices, models, ui
 from lrltool.errors import InputError, LanguageError, ModelError, UsageError
 from lrltool.languages import resolve_language
+from lrltool.lm.perplexity import PerplexityResult, score_clm
 from lrltool.lm.pppl import DEFAULT_BATCH_TOKENS, PllResult, score_pll
 from lrltool.records import METHODS, MetricRecord
 from lrltool.streams import Record, Stats, read_records, require, write_records
@@ -110,6 +113,136 @@ def evaluate_mlm(
                     paper_compat, torch_dtype)  # fmt: skip
 
 
+def evaluate_clm(
+    *,
+    model: str | None,
+    input_path: str = "-",
+    adapter: str | None = None,
+    revision: str | None = None,
+    per_sentence: str | None = None,
+    max_length: int | None = None,
+    batch_size: int | None = None,
+    batch_tokens: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    lang: str | None = None,
+    method: str | None = None,
+    source: str | None = None,
+    skip_bad_lines: bool = False,
+    stats: Stats | None = None,
+) -> list[MetricRecord]:
+    """Perplexity of the text records in ``input_path`` under the causal LM ``model`` (+ ``adapter``).
+
+    Reads and refuses as :func:`evaluate_mlm` does, with the roles swapped: an encoder is refused
+    (ModelError). Returns the three metric records (``ppl``, ``ppl_mean``, ``ppl_word``); writes, with
+    ``per_sentence``, one record per text (id, logprob, ppl, tokens, words, truncated) atomically.
+    """
+    if model is None:
+        raise UsageError(
+            "--task clm needs --model", hint="give a decoder model folder or hub id with --model"
+        )
+    stats = stats if stats is not None else Stats("eval clm")
+    texts, ids, langs, splits = _read_texts(input_path, skip_bad_lines=skip_bad_lines, stats=stats)
+    language = _language(lang, langs, input_path)
+    model_source = models.resolve_model(model, revision=revision)
+    if not model_source.is_decoder:
+        raise ModelError(
+            f"perplexity (--task clm) needs a causal language model; {model} is an encoder"
+            f" ({model_source.model_type})",
+            hint="give an encoder --task mlm (pseudo-perplexity) instead",
+        )
+    adapter_dir = models.resolve_adapter(adapter) if adapter is not None else None
+    method, source = models.adaptation_of(
+        model_source.path, adapter_dir, method=method, source=source, known=METHODS
+    )
+    scored_source = model_source
+    if adapter_dir is not None and not (adapter_dir / models.ADAPTER_CONFIG).is_file():
+        scored_source = _full_run_model(adapter_dir, model_source)  # a `full` run: its whole model
+        adapter_dir = None
+    torch_device, torch_dtype = devices.resolve_device(device), devices.resolve_dtype(dtype)
+    tokenizer = models.load_tokenizer(scored_source)
+    lm = models.load_model(scored_source, head="lm", dtype=torch_dtype)
+    if adapter_dir is not None:
+        models.load_adapter(lm, adapter_dir)
+    models.place(lm, device=torch_device, dtype=torch_dtype)
+    result = score_clm(
+        lm,
+        tokenizer,
+        texts,
+        batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS,
+        batch_size=batch_size,
+        max_length=max_length,
+    )
+    if result.truncated:
+        ui.warn(
+            f"{result.truncated:,} of {len(texts):,} texts were longer than {result.max_length} tokens;"
+            " only their first part was scored (details.truncated counts them; see --max-length)"
+        )
+    if per_sentence is not None:
+        with write_records(per_sentence) as writer:
+            for s in result.sentences:
+                writer.write(
+                    {
+                        "id": ids[s.index],
+                        "lang": language,
+                        "logprob": s.logprob,
+                        "ppl": s.ppl,
+                        "tokens": s.tokens,
+                        "words": s.words,
+                        "truncated": s.truncated,
+                    }
+                )
+    stats.extra.update(tokens=result.tokens, ppl_mean=round(result.ppl_mean, 4))
+    return _clm_records(result, texts, language, model_source, adapter, method, source, splits, torch_dtype)
+
+
+def _clm_records(
+    result: PerplexityResult,
+    texts: list[str],
+    language: str | None,
+    model_source: Any,
+    adapter: str | None,
+    method: str,
+    source: str | None,
+    splits: set[str],
+    torch_dtype: Any,
+) -> list[MetricRecord]:
+    details = {
+        "sentences": len(texts),
+        "tokens": result.tokens,
+        "words": result.words,
+        "truncated": result.truncated,
+        "logprob": result.logprob,
+        "bos": result.bos,
+        "seconds": round(result.seconds, 3),
+    }
+    settings = {
+        "max_length": result.max_length,
+        "data_hash": _data_hash(texts),
+        "model_revision": model_source.revision,
+        "dtype": devices.dtype_name(torch_dtype),
+        "kv_cache": False,
+    }
+    values = {"ppl": result.ppl, "ppl_mean": result.ppl_mean, "ppl_word": result.ppl_word}
+    return [
+        MetricRecord(
+            metric=name,
+            value=values[name],
+            lang=language,
+            model=model_source.name,
+            adapter=adapter,
+            method=method,
+            source=source,
+            task="clm",
+            split=splits.pop() if len(splits) == 1 else "test",
+            n=len(texts),
+            details=details,
+            settings=settings,
+        )
+        for name in TASKS["clm"].metrics
+    ]
+
+
 def _records(
     result: PllResult,
     texts: list[str],
@@ -192,7 +325,7 @@ def _read_texts(
 
 def _language(lang: str | None, found: set[str], where: str) -> str | None:
     if lang is not None:
-        return resolve_language(lang).flores
+        return resolve_language(lang).code
     if len(found) > 1:
         raise InputError(
             f"the records mix languages ({', '.join(sorted(found)[:4])})",
@@ -203,7 +336,7 @@ def _language(lang: str | None, found: set[str], where: str) -> str | None:
         return None
     [code] = found
     try:
-        return resolve_language(code).flores
+        return resolve_language(code).code
     except LanguageError:
         return code  # a language outside the registry: keep the records' own code
 

@@ -22,6 +22,7 @@ from lrltool.report.stats import (
     size_series,
 )
 from lrltool.report.tables import Table, build_tables
+from lrltool.tasks import TASKS
 
 
 @dataclass
@@ -46,10 +47,11 @@ class Report:
 
 
 def check_pppl_metric(pppl_metric: str) -> None:
-    if pppl_metric not in PERPLEXITY_METRICS:
+    choices = [m for m in TASKS["mlm"].metrics if m in PERPLEXITY_METRICS]  # not clm's ppl metrics
+    if pppl_metric not in choices:
         raise UsageError(
             f"unknown pseudo-perplexity metric '{pppl_metric}'",
-            hint=f"use one of {', '.join(PERPLEXITY_METRICS)}",
+            hint=f"use one of {', '.join(choices)}",
         )
 
 

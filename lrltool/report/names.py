@@ -41,14 +41,14 @@ def language_name(lang: str) -> str:
 def language_group(lang: str, model: str) -> str:
     """``seen``/``unseen`` in the model's pre-training data, or ``unknown`` (model or language not known)."""
     found = language(lang)
-    if model_family(model) is None or found is None:
-        return "unknown"
+    if model_family(model) is None or found is None or not found.paper:
+        return "unknown"  # pre-training sizes are the paper's figures, for its 30 languages
     return "unseen" if found.pretraining_gb(model) is None else "seen"
 
 
 def pretraining_gb(lang: str, model: str) -> float | None:
     found = language(lang)
-    return None if found is None else found.pretraining_gb(model)
+    return None if found is None or not found.paper else found.pretraining_gb(model)
 
 
 def language_rank(lang: str) -> tuple[int, str]:

@@ -2,7 +2,7 @@
 
 - a pseudo-perplexity table per model: language x (base, each method/source, full), one PPPL metric
   (``--pppl-metric``, ``pppl_mean`` by default, the paper's number), each cell with its change against the
-  base model;
+  base model; a decoder's perplexity (task ``clm``, ``ppl_mean``) gets a table of the same kind;
 - a table per model and downstream task with the task's headline metric (:data:`lrltool.tasks.TASKS`;
   macro_f1 for a task not in the registry): language x method, mean ± sd over seeds (an
   ``aggregate: "mean"`` record is used when present, else the per-seed records are averaged; sd is the
@@ -215,6 +215,11 @@ def task_metric(task: str) -> str:
     return TASKS[task].metric if task in TASKS else DEFAULT_TASK_METRIC
 
 
+def _is_perplexity_task(task: str) -> bool:
+    """A task other than mlm whose headline metric is a perplexity (clm): tabulated like pseudo-perplexity."""
+    return task in TASKS and METRICS[TASKS[task].metric].kind == "perplexity"
+
+
 def _is_prompt(entry: Entry) -> bool:
     record = entry.metric_record
     return record.method == "prompt" or str(record.task_method or "").startswith("prompt")
@@ -251,7 +256,7 @@ def build_tables(
     )
     used: set[str] = set()
     for table in tables:
-        name = slug(f"{short_model(table.model)}" + ("" if table.kind == "pppl" else f"_{table.task}"))
+        name = slug(f"{short_model(table.model)}" + ("" if table.task == PPPL_TASK else f"_{table.task}"))
         while name in used:
             name += "_"
         used.add(name)
@@ -271,9 +276,9 @@ def _group_entries(
         task, metric = record.task, record.metric
         if entry.lang is None:
             untabulated["no lang"] += 1
-        elif task == PPPL_TASK:
-            if metric == pppl_metric:
-                own[("pppl", record.model, task, metric)].append(entry)
+        elif task == PPPL_TASK or _is_perplexity_task(task):
+            if metric == (pppl_metric if task == PPPL_TASK else task_metric(task)):
+                own[("pppl", record.model, task, metric)].append(entry)  # clm: a perplexity table of its own
             else:
                 untabulated[metric] += 1
         elif metric != task_metric(task):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrltool.errors import InputError, UsageError
-from lrltool.languages import Language, custom_language, resolve_language
+from lrltool.languages import SOURCE_TITLES, Language, custom_language, resolve_language
 from lrltool.sources import conceptnet, flores, glotcc, sentiment, sib200, wikiann
 from lrltool.sources.base import SPLIT_ALIASES, FetchRequest, Source
 from lrltool.streams import Stats, write_record_files, write_records
@@ -98,15 +98,29 @@ _CODE_OPTION = {
 
 
 def source_language(source: str, lang: str, code: str | None = None) -> tuple[Language, str]:
-    """The language ``lang`` names and its code for ``source`` (``code`` overrides the table's)."""
+    """The language ``lang`` names and its code for ``source`` (``code`` overrides the resolved one).
+
+    Refuses (InputError, exit 1) a language the source does not have, naming the sources that have it.
+    """
     language = custom_language(lang, **{_CODE_OPTION[source]: code}) if code else resolve_language(lang)
     source_code = language.code_for(source)
     if not source_code:
-        raise UsageError(
-            f"{language.name} has no {source} code in the language table",
-            hint=f"give it with --code (e.g. the {source} dataset's name or code for this language)",
-        )
+        raise missing_source_error(language, source)
     return language, source_code
+
+
+def missing_source_error(language: Language, source: str) -> InputError:
+    """``FLORES-200 has no Breton (bre_Latn); it is in: glotcc (bre-Latn), conceptnet (br), ...``."""
+    others = [
+        f"{other} ({language.code_for(other)}" + (", by its naming rule" if other == "glotcc" else "") + ")"
+        for other in language.sources()
+        if other != source
+    ]
+    where = f"; it is in: {', '.join(others)}" if others else "; no source lrltool reads has it"
+    return InputError(
+        f"{SOURCE_TITLES[source]} has no {language.name} ({language.code}){where}",
+        hint=f"use a source that has it, or give {source}'s code with --code if you know one",
+    )
 
 
 def _splits(spec: Source, split: str | None, output: str) -> tuple[str, ...]:

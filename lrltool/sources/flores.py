@@ -65,7 +65,7 @@ def locate(request: FetchRequest, splits: tuple[str, ...]) -> dict[str, list[Pat
 
 def read(paths: list[Path], request: FetchRequest, split: str) -> Iterator[Record]:
     path = paths[0]
-    lang = request.language.flores
+    lang = request.language.code
     stats = request.stats
     for number, text, meta in _rows(path, request):
         stats.records_in += 1

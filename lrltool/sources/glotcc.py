@@ -65,7 +65,7 @@ def read(paths: list[Path], request: FetchRequest, split: str) -> Iterator[Recor
     from lrltool import ui
 
     stats = request.stats
-    lang = request.language.flores
+    lang = request.language.code
     columns = ["content", *META_COLUMNS]
     with ui.progress(f"glotcc {request.code}", len(paths)) as bar:
         for shard in paths:

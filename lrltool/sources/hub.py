@@ -46,7 +46,10 @@ def snapshot(
     from lrltool import ui
 
     if ui.quiet():
-        huggingface_hub.utils.disable_progress_bars()
+        # huggingface_hub loads its submodules lazily: `huggingface_hub.utils` is no attribute until imported.
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     url = f"https://huggingface.co/datasets/{repo_id}"
     at = f" at revision {revision}" if revision else ""
     try:
@@ -73,11 +76,7 @@ def snapshot(
         ) from None
     except LocalEntryNotFoundError:
         if offline():
-            raise InputError(
-                f"HF_HUB_OFFLINE=1 and {what} ({repo_id}{at}: {', '.join(patterns)}) are not in the"
-                " Hugging Face cache",
-                hint="run the same command once online to download them, or give --input PATH",
-            ) from None
+            raise _not_cached(repo_id, at, patterns, what) from None
         raise InputError(
             f"cannot reach the Hugging Face hub to download {what} from {repo_id}, and they are not cached",
             hint="check the network (or HF_ENDPOINT), or give --input PATH",
@@ -87,7 +86,35 @@ def snapshot(
             f"downloading {what} from {repo_id} failed ({type(exc).__name__}: {exc})",
             hint="try again, or give --input PATH",
         ) from None
+    if not _has_match(Path(folder), patterns):
+        # Offline, the cached snapshot of another language answers without error; online, the repository
+        # has no such files (GlotCC publishes no list: a missing language folder shows here).
+        if offline():
+            raise _not_cached(repo_id, at, patterns, what)
+        raise InputError(
+            f"{repo_id}{at} has no {what} (no file matches {_listed(patterns)})",
+            hint="the source may not have this language: see 'lrltool languages CODE', or give --input PATH",
+        )
     return Path(folder)
+
+
+def _listed(patterns: list[str]) -> str:
+    return ", ".join(patterns[:4]) + (f", ... ({len(patterns)} patterns)" if len(patterns) > 4 else "")
+
+
+def _not_cached(repo_id: str, at: str, patterns: list[str], what: str) -> InputError:
+    return InputError(
+        f"HF_HUB_OFFLINE=1 and {what} ({repo_id}{at}: {_listed(patterns)}) are not in the Hugging Face cache",
+        hint="run the same command once online to download them (same HF_HOME), or give --input PATH",
+    )
+
+
+def _has_match(folder: Path, patterns: list[str]) -> bool:
+    """Whether a file under ``folder`` matches one of the download patterns (huggingface_hub's own filter)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    files = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return next(iter(filter_repo_objects(files, allow_patterns=patterns)), None) is not None
 
 
 def lrltool_cache() -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 from lrltool.errors import InputError
 from lrltool.sources import hub
 from lrltool.sources.base import FetchRequest, locate_splits
-from lrltool.streams import Record, open_text
+from lrltool.streams import Record, iter_lines
 
 OWNER = "DGurgurov"
 LABELS = ("0", "1")
@@ -55,49 +55,65 @@ def normalize_label(value: str) -> str | None:
     return str(int(number)) if number in (0.0, 1.0) else None
 
 
+class _Decoded:
+    """The file's lines as text for the CSV reader: UTF-8, a leading byte-order mark dropped (utf-8-sig),
+    a line that is not UTF-8 rejected by its number (skipped under --skip-bad-lines). ``line`` is the file's
+    number of the line last read (the CSV reader's own count would miss a skipped line)."""
+
+    def __init__(self, path: Path, request: FetchRequest) -> None:
+        self.path, self.request, self.line = path, request, 0
+
+    def __iter__(self) -> Iterator[str]:
+        for number, raw in iter_lines(self.path):
+            self.line = number
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                error = InputError("line is not valid UTF-8", hint="save the file as UTF-8")
+                self.request.reject(error, self.path, number)
+                continue
+            yield text + "\n"
+
+
 def read(paths: list[Path], request: FetchRequest, split: str) -> Iterator[Record]:
     stats = request.stats
     path = paths[0]
-    with open_text(path) as handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader, None)
-            if header is None or "text" not in header or "label" not in header:
-                raise InputError(f"header is {header!r}", hint=_HINT)
-            text_at, label_at = header.index("text"), header.index("label")
-            id_at = header.index("id") if "id" in header else None
-            number = 0
-            for row in reader:
-                if not row:
-                    continue
-                number += 1
-                stats.records_in += 1
-                if len(row) != len(header):
-                    request.reject(
-                        InputError(
-                            f"expected {len(header)} comma-separated fields, found {len(row)}", hint=_HINT
-                        ),
-                        path,
-                        reader.line_num,
-                    )
-                    continue
-                label = normalize_label(row[label_at])
-                if label is None:
-                    request.reject(
-                        InputError(f"label {row[label_at]!r} is not 0 or 1", hint=_HINT),
-                        path,
-                        reader.line_num,
-                    )
-                    continue
-                text = row[text_at]
-                if not text.strip():
-                    stats.drop("empty_text")
-                    continue
-                record_id = row[id_at] if id_at is not None else f"{split}:{number}"
-                yield {"id": record_id, "text": text, "label": label}
-        except csv.Error as exc:
-            raise InputError(
-                f"malformed CSV ({exc})", hint=_HINT, path=str(path), line=reader.line_num
-            ) from None
-        except InputError as exc:
-            raise exc.located(str(path), reader.line_num or None) from None
+    lines = _Decoded(path, request)
+    reader = csv.reader(lines)
+    try:
+        header = next(reader, None)
+        if header is None or "text" not in header or "label" not in header:
+            raise InputError(f"header is {header!r}", hint=_HINT)
+        text_at, label_at = header.index("text"), header.index("label")
+        id_at = header.index("id") if "id" in header else None
+        number = 0
+        for row in reader:
+            if not row:
+                continue
+            number += 1
+            stats.records_in += 1
+            if len(row) != len(header):
+                request.reject(
+                    InputError(
+                        f"expected {len(header)} comma-separated fields, found {len(row)}", hint=_HINT
+                    ),
+                    path,
+                    lines.line,
+                )
+                continue
+            label = normalize_label(row[label_at])
+            if label is None:
+                request.reject(
+                    InputError(f"label {row[label_at]!r} is not 0 or 1", hint=_HINT), path, lines.line
+                )
+                continue
+            text = row[text_at]
+            if not text.strip():
+                stats.drop("empty_text")
+                continue
+            record_id = row[id_at] if id_at is not None else f"{split}:{number}"
+            yield {"id": record_id, "text": text, "label": label}
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV ({exc})", hint=_HINT, path=str(path), line=lines.line) from None
+    except InputError as exc:
+        raise exc.located(str(path), lines.line or None) from None
