@@ -37,9 +37,9 @@ import orjson
 
 from lrltool.errors import InputError, UsageError
 from lrltool.streams import (
-    AtomicFile,
     LineBatchReader,
     Stats,
+    atomic_files,
     atomic_output,
     display_name,
     not_an_object_error,
@@ -521,20 +521,14 @@ def _cleaned_batches(
 def _split_outputs(folder: Path, names: list[str], **zstd: int) -> Iterator[list[IO[bytes]]]:
     """One output a split, in ``folder``; they appear together on success and not at all on failure."""
     created = not folder.exists()
-    files: list[AtomicFile] = []
     try:
-        for name in names:
-            files.append(AtomicFile(folder / f"{name}.jsonl.zst", **zstd))
-        yield [f.stream for f in files]
+        with atomic_files([folder / f"{name}.jsonl.zst" for name in names], **zstd) as streams:
+            yield streams
     except BaseException:
-        for f in files:
-            f.discard()
         if created:
             with suppress(OSError):
                 folder.rmdir()  # only if still empty
         raise
-    for f in files:
-        f.commit()
 
 
 def cap_records(
