@@ -773,4 +773,19 @@ class Stats:
             write_json(stats_path, self.as_dict())
 
 
+def nothing_written(stats: Stats, source: str, what: str) -> InputError:
+    """The one rule for empty results: a command that would write no records stops (exit 1, nothing
+    written) and says why: no records in ``source``, or none kept (the drop reasons, from ``stats``)."""
+    if stats.records_in == 0:
+        return InputError(
+            f"no records in the input, so no {what} to write", hint="check the input", path=source
+        )
+    reasons = ", ".join(f"{reason} {n:,}" for reason, n in stats.as_dict()["dropped"].items())
+    return InputError(
+        f"no {what} to write: {stats.records_in:,} records read, none kept (dropped: {reasons or 'none'})",
+        hint="check the input and the options",
+        path=source,
+    )
+
+
 RejectFn = Callable[[LrlError], None]
