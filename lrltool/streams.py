@@ -402,6 +402,25 @@ _WRITE_ERROR_TEXTS = (
 )
 
 
+def check_writable(path: str | os.PathLike[str] | None) -> None:
+    """Refuse now (the OutputError an atomic write would raise: disk full, read-only, no permission) an
+    output that could not be written, so that a long computation does not end in a lost result. Creates
+    and removes a temporary file where :class:`AtomicFile` would (through a symlink, missing folders made);
+    stdout, devices and FIFOs are written directly and are not tried."""
+    if path is None or str(path) == "-":
+        return
+    target, existing = _resolve_target(Path(path))
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise (write_error(exc, path) or exc) from None
+
+
 def write_error(exc: BaseException, path: str | os.PathLike[str]) -> OutputError | None:
     """The one-line :class:`OutputError` for a write to ``path`` that failed with ``exc`` (a full disk, a
     read-only file system, no permission), or None when ``exc`` is not such a failure.
