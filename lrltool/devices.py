@@ -10,7 +10,9 @@ that torchrun or ``accelerate launch`` started, trackers); evaluation needs only
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from lrltool.errors import UsageError
@@ -88,6 +90,49 @@ def default_bf16(device: Any) -> bool:
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
+#: How long the processes of a torchrun group wait for each other (NCCL's default is 10 minutes): the first
+#: process tokenizes the corpus (and fills the cache) while the others wait in a barrier.
+PROCESS_GROUP_TIMEOUT_S = int(os.environ.get("LRLTOOL_PROCESS_GROUP_TIMEOUT", str(6 * 3600)))
+#: cuBLAS needs a fixed workspace to be deterministic (set before the first cuBLAS call).
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def set_deterministic(on: bool) -> None:
+    """``--deterministic``: deterministic algorithms only (an op that has none is an error, not a silent
+    difference), cuDNN without autotuning, a fixed cuBLAS workspace. On the CPU the training loop is
+    bit-identical without it; on CUDA only with it."""
+    import torch
+
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = False
+
+
+@contextlib.contextmanager
+def deterministic(on: bool) -> Iterator[None]:
+    """:func:`set_deterministic` ``on`` for the block (nothing when off); the previous mode afterwards."""
+    import torch
+
+    if not on:
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic
+    set_deterministic(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic = before[1]
+
+
+def is_deterministic() -> bool:
+    import torch
+
+    return torch.are_deterministic_algorithms_enabled()
+
+
 def make_accelerator(device: str, *, bf16: bool | None = None) -> Any:
     """The 🤗 Accelerate ``Accelerator`` of one training run on ``--device``, with bf16 autocast.
 
@@ -110,5 +155,23 @@ def make_accelerator(device: str, *, bf16: bool | None = None) -> Any:
         AcceleratorState._reset_state(reset_partial_state=True)
         if target.type == "cuda":
             torch.cuda.set_device(target)
-    accelerator = Accelerator(cpu=target.type == "cpu", mixed_precision="bf16" if use_bf16 else "no")
+    accelerator = Accelerator(
+        cpu=target.type == "cpu",
+        mixed_precision="bf16" if use_bf16 else "no",
+        kwargs_handlers=[process_group_kwargs()],
+    )
     return accelerator
+
+
+def process_group_kwargs() -> Any:
+    """The process group's settings: a timeout long enough for the first process to tokenize a corpus."""
+    import datetime
+
+    from accelerate.utils import InitProcessGroupKwargs
+
+    return InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=PROCESS_GROUP_TIMEOUT_S))
+
+
+def global_rank() -> int:
+    """This process's index among all processes (0 without torchrun / accelerate launch)."""
+    return int(os.environ.get("RANK", "0"))

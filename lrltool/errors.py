@@ -67,3 +67,7 @@ class ModelError(LrlError):
 
 class RunError(LrlError):
     """A run folder that is missing, incomplete, or already holds another run."""
+
+
+class OutputError(LrlError):
+    """An output that cannot be written: a full disk, a read-only file system, no permission."""

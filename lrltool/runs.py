@@ -13,30 +13,46 @@ Layout of OUTDIR::
 
 A folder that holds another run is refused unless ``resume`` (continue it) or ``force`` (replace it);
 a non-empty folder that is not a run is always refused (we never delete what we did not write).
-:class:`Run` owns this lifecycle: :meth:`Run.open` decides (and changes nothing), :meth:`Run.start`
-creates the folder, checkpoints are saved and restored through it, :meth:`Run.finish` writes the model
-card and then training.json with ``finished: true`` (last: a finished training.json means a complete run).
+:class:`Run` owns this lifecycle: :meth:`Run.open` decides (and changes nothing), :meth:`Run.acquire`
+takes the folder's lock (:class:`RunLock`: one process writes a run folder; a second one is refused
+with one line naming the holder) and checks the decision again under it, :meth:`Run.start` writes
+training.json, checkpoints are saved and restored through it, :meth:`Run.finish` writes the model card and
+then training.json with ``finished: true`` (last: a finished training.json means a complete run), and
+:meth:`Run.release` lets the lock go (the kernel does it too when a process dies).
+
+Checkpoints are switched crash-safely (:func:`save_checkpoint`): the new one is written in full under a
+temporary name, then swapped with the old one in one atomic step; a process killed at any moment leaves
+``checkpoints/last`` complete (old or new). Where the system cannot swap (no renameat2), two renames
+leave a window after which :func:`checkpoint_to_resume` recovers the newest complete checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from lrltool import __version__
+from lrltool import __version__, ui
+from lrltool.devices import global_rank
 from lrltool.errors import RunError
-from lrltool.streams import atomic_output, write_json
+from lrltool.streams import atomic_output, exchange, write_error, write_json
 
 TRAINING_JSON = "training.json"
 LOG_JSONL = "log.jsonl"
 README = "README.md"
 CHECKPOINTS = "checkpoints"
+LOCK_FILE = ".lrltool.lock"  # held (flock) by the process that writes the run; removed when it ends
+#: The test hook of crash-safe checkpoints: "NAME:STEP" SIGKILLs this process when checkpoint NAME (last,
+#: best) of STEP is complete under its temporary name, before the switch; "NAME:STEP:between" switches by
+#: two renames (as where the system cannot swap) and kills between them.
+KILL_ENV = "LRLTOOL_TEST_KILL_IN_CHECKPOINT"
 # What a run writes; --force removes exactly these (and nothing else a user may have put there).
 RUN_ENTRIES = ("adapter", "model", "fusion", CHECKPOINTS, TRAINING_JSON, LOG_JSONL, README)
 
@@ -52,8 +68,10 @@ class RunInfo:
 
     kind: str = ""  # "language adapter", "continued pre-training" or "finetune"
     command: str | None = None
-    model: str | None = None
-    model_revision: str | None = None
+    model: str | None = None  # as given (a hub id or a folder)
+    model_revision: str | None = None  # a hub model's resolved commit
+    model_path: str | None = None  # a local model's absolute path (what eval --run and --resume load)
+    model_hash: str | None = None  # models.model_fingerprint: refused on --resume / eval --run if it changed
     model_type: str | None = None
     method: str | None = None
     source: str | None = None
@@ -138,6 +156,8 @@ class Run:
         self.path = Path(path)
         self.previous: RunInfo | None = None  # the interrupted run's training.json, when resuming
         self.force = False
+        self.resume = False
+        self._lock: RunLock | None = None
 
     # --- paths
 
@@ -176,8 +196,14 @@ class Run:
         """
         if resume and force:
             raise RunError("--resume and --force exclude each other", hint="give one of them")
+        if global_rank() == 0 and Path(out).is_dir():
+            RunLock(out).check()  # in use by another process: refused before any data is read
+        return cls._decide(out, resume=resume, force=force)
+
+    @classmethod
+    def _decide(cls, out: str | os.PathLike[str], *, resume: bool, force: bool) -> Run:
         run = cls(out)
-        run.force = force
+        run.force, run.resume = force, resume
         path = run.path
         if path.exists() and not path.is_dir():
             raise RunError("the output is a file, not a folder", hint="choose another -o", path=str(path))
@@ -203,7 +229,8 @@ class Run:
             raise RunError(
                 "no run to resume in this folder (no training.json)", hint="drop --resume", path=str(path)
             )
-        entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+        # The lock and what a killed run left under temporary names are ours (start() removes the latter).
+        entries = sorted(p.name for p in path.iterdir() if not _ours(p.name)) if path.is_dir() else []
         if entries:
             raise RunError(
                 f"the output folder is not empty and holds no run ({', '.join(entries[:3])}...)",
@@ -212,8 +239,47 @@ class Run:
             )
         return run
 
+    def acquire(self, command: str | None = None) -> None:
+        """Take the run folder's lock for the rest of this process's work on it (creating the folder), and
+        check under the lock that the folder still holds what :meth:`open` found; RunError when another
+        process holds the lock (naming it) or has changed the folder since. Only the first process of a
+        torchrun / accelerate launch group takes it. Idempotent."""
+        if self._lock is not None or global_rank() != 0:
+            return
+        lock = RunLock(self.path)
+        lock.acquire(command)
+        self._lock = lock
+        try:
+            again = Run._decide(self.path, resume=self.resume, force=self.force)
+        except RunError:
+            self.release()
+            raise
+        before = self.previous.to_json() if self.previous is not None else None
+        if (again.previous.to_json() if again.previous is not None else None) != before:
+            self.release()
+            raise RunError(
+                "another process changed the run folder while this command was starting",
+                hint="check what it holds, then run the command again",
+                path=str(self.path),
+            )
+
+    def release(self) -> None:
+        """Let the lock go (the folder is removed if taking the lock created it and nothing was written)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
     def start(self, info: RunInfo) -> None:
-        """Create the folder (with ``force``, first remove what an earlier run wrote) and write ``info``."""
+        """Take the lock (:meth:`acquire`) if not yet held, create the folder (with ``force``, first remove
+        what an earlier run wrote) and write ``info``."""
+        self.acquire(info.command)
+        self._remove_leftovers()
         if self.force:
             for name in RUN_ENTRIES:
                 target = self.path / name
@@ -223,6 +289,18 @@ class Run:
                     target.unlink()
         self.path.mkdir(parents=True, exist_ok=True)
         self.write_info(info)
+
+    def _remove_leftovers(self) -> None:
+        """Temporary files and folders of an earlier process of this run that was killed (SIGKILL, power
+        loss) while writing training.json, the card, the log or an export; ours to remove under the lock."""
+        if not self.path.is_dir():
+            return
+        for entry in self.path.iterdir():
+            if entry.name != LOCK_FILE and _ours(entry.name):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
     def write_info(self, info: RunInfo) -> None:
         write_json(self.training_json, info.to_json())
@@ -236,6 +314,135 @@ class Run:
 
     def log(self, *, keep_through_step: int | None = None) -> RunLog:
         return RunLog(self.log_path, keep_through_step=keep_through_step)
+
+
+def _ours(name: str) -> bool:
+    """The lock file, or a temporary file or folder of a run's own writes (training.json, an export)."""
+    return name == LOCK_FILE or name.startswith(_TEMPORARY_PREFIXES)
+
+
+_TEMPORARY_PREFIXES = tuple(f".{name}." for name in RUN_ENTRIES if name != CHECKPOINTS)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The lock
+
+
+class RunLock:
+    """An exclusive ``flock`` on OUTDIR/.lrltool.lock, which names its holder (pid, host, command, since).
+
+    flock, not a lock file's mere existence: the kernel releases it when the holder dies, even by SIGKILL,
+    so a stale file never blocks a run. The holder removes the file when it is done; a process that opened
+    the old file just before that checks, once it holds the lock, that the path still names that file.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self._fd: int | None = None
+        self._created = False
+
+    def check(self) -> None:
+        """Refuse now (RunError naming the holder) if another process holds the lock; take nothing and
+        write nothing, so that a command refused later does not read its data first."""
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError:
+            return  # no lock file (or none we may open): nobody to wait for; acquire() decides
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise self._in_use(fd) from None
+        finally:
+            os.close(fd)  # closing releases a lock taken here
+
+    def _in_use(self, fd: int) -> RunError:
+        return RunError(
+            f"another lrltool process is writing this run folder ({_lock_holder(fd)})",
+            hint="wait for it to end (or stop it); one run folder takes one process",
+            path=str(self.folder),
+        )
+
+    def acquire(self, command: str | None = None) -> None:
+        import fcntl
+
+        if self.folder.exists() and not self.folder.is_dir():
+            raise RunError(
+                "the output is a file, not a folder", hint="choose another -o", path=str(self.folder)
+            )
+        self._created = not self.folder.exists()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            while True:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    error = self._in_use(fd)
+                    os.close(fd)
+                    self._remove_created_folder()
+                    raise error from None
+                if _same_file(fd, self.path):
+                    break
+                os.close(fd)  # its holder removed it as we opened it: take the new one
+        except OSError as exc:
+            self._remove_created_folder()
+            raise (write_error(exc, self.folder) or exc) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(_holder_info(command)).encode("utf-8"))
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()  # while still held: no other process can hold this file now
+        os.close(self._fd)
+        self._fd = None
+        self._remove_created_folder()
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _remove_created_folder(self) -> None:
+        if self._created:
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()  # only if nothing was written into it
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _holder_info(command: str | None) -> dict[str, Any]:
+    import datetime
+    import socket
+    import sys
+
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command or " ".join(["lrltool", *sys.argv[1:]]),
+        "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def _lock_holder(fd: int) -> str:
+    """Who holds the lock, as its file says; "another process" while the holder has not written it yet."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 65536).decode("utf-8"))
+        return f"pid {info['pid']} on {info['host']} since {info['since']}: {info['command']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -257,7 +464,8 @@ class RunLog:
                     continue  # a line cut by a crash
                 if isinstance(step, int) and step <= keep_through_step:
                     kept.append(line)
-            path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+            with atomic_output(path) as stream:  # a crash here keeps the old log whole
+                stream.write("".join(f"{line}\n" for line in kept).encode("utf-8"))
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, **entry: Any) -> None:
@@ -298,16 +506,25 @@ def save_checkpoint(
     state: dict[str, Any],
     rng: dict[str, Any] | None = None,
 ) -> None:
-    """Write a checkpoint folder atomically (a crash mid-write keeps the previous one intact).
+    """Write a checkpoint folder crash-safely: a process killed at any moment leaves ``folder`` complete.
+
+    The new checkpoint is written in full under a temporary name beside ``folder`` (state.json last: its
+    presence marks a complete checkpoint), flushed to disk, then swapped with the old one in one atomic
+    step (renameat2 RENAME_EXCHANGE), and the old one removed. Where the system cannot swap, two renames;
+    a crash between them is repaired by :func:`checkpoint_to_resume`.
 
     ``weights``: safetensors; ``optimizer``: ``torch.save`` of a state dict of tensors and numbers, which
     ``torch.load(weights_only=True)`` reads; ``state``: JSON; ``rng``: safetensors of RNG state tensors.
+    A full disk or read-only folder is an OutputError naming the checkpoint (torch's own message is not).
     """
     import torch
     from safetensors.torch import save_file
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as exc:
+        raise (write_error(exc, folder) or exc) from None
     try:
         # safetensors refuses tensors that share memory (tied weights); clone so each is its own copy.
         save_file(
@@ -319,16 +536,87 @@ def save_checkpoint(
         if rng:
             save_file({k: v.cpu() for k, v in rng.items()}, str(tmp / "rng.safetensors"))
         (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        _sync_folder(tmp)
         os.chmod(tmp, 0o755)
+        _switch(tmp, folder, _kill_hook(folder.name, state.get("step")))
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        error = write_error(exc, folder) if isinstance(exc, Exception) else None
+        if error is not None:
+            raise error from None
+        raise
+    for stale in folder.parent.glob(f".{folder.name}.*"):  # what earlier crashes left
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush the folder's files and the folder itself to disk (a power loss then keeps a whole checkpoint)."""
+    for path in (*folder.iterdir(), folder):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _switch(tmp: Path, folder: Path, kill: str | None) -> None:
+    """Put the complete checkpoint ``tmp`` at ``folder``: one atomic swap where the system has it."""
+    if kill == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if not folder.exists():
+        os.replace(tmp, folder)
+    elif kill != "between" and exchange(tmp, folder):
+        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old checkpoint
+    else:
         old = folder.with_name(f".{folder.name}.old")
-        if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+        if kill == "between":
+            os.kill(os.getpid(), signal.SIGKILL)
         os.replace(tmp, folder)
         shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+
+def _kill_hook(name: str, step: Any) -> str | None:
+    parts = os.environ.get(KILL_ENV, "").split(":")
+    if len(parts) >= 2 and parts[0] == name and parts[1] == str(step):
+        return parts[2] if len(parts) > 2 else "before"
+    return None
+
+
+def _complete_step(folder: Path) -> int | None:
+    """The step of a complete checkpoint folder (weights and a readable state.json), else None."""
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(state, dict) or not (folder / "weights.safetensors").is_file():
+        return None
+    step = state.get("step")
+    return step if isinstance(step, int) else None
+
+
+def checkpoint_to_resume(folder: Path) -> Path | None:
+    """The checkpoint at ``folder`` (checkpoints/last or best) to resume from, or None when there is none.
+
+    When ``folder`` is missing but a crash left complete checkpoints under temporary names beside it (two
+    renames without a swap, or an older lrltool), the newest of them is put back at ``folder`` and a warning
+    says so. The other temporary folders (incomplete or older) are removed: call it holding the run's lock.
+    """
+    leftovers = list(folder.parent.glob(f".{folder.name}.*"))
+    found = (
+        [] if folder.exists() else [(step, p) for p in leftovers if (step := _complete_step(p)) is not None]
+    )
+    if found:
+        step, newest = max(found, key=lambda item: item[0])
+        os.replace(newest, folder)
+        ui.warn(
+            f"{folder} was missing (the run was killed while it was being replaced);"
+            f" recovered the complete checkpoint of step {step:,}"
+        )
+    for stale in leftovers:
+        shutil.rmtree(stale, ignore_errors=True)  # incomplete, older, or the one just moved into place
+    return folder if folder.exists() else None
 
 
 def load_checkpoint(folder: Path, *, device: Any = "cpu", with_optimizer: bool = True) -> Checkpoint:

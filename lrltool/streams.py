@@ -11,16 +11,19 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import gzip
 import hashlib
 import io
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -28,7 +31,7 @@ import jsonlines
 import orjson
 import zstandard
 
-from lrltool.errors import InputError, LrlError
+from lrltool.errors import InputError, LrlError, OutputError, UsageError
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -369,32 +372,185 @@ def parse_jsonl_lines(data: bytes, first_line: int = 1) -> Iterator[tuple[int, A
 
 # ---------------------------------------------------------------------------------------------------
 # Writing
+#
+# Every output is written under a temporary name beside its target and renamed into place once complete.
+# Exceptions, each on purpose: a symlink is followed (its target is replaced atomically, the link stays);
+# a character device or a named pipe (/dev/null, a FIFO a reader waits on) is written directly, streaming,
+# since there is nothing to rename; sockets, block devices and folders are refused. A replaced file keeps
+# its mode (and owner where the process may set it); a new one gets 0666 less the umask, as open() gives.
+
+#: errno -> (what happened, what to do): the cause of a failed write that a person can act on.
+_WRITE_ERRORS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("the disk is full (no space left on device)", "free some space, or write elsewhere"),
+    errno.EDQUOT: ("the disk quota is used up", "free some space, or write elsewhere"),
+    errno.EROFS: ("the file system is read-only", "write elsewhere"),
+    errno.EACCES: ("permission denied", "write to a folder you may write to"),
+    errno.EPERM: ("permission denied", "write to a folder you may write to"),
+    errno.EFBIG: ("the file is too large for this file system (or ulimit -f)", "write elsewhere"),
+}
+# Writers that raise something else than OSError (torch.save's inline_container.cc, safetensors' Rust
+# io::Error) say the cause in their message.
+_WRITE_ERROR_TEXTS = (
+    ("no space left on device", errno.ENOSPC),
+    ("storagefull", errno.ENOSPC),
+    ("os error 28", errno.ENOSPC),
+    ("read-only file system", errno.EROFS),
+    ("readonlyfilesystem", errno.EROFS),
+    ("os error 30", errno.EROFS),
+    ("disk quota exceeded", errno.EDQUOT),
+    ("permission denied", errno.EACCES),
+)
+
+
+def check_writable(path: str | os.PathLike[str] | None) -> None:
+    """Refuse now (the OutputError an atomic write would raise: disk full, read-only, no permission) an
+    output that could not be written, so that a long computation does not end in a lost result. Creates
+    and removes a temporary file where :class:`AtomicFile` would (through a symlink, missing folders made);
+    stdout, devices and FIFOs are written directly and are not tried."""
+    if path is None or str(path) == "-":
+        return
+    target, existing = _resolve_target(Path(path))
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise (write_error(exc, path) or exc) from None
+
+
+def write_error(exc: BaseException, path: str | os.PathLike[str]) -> OutputError | None:
+    """The one-line :class:`OutputError` for a write to ``path`` that failed with ``exc`` (a full disk, a
+    read-only file system, no permission), or None when ``exc`` is not such a failure.
+
+    torch.save reports a full disk as "PytorchStreamWriter failed writing file ...: file write failed"
+    without the cause: for such messages the free space of ``path``'s file system decides.
+    """
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code is None and not isinstance(exc, LrlError):
+        text = str(exc).lower()
+        code = next((c for marker, c in _WRITE_ERROR_TEXTS if marker in text), None)
+        if code is None and "write" in text and _disk_is_full(Path(path)):
+            code = errno.ENOSPC
+    if code not in _WRITE_ERRORS:
+        return None
+    what, hint = _WRITE_ERRORS[code]
+    return OutputError(f"cannot write: {what}", hint=hint, path=str(path))
+
+
+def _disk_is_full(path: Path) -> bool:
+    for folder in (path, *path.parents):
+        if folder.exists():
+            try:
+                return os.statvfs(folder).f_bavail == 0
+            except OSError:
+                return False
+    return False
+
+
+def _own_write_error(exc: BaseException, names: Iterable[str | os.PathLike[str] | None]) -> bool:
+    """Whether an OSError came from writing one of ``names`` (a write on a file object names no file)."""
+    if not isinstance(exc, OSError):
+        return False
+    return exc.filename is None or str(exc.filename) in {str(n) for n in names if n is not None}
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it (and put it back at once)
+    os.umask(mask)
+    return mask
+
+
+def _resolve_target(path: Path) -> tuple[Path, os.stat_result | None]:
+    """The file to write for ``-o path`` (a symlink's final target) and its stat (None if it is new)."""
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        info = os.stat(target)
+    except OSError:
+        return target, None
+    if stat.S_ISDIR(info.st_mode):
+        raise UsageError("the output is a folder, not a file", hint="name a file", path=str(path))
+    if not (stat.S_ISREG(info.st_mode) or stat.S_ISCHR(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
+        raise UsageError(
+            "the output is neither a file, a character device nor a named pipe",
+            hint="name a file",
+            path=str(path),
+        )
+    return target, info
 
 
 class AtomicFile:
-    """A file written under a temporary name in its folder and renamed into place by ``commit``."""
+    """A file written under a temporary name in its folder and renamed into place by :meth:`commit`.
+
+    See "Writing" above for symlinks, devices and pipes, and modes. :meth:`finish` completes the
+    temporary file (the step that can fail for a full disk), :meth:`publish` renames it: outputs that
+    must appear together finish all, then publish all. Failures to write raise :class:`OutputError`.
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, zstd_level: int = 3, zstd_threads: int = 0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self.tmp = Path(tmp)
-        self._file = os.fdopen(fd, "wb")
-        suffix = self.path.suffix
+        self.target, existing = _resolve_target(self.path)
+        self.direct = existing is not None and not stat.S_ISREG(existing.st_mode)
+        self.tmp: Path | None = None
+        regular = existing is not None and not self.direct
+        self._mode = stat.S_IMODE(existing.st_mode) if regular else 0o666 & ~_umask()  # type: ignore[union-attr]
+        self._owner = (existing.st_uid, existing.st_gid) if regular else None  # type: ignore[union-attr]
+        try:
+            if self.direct:
+                self._file: IO[bytes] = open(self.target, "wb")  # noqa: SIM115 - closed in finish()
+            else:
+                self.target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(
+                    prefix=f".{self.target.name}.", suffix=".tmp", dir=self.target.parent
+                )
+                self.tmp = Path(tmp)
+                self._file = os.fdopen(fd, "wb")
+        except OSError as exc:
+            raise (write_error(exc, self.path) or exc) from None
         self._inner: IO[bytes] | None = None
+        suffix = self.path.suffix
         if suffix == ".zst":
             cctx = zstandard.ZstdCompressor(level=zstd_level, threads=zstd_threads)
             self._inner = cctx.stream_writer(self._file, closefd=False)  # type: ignore[assignment]
         elif suffix == ".gz":
             self._inner = gzip.GzipFile(fileobj=self._file, mode="wb", mtime=0)
-        self.stream: IO[bytes] = self._inner if self._inner is not None else self._file  # type: ignore[assignment]
+        self.stream: IO[bytes] = self._inner if self._inner is not None else self._file
 
-    def commit(self) -> None:
+    def finish(self) -> None:
+        """Flush and close the file (compressed streams end their frame), with its final mode."""
         if self._inner is not None:
             self._inner.close()
+        if not self.direct:
+            os.fchmod(self._file.fileno(), self._mode)
+            if self._owner is not None:
+                with contextlib.suppress(OSError):
+                    os.fchown(self._file.fileno(), *self._owner)
         self._file.close()
-        os.chmod(self.tmp, 0o644)
-        os.replace(self.tmp, self.path)
+
+    def publish(self) -> None:
+        """Rename the finished file over the target (nothing to do for a device or pipe)."""
+        if self.tmp is not None:
+            os.replace(self.tmp, self.target)
+            self.tmp = None
+
+    def commit(self) -> None:
+        try:
+            self.finish()
+            self.publish()
+        except BaseException as exc:
+            self.discard()
+            if _own_write_error(exc, (self.path, self.tmp, self.target)):
+                raise (write_error(exc, self.path) or exc) from None
+            raise
 
     def discard(self) -> None:
         with contextlib.suppress(Exception):
@@ -402,16 +558,22 @@ class AtomicFile:
                 self._inner.close()
         with contextlib.suppress(Exception):
             self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.tmp.unlink()
+        if self.tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.tmp.unlink()
 
 
 class _Stdout:
+    path = "<stdout>"
+
     def __init__(self) -> None:
         self.stream = sys.stdout.buffer
 
     def commit(self) -> None:
-        self.stream.flush()
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            raise (write_error(exc, self.path) or exc) from None
 
     def discard(self) -> None:
         with contextlib.suppress(Exception):
@@ -420,14 +582,20 @@ class _Stdout:
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str] = "-", **zstd: int) -> Iterator[IO[bytes]]:
-    """A binary stream to ``path`` (``-`` = stdout), compressed by suffix, renamed on success only."""
+    """A binary stream to ``path`` (``-`` = stdout), compressed by suffix, renamed on success only.
+
+    A write that fails for a full disk, a read-only file system or permissions raises OutputError
+    naming ``path``; the temporary file is removed whatever fails, the final flush and rename included.
+    """
     target: AtomicFile | _Stdout = _Stdout() if str(path) == "-" else AtomicFile(path, **zstd)
     try:
         yield target.stream
-    except BaseException:
+        target.commit()
+    except BaseException as exc:
         target.discard()
+        if _own_write_error(exc, (path, getattr(target, "tmp", None))):
+            raise (write_error(exc, target.path) or exc) from None
         raise
-    target.commit()
 
 
 class RecordWriter:
@@ -455,17 +623,32 @@ def write_records(path: str | os.PathLike[str] = "-", **zstd: int) -> Iterator[R
 
 
 @contextlib.contextmanager
+def atomic_files(paths: Sequence[Path], **zstd: int) -> Iterator[list[IO[bytes]]]:
+    """Several outputs that appear together on success and not at all on failure (each finished before
+    any is renamed; a full disk at the end leaves none of them)."""
+    files: list[AtomicFile] = []
+    try:
+        for path in paths:
+            files.append(AtomicFile(path, **zstd))
+        yield [f.stream for f in files]
+        for f in files:
+            f.finish()
+        for f in files:
+            f.publish()
+    except BaseException as exc:
+        for f in files:
+            f.discard()
+        own = _own_write_error(exc, [n for f in files for n in (f.path, f.tmp)])
+        if own and files:
+            raise (write_error(exc, files[0].path.parent) or exc) from None
+        raise
+
+
+@contextlib.contextmanager
 def write_record_files(paths: dict[str, Path], **zstd: int) -> Iterator[dict[str, RecordWriter]]:
     """Several JSONL outputs that appear together on success and not at all on failure."""
-    files = {key: AtomicFile(path, **zstd) for key, path in paths.items()}
-    try:
-        yield {key: RecordWriter(f.stream) for key, f in files.items()}
-    except BaseException:
-        for f in files.values():
-            f.discard()
-        raise
-    for f in files.values():
-        f.commit()
+    with atomic_files(list(paths.values()), **zstd) as streams:
+        yield {key: RecordWriter(stream) for key, stream in zip(paths, streams, strict=True)}
 
 
 def write_json(path: str | os.PathLike[str], value: Any) -> None:
@@ -474,30 +657,84 @@ def write_json(path: str | os.PathLike[str], value: Any) -> None:
         stream.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
 
 
+@functools.cache
+def _renameat2() -> Any:
+    import ctypes
+
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not glibc >= 2.28 (macOS, musl): no renameat2
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return function
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap the paths ``a`` and ``b`` in one atomic step (Linux renameat2 RENAME_EXCHANGE).
+
+    False where the system or file system cannot (the caller falls back to two renames).
+    """
+    import ctypes
+
+    function = _renameat2()
+    if function is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if function(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
 def replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished folder ``tmp`` to ``out``, replacing an old one only once the new one is complete."""
-    os.chmod(tmp, 0o755)
-    if out.exists():
+    """Move the finished folder ``tmp`` to ``out``. An old ``out`` is swapped out in one atomic step where
+    the system can (renameat2), so that ``out`` is always complete, old or new; elsewhere by two renames.
+    The folder keeps an old ``out``'s mode; a new one gets 0777 less the umask."""
+    os.chmod(tmp, stat.S_IMODE(out.stat().st_mode) if out.is_dir() else 0o777 & ~_umask())
+    if not os.path.lexists(out):
+        os.replace(tmp, out)
+    elif exchange(tmp, out):
+        _remove(tmp)  # tmp now holds the old one
+    else:
         old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
         os.replace(out, old)
         os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+        _remove(old)
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary folder beside ``path`` to fill: it replaces ``path`` on success, is removed on failure."""
+    """A temporary folder beside ``path`` to fill: it replaces ``path`` on success, is removed on failure.
+
+    A full disk, a read-only file system or missing permissions raise OutputError naming ``path``, also
+    from writers that do not raise OSError (safetensors, torch.save).
+    """
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise (write_error(exc, out) or exc) from None
     try:
         yield tmp
         replace_dir(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        ours = not isinstance(exc, OSError) or exc.filename is None or str(exc.filename).startswith(str(tmp))
+        error = write_error(exc, out) if isinstance(exc, Exception) and ours else None
+        if error is not None:
+            raise error from None
         raise
 
 
@@ -553,6 +790,21 @@ class Stats:
         ui.info(self.line())
         if stats_path is not None:
             write_json(stats_path, self.as_dict())
+
+
+def nothing_written(stats: Stats, source: str, what: str) -> InputError:
+    """The one rule for empty results: a command that would write no records stops (exit 1, nothing
+    written) and says why: no records in ``source``, or none kept (the drop reasons, from ``stats``)."""
+    if stats.records_in == 0:
+        return InputError(
+            f"no records in the input, so no {what} to write", hint="check the input", path=source
+        )
+    reasons = ", ".join(f"{reason} {n:,}" for reason, n in stats.as_dict()["dropped"].items())
+    return InputError(
+        f"no {what} to write: {stats.records_in:,} records read, none kept (dropped: {reasons or 'none'})",
+        hint="check the input and the options",
+        path=source,
+    )
 
 
 RejectFn = Callable[[LrlError], None]

@@ -4,8 +4,8 @@
 Romanian text (BPE under a SentencePiece Metaspace pre-tokenizer for XLM-R, WordPiece for BERT, byte-level
 BPE for LLaMA; all deterministic),
 builds a randomly initialised model of the real HF class, and saves both with ``save_pretrained``
-(safetensors). The MLM heads get a non-zero output bias so a dropped bias is visible in tests.
-Deterministic for a given seed and settings.
+(safetensors) into a temporary folder that replaces ``out_dir`` once complete. The MLM heads get a
+non-zero output bias so a dropped bias is visible in tests. Deterministic for a given seed and settings.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lrltool.errors import UsageError
+from lrltool.streams import atomic_dir
 
 ARCHS = ("xlmr", "bert", "llama")
 
@@ -183,6 +184,7 @@ def build_tiny(
     if arch not in ARCHS:
         raise UsageError(f"unknown tiny architecture '{arch}'", hint=f"choose one of {', '.join(ARCHS)}")
     out = Path(out_dir)
+    _check_output(out)
     tokenizer = _train_tokenizer(arch, lines if lines is not None else corpus_lines(), vocab_size, max_length)
     vocab = max(model_vocab_size or 0, len(tokenizer))
     inter = intermediate_size or 2 * hidden_size
@@ -225,10 +227,23 @@ def build_tiny(
         )
         model = LlamaForCausalLM(config)
     model.eval()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    with atomic_dir(out) as tmp:  # a crash or Ctrl-C leaves no partial model folder
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
     return out
+
+
+def _check_output(out: Path) -> None:
+    """Refuse to replace a file, or a folder that holds something else than a model (we never delete what
+    we did not write); an empty folder or an earlier model folder is replaced."""
+    if out.exists() and not out.is_dir():
+        raise UsageError("the output is a file, not a folder", hint="choose another -o", path=str(out))
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise UsageError(
+            "the output folder is not empty and holds no model",
+            hint="choose a new or empty -o",
+            path=str(out),
+        )
 
 
 _BODY_WEIGHTS = (".attention.self.", ".attention.output.dense.", ".intermediate.dense.", ".output.dense.")

@@ -116,13 +116,24 @@ def make_settings(cls: type[S], base: Mapping[str, Any], explicit: Mapping[str, 
 
 
 def check_positive(settings: Any, *names: str) -> None:
-    """Refuse a setting (None = unset, allowed) that is zero or negative, naming its option."""
+    """Refuse a setting (None = unset, allowed) that is zero, negative or not finite (inf, nan), naming
+    its option (a usage error: exit 2)."""
     from lrltool.errors import UsageError
 
     for name in names:
         value = getattr(settings, name)
-        if value is not None and value <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, not {value}")
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive finite number, not {value}")
+
+
+def check_non_negative(settings: Any, *names: str) -> None:
+    """Refuse a setting (None = unset, allowed) that is negative or not finite, naming its option."""
+    from lrltool.errors import UsageError
+
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number >= 0, not {value}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -486,18 +497,40 @@ def save(
         accelerator.wait_for_everyone()
 
 
+def begin(run: runs.Run, accelerator: Any, trainable: Trainable, info: runs.RunInfo) -> TrainState:
+    """Start (or continue) ``run``: its lock taken, the interrupted run's state restored (:func:`restore`),
+    training.json written; the processes of a torchrun group wait for the first one, which alone locks,
+    recovers a checkpoint a crash left under a temporary name, and writes."""
+    if accelerator.is_main_process:
+        run.acquire(info.command)  # before reading checkpoints: one process writes a run folder
+        if run.previous is not None and runs.checkpoint_to_resume(run.last_checkpoint) is not None:
+            runs.checkpoint_to_resume(run.best_checkpoint)
+    accelerator.wait_for_everyone()
+    state = restore(run, trainable, device=accelerator.device)
+    if accelerator.is_main_process:
+        run.start(info)
+    accelerator.wait_for_everyone()
+    return state
+
+
 def restore(run: runs.Run, trainable: Trainable, *, device: Any) -> TrainState:
     """The state of the interrupted run's last checkpoint, its weights, optimizer and RNG restored
-    (a fresh TrainState when there is no checkpoint to resume from)."""
-    if run.previous is None or not run.last_checkpoint.is_dir():
+    (a fresh TrainState when there is no checkpoint to resume from, which is said). A checkpoint that a
+    crash left under a temporary name is recovered (:func:`lrltool.runs.checkpoint_to_resume`). Call it
+    holding the run's lock (:meth:`lrltool.runs.Run.acquire`)."""
+    if run.previous is None:
         return TrainState()
-    checkpoint = runs.load_checkpoint(run.last_checkpoint, device=device)
+    last = runs.checkpoint_to_resume(run.last_checkpoint)
+    if last is None:
+        ui.info(f"{run.path}: the interrupted run saved no checkpoint; starting again at step 0")
+        return TrainState()
+    checkpoint = runs.load_checkpoint(last, device=device)
     trainable.load_weights(checkpoint.weights)
     if checkpoint.optimizer is not None:
         trainable.optimizer.load_state_dict(checkpoint.optimizer)
     runs.set_rng_state(checkpoint.rng)
     state = TrainState.from_json(checkpoint.state)
-    if state.best_step is not None and not run.best_checkpoint.is_dir():
+    if state.best_step is not None and runs.checkpoint_to_resume(run.best_checkpoint) is None:
         state.best_score, state.best_step = None, None
     return state
 

@@ -385,7 +385,7 @@ def _sized(sizes):
 
 @pytest.mark.parametrize(
     ("max_bytes", "kept"),
-    [("30", 3), ("29", 2), ("10", 1), ("9", 0), ("1000", 5)],
+    [("30", 3), ("29", 2), ("10", 1), ("1000", 5)],  # "9" keeps none: refused (see the empty-result test)
 )
 def test_cli_exact_cap_boundary(cli, tmp_path, max_bytes, kept):
     records = _sized([10, 7, 13, 1, 1])  # running totals 10, 17, 30, 31, 32
@@ -635,3 +635,26 @@ def test_pool_results_too_big_for_shared_memory_and_without_fork(tmp_path, monke
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
     cap_records(input_path=src, output=out, workers=2, batch_bytes=4000)
     assert read_jsonl(out.read_bytes()) == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "options", "text"),
+    [
+        (b"", [], "in.jsonl: no records in the input, so no records to write; check the input"),
+        (
+            b'{"id": "a", "text": " "}\n{"id": "b", "text": "ab"}\n',
+            ["--min-chars", "3"],
+            "in.jsonl: no records to write: 2 records read, none kept (dropped: empty 1, too_short 1)",
+        ),
+        (b'{"id": "a", "text": "Ana are mere."}\n', ["--max-bytes", "5"], "(dropped: over_cap 1)"),
+        (b'{"id": "a", "text": " "}\n', ["--split", "train=0.5,test=0.5"], "(dropped: empty 1)"),
+    ],
+)
+def test_cli_empty_input_or_result_is_refused_like_every_command(cli, tmp_path, content, options, text):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(content)
+    out = tmp_path / ("split" if "--split" in options else "out.jsonl.zst")
+    result = cli(["cap", src, "-o", out, *options])
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and text in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]

@@ -343,3 +343,75 @@ def test_fetch_flores_pipe_into_eval(tiny_xlmr, tmp_path):
     rows = list(read_records(per_sentence))
     assert [r["id"] for r in rows] == [f"devtest:{i}" for i in range(1, 205)]
     assert math.fsum(r["pll"] for r in rows) == pytest.approx(records[0]["details"]["pll"], rel=1e-12)
+
+
+# --- adapters follow the model's device and dtype ---------------------------------------------------
+
+
+def _tensors(model):
+    return [*model.named_parameters(), *model.named_buffers()]
+
+
+def test_the_adapter_is_moved_with_the_model_to_the_requested_device_and_dtype(
+    tiny_xlmr, inv_run, tmp_path, monkeypatch
+):
+    """A device move recorded by a test double: "meta" stands for CUDA (the adapter is made on the CPU)."""
+    from lrltool import devices
+    from lrltool.lm import evaluate
+
+    class Scored(Exception):
+        pass
+
+    def record(lm, *args, **kwargs):
+        seen.extend(_tensors(lm))
+        raise Scored
+
+    seen = []
+    monkeypatch.setattr(devices, "resolve_device", lambda name: torch.device("meta"))
+    monkeypatch.setattr(evaluate, "score_pll", record)
+    with pytest.raises(Scored):
+        evaluate.evaluate_mlm(
+            input_path=str(_write_texts(tmp_path / "flores.jsonl")),
+            model=str(tiny_xlmr),
+            adapter=str(inv_run),
+            dtype="bfloat16",
+        )
+    names = [name for name, _ in seen]
+    assert any("invertible_adapters" in n for n in names) and any(".adapters." in n for n in names)
+    assert [n for n, t in seen if t.device.type != "meta"] == []
+    assert [n for n, t in seen if t.is_floating_point() and t.dtype != torch.bfloat16] == []
+
+
+def test_bfloat16_with_an_adapter_end_to_end_on_cpu(cli, tiny_xlmr, inv_run, tmp_path):
+    """The issue's case: "mat1 and mat2 must have the same dtype"."""
+    data = _write_texts(tmp_path / "flores.jsonl")
+    result = cli(
+        ["eval", "--task", "mlm", "-m", tiny_xlmr, "--adapter", inv_run, data, "--dtype", "bfloat16"]
+    )
+    assert result.exit_code == 0, result.stderr
+    mean = _records(result.stdout)[1]
+    reference = sum(math.exp(-p / c) for p, c in _reference(tiny_xlmr, adapter=inv_run)) / 2
+    assert mean["value"] == pytest.approx(reference, rel=0.1)  # bf16 keeps ~3 significant digits
+
+
+def test_eval_refuses_an_output_it_cannot_write_before_scoring(cli, tiny_xlmr, tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from lrltool.lm import evaluate
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(
+        evaluate, "score_pll", lambda *a, **k: pytest.fail("scored before checking the output")
+    )
+    monkeypatch.setattr(tempfile, "mkstemp", full_disk)
+    data, out = _write_texts(tmp_path / "flores.jsonl"), tmp_path / "out" / "pppl.jsonl"
+    result = cli(["eval", "--task", "mlm", "-m", tiny_xlmr, data, "-o", out])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"error: {out}: cannot write: the disk is full (no space left on device);"
+        " free some space, or write elsewhere"
+    ]
+    assert not out.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -606,3 +607,86 @@ def test_end_to_end_on_a_full_continued_pretraining_run(cli, pipeline, tiny_xlmr
     assert evaluated.exit_code == 0, evaluated.stderr
     records = [json.loads(line) for line in evaluated.stdout.splitlines()]
     assert {(r["method"], r["source"], r["model"]) for r in records} == {("full", "glotcc", str(tiny_xlmr))}
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--lr", "inf", "--lr must be a positive finite number, not inf"),
+        ("--lr", "-1", "--lr must be a positive finite number, not -1.0"),
+        ("--weight-decay", "nan", "--weight-decay must be a finite number >= 0, not nan"),
+        ("--weight-decay", "-0.01", "--weight-decay must be a finite number >= 0, not -0.01"),
+        ("--epochs", "inf", "--epochs must be a positive finite number, not inf"),
+    ],
+)
+def test_non_finite_or_negative_settings_are_usage_errors(
+    cli, tiny_xlmr, data_dirs, tmp_path, option, value, message
+):
+    out = tmp_path / "run"
+    result = cli(["finetune", "--task", "sa", "--model", tiny_xlmr, "--data", data_dirs["sa"], "-o", out,
+                  option, value])  # fmt: skip
+    _fails(result, 2, f"error: {message}", out)
+
+
+def test_a_run_folder_in_use_is_refused_and_leftovers_of_a_killed_run_go(cli, tiny_xlmr, data_dirs, tmp_path):
+    import subprocess
+    import sys
+
+    from lrltool import runs
+    from tests.paths import ROOT
+
+    single, seeds = tmp_path / "single", tmp_path / "seeds"
+    common = ["finetune", "--task", "sa", "--model", tiny_xlmr, "--data", data_dirs["sa"], "--max-steps", "1"]
+    code = (
+        "import sys, time; from lrltool import runs; locks = [runs.RunLock(p) for p in sys.argv[1:]];"
+        " [lock.acquire('lrltool finetune elsewhere') for lock in locks]; print('ready', flush=True);"
+        " time.sleep(120)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(single), str(seeds)], stdout=subprocess.PIPE,
+                              text=True, cwd=ROOT)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        for out, extra in ((single, []), (seeds, ["--seeds", "1,2"])):
+            result = cli([*common, "-o", out, *extra])
+            _fails(result, 1, f"{out}: another lrltool process is writing this run folder (pid {holder.pid}")
+            assert "lrltool finetune elsewhere" in result.stderr
+            assert [p.name for p in out.iterdir()] == [runs.LOCK_FILE]  # the holder's; nothing of ours
+    finally:
+        holder.kill()
+        holder.wait()
+    # A killed run's temporary files (training.json being replaced, an export) go when the folder is used.
+    (single / ".training.json.abc123.tmp").write_text("{")
+    (single / ".adapter.xyz").mkdir()
+    result = cli([*common, "-o", single])
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in single.iterdir()) == ["README.md", "adapter", "checkpoints", "log.jsonl",
+                                                        "training.json"]  # fmt: skip
+
+
+def test_eval_run_uses_the_recorded_model_from_any_folder_and_refuses_other_weights(
+    cli, tiny_xlmr, data_dirs, tmp_path, monkeypatch
+):
+    """The issue's case: a run of "--model ../tiny" evaluated from another folder used another model."""
+    shutil.copytree(tiny_xlmr, tmp_path / "tiny")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "tiny").mkdir(parents=True)  # what "../tiny" names from b/sub: not a model
+    (tmp_path / "b" / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    out = tmp_path / "run"
+    done = cli(["finetune", "--task", "sa", "--model", "../tiny", "--data", data_dirs["sa"], "-o", out,
+                "--max-steps", "2", "-b", "8"])  # fmt: skip
+    assert done.exit_code == 0, done.stderr
+    info = json.loads((out / "training.json").read_text())
+    assert info["model"] == "../tiny" and info["model_path"] == str((tmp_path / "tiny").resolve())
+    here = cli(["eval", "--task", "sa", "--run", out])
+    assert here.exit_code == 0, here.stderr
+    monkeypatch.chdir(tmp_path / "b" / "sub")
+    there = cli(["eval", "--task", "sa", "--run", out])
+    assert there.exit_code == 0, there.stderr
+    assert there.stdout == here.stdout and there.stdout.count("\n") == 2  # macro_f1, accuracy
+    weights = tmp_path / "tiny" / "model.safetensors"
+    rebuilt = bytearray(weights.read_bytes())
+    rebuilt[-1] ^= 1
+    weights.write_bytes(bytes(rebuilt))
+    refused = cli(["eval", "--task", "sa", "--run", out])
+    _fails(refused, 1, "is not the one this run was trained on (its weights differ)")

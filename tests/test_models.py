@@ -420,3 +420,31 @@ def test_find_adapter_dir(tmp_path):
         models.find_adapter_dir(tmp_path)
     with pytest.raises(ModelError, match="no such adapter folder"):
         models.find_adapter_dir(tmp_path / "nope")
+
+
+def test_model_fingerprint_hashes_the_weights_once_and_again_when_they_change(
+    tiny_xlmr, tmp_path, monkeypatch
+):
+    import hashlib
+
+    from lrltool.models import loading
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_xlmr, model)
+    weights = model / "model.safetensors"
+    file_hash = hashlib.sha256(weights.read_bytes()).hexdigest()
+    expected = "sha256:" + hashlib.sha256(f"model.safetensors\0{file_hash}\n".encode()).hexdigest()
+    source = models.resolve_model(str(model))
+    cache = tmp_path / "cache"
+    assert models.model_fingerprint(source, cache_dir=cache) == expected
+    assert file_hash in (cache / "weights-hashes.json").read_text()
+    hashed = []
+    real = loading._sha256_file
+    monkeypatch.setattr(loading, "_sha256_file", lambda path: hashed.append(path) or real(path))
+    assert models.model_fingerprint(source, cache_dir=cache) == expected and hashed == []  # from the cache
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # the same size, another last byte (and another mtime)
+    weights.write_bytes(bytes(data))
+    changed = models.model_fingerprint(source, cache_dir=cache)
+    assert changed != expected and hashed == [weights.resolve()]
+    assert models.model_location(source) == str(model.resolve())

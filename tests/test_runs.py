@@ -34,8 +34,10 @@ def test_another_run_is_refused_unless_resume_or_force(tmp_path):
     assert previous == runs.RunInfo(finished=False, method="seq_bn")
     run = runs.Run.open(tmp_path / "r", force=True)
     assert run.previous is None
-    run.start(runs.RunInfo(kind="language adapter"))
-    # only what a run writes goes (and the new run's training.json comes)
+    with run:
+        run.start(runs.RunInfo(kind="language adapter"))
+        assert (tmp_path / "r" / ".lrltool.lock").is_file()  # held while the run is written
+    # only what a run writes goes (and the new run's training.json comes); the lock goes with the run
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["notes.txt", "training.json"]
 
 

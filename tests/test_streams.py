@@ -175,3 +175,185 @@ def test_stats_summary_line_and_json(tmp_path):
         "dropped": {"duplicate": 2, "too_short": 1},
         "bytes": 1234,
     }
+
+
+# --- special targets, modes, failed writes --------------------------------------------------------
+
+
+def _char_device(path, minor: int):
+    """A private copy of /dev/null (minor 3) or /dev/full (minor 7) in the test's folder (needs root)."""
+    import os
+    import stat
+
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, minor))
+        with open(path, "wb") as probe:  # a nodev mount would refuse to open it
+            probe.write(b"")
+    except OSError:
+        pytest.skip("making a device node needs root and a mount that allows devices")
+    return path
+
+
+def test_a_symlink_is_followed_and_its_target_replaced_atomically(tmp_path):
+    target = tmp_path / "data" / "real.jsonl"
+    target.parent.mkdir()
+    target.write_bytes(b'{"old": 1}\n')
+    link = tmp_path / "link.jsonl"
+    link.symlink_to("data/real.jsonl")
+    with write_records(link) as out:
+        out.write({"new": 2})
+    assert link.is_symlink() and link.readlink().as_posix() == "data/real.jsonl"
+    assert target.read_bytes() == b'{"new":2}\n'
+    assert sorted(p.name for p in target.parent.iterdir()) == ["real.jsonl"]  # no temporary file left
+    dangling = tmp_path / "dangling.jsonl"
+    dangling.symlink_to("data/new.jsonl")
+    with write_records(dangling) as out:
+        out.write({"a": 1})
+    assert dangling.is_symlink() and (target.parent / "new.jsonl").read_bytes() == b'{"a":1}\n'
+
+
+def test_an_existing_file_keeps_its_mode_and_a_new_one_follows_the_umask(tmp_path):
+    import os
+    import stat
+
+    private = tmp_path / "private.jsonl"
+    private.write_bytes(b"")
+    private.chmod(0o600)
+    with write_records(private) as out:
+        out.write({"a": 1})
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    old = os.umask(0o077)
+    try:
+        with write_records(tmp_path / "new.jsonl.zst") as out:
+            out.write({"a": 1})
+        from lrltool.streams import atomic_dir
+
+        with atomic_dir(tmp_path / "folder") as folder:
+            (folder / "x").write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.jsonl.zst").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o700
+    with write_records(tmp_path / "default.jsonl") as out:
+        out.write({"a": 1})
+    assert stat.S_IMODE((tmp_path / "default.jsonl").stat().st_mode) == 0o666 & ~old
+
+
+def test_a_named_pipe_is_written_directly_to_its_reader(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    with write_records(fifo) as out:
+        out.write_all(RECORDS[:3])
+    reader.join(timeout=30)
+    assert received == [_jsonl(RECORDS[:3])]
+    assert fifo.is_fifo() and list(tmp_path.iterdir()) == [fifo]
+
+
+def test_a_character_device_is_written_directly(tmp_path):
+    null = _char_device(tmp_path / "null", 3)
+    with write_records(null) as out:
+        out.write_all(RECORDS)
+    assert null.is_char_device() and list(tmp_path.iterdir()) == [null]
+
+
+def test_a_full_device_gives_one_line_naming_it(cli, tmp_path):
+    full = _char_device(tmp_path / "full", 7)
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(_jsonl(RECORDS))
+    result = cli(["cap", source, "-o", full, "--workers", "1"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {full}: cannot write: the disk is full (no space left on device);"
+        " free some space, or write elsewhere"
+    ]
+    assert full.is_char_device() and sorted(tmp_path.iterdir()) == [full, source]
+
+
+def test_folders_and_sockets_are_refused_as_outputs(tmp_path):
+    import socket
+
+    from lrltool.errors import UsageError
+
+    with pytest.raises(UsageError, match="the output is a folder"), write_records(tmp_path) as out:
+        out.write({"a": 1})
+    path = tmp_path / "s"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        with pytest.raises(UsageError, match="neither a file"), write_records(path) as out:
+            out.write({"a": 1})
+
+
+@pytest.mark.parametrize("where", ["write", "close", "rename"])
+def test_a_full_disk_leaves_nothing_and_says_so(tmp_path, monkeypatch, where):
+    import errno
+    import os
+
+    from lrltool.errors import OutputError
+    from lrltool.streams import AtomicFile
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    path = tmp_path / "out.jsonl.zst"
+    if where == "close":
+        monkeypatch.setattr(AtomicFile, "finish", lambda self: full())
+    elif where == "rename":
+        monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OutputError) as caught, write_records(path) as out:
+        out.write({"a": 1})
+        if where == "write":
+            full()
+    assert str(caught.value) == (
+        f"{path}: cannot write: the disk is full (no space left on device);"
+        " free some space, or write elsewhere"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_folder_and_a_failed_group_say_so(tmp_path, monkeypatch):
+    import errno
+    import os
+    import tempfile
+
+    from lrltool.errors import OutputError
+    from lrltool.streams import AtomicFile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tempfile, "mkstemp", read_only)
+        with pytest.raises(OutputError, match=r"out\.jsonl: cannot write: the file system is read-only"):
+            write_records(tmp_path / "out.jsonl").__enter__()
+    paths = {s: tmp_path / f"{s}.jsonl" for s in ("train", "test")}
+    finished = []
+
+    def finish_then_fail(self):
+        finished.append(self.path.name)
+        if len(finished) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._file.close()
+
+    monkeypatch.setattr(AtomicFile, "finish", finish_then_fail)
+    with pytest.raises(OutputError, match="the disk is full"), write_record_files(paths) as outs:
+        outs["train"].write({"a": 1})
+    assert finished == ["train.jsonl", "test.jsonl"] and list(tmp_path.iterdir()) == []
+
+
+def test_torch_and_safetensors_messages_of_a_full_disk_are_recognised(tmp_path):
+    from lrltool.streams import write_error
+
+    torch_message = RuntimeError(
+        "[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0: No space left on device"
+    )
+    rust = Exception("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: ... })")
+    for exc in (torch_message, rust):
+        assert "the disk is full" in str(write_error(exc, tmp_path / "x"))
+    assert write_error(RuntimeError("shape mismatch"), tmp_path / "x") is None
+    assert write_error(ValueError("bad"), tmp_path / "x") is None

@@ -38,3 +38,27 @@ def test_tiny_mlm_head_has_a_bias_and_the_first_token_depends_on_the_text(arch, 
         ]
     spread = float(states.std(0).mean() / states.abs().mean())
     assert spread > 0.1  # unscaled HF init gives ~0.004: every classifier would predict one label
+
+
+def test_tiny_model_folder_appears_whole_or_not_at_all(cli, tmp_path, monkeypatch):
+    import transformers
+
+    out = tmp_path / "tiny"
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff" / "notes.txt").write_text("mine")
+    refused = cli(["tiny-model", "-o", tmp_path / "stuff"])
+    assert refused.exit_code == 2 and "not empty and holds no model" in refused.stderr
+    assert [p.name for p in (tmp_path / "stuff").iterdir()] == ["notes.txt"]
+
+    def fail(self, *args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C (or SIGTERM) while the tokenizer is being saved
+
+    with monkeypatch.context() as patch:
+        patch.setattr(transformers.PreTrainedTokenizerBase, "save_pretrained", fail)
+        interrupted = cli(["tiny-model", "-o", out])
+    assert interrupted.exit_code == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stuff"]  # no partial folder, no temporary one
+    assert cli(["tiny-model", "-o", out]).exit_code == 0
+    again = cli(["tiny-model", "-o", out, "--arch", "bert"])  # an earlier model folder is replaced
+    assert again.exit_code == 0 and '"bert"' in (out / "config.json").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stuff", "tiny"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from lrltool import models, runs, training
+from lrltool import devices, models, runs, training
 from lrltool.lm import adapter, data
 from lrltool.tiny import corpus_lines
 from tests.paths import ROOT
@@ -62,6 +62,14 @@ def _adapter_tensors(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(folder / "adapter.safetensors"))
+
+
+def _last_line_error(result, text: str) -> None:
+    """Exit 1 and one error line after the progress lines of the steps that ran."""
+    assert result.exit_code == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line for line in lines if line.startswith("error:")] == [lines[-1]], result.stderr
+    assert text in lines[-1] and "Traceback" not in result.stderr
 
 
 def _one_line_error(result, text: str) -> None:
@@ -604,3 +612,245 @@ def test_torchrun_and_accelerate_launch_equal_one_process_with_the_global_batch(
     assert json.loads((tmp_path / "acc" / "training.json").read_text())["processes"] == 2
     c = _adapter_tensors(tmp_path / "acc" / "adapter")
     assert c.keys() == a.keys() and all(torch.equal(c[key], a[key]) for key in a)
+
+
+# --- non-finite loss and option values ------------------------------------------------------------
+
+
+def test_a_non_finite_loss_stops_keeping_the_last_good_checkpoint(
+    cli, tiny_xlmr, corpus, tmp_path, monkeypatch
+):
+    real = adapter.LanguageModelling.train_step
+
+    def nan_at_step_5(self, step):
+        loss, tokens = real(self, step)
+        return (float("nan"), tokens) if step == 4 else (loss, tokens)  # the 5th optimizer step
+
+    monkeypatch.setattr(adapter.LanguageModelling, "train_step", nan_at_step_5)
+    out = tmp_path / "run"
+    result = _run(cli, tiny_xlmr, corpus, out, "--max-steps", "8", "--eval-steps", "2")
+    _last_line_error(
+        result, f"error: {out}: the training loss is nan at step 5; lower --lr, or check the data"
+    )
+    assert not (out / "adapter").exists()
+    assert json.loads((out / "training.json").read_text())["finished"] is False
+    last = runs.load_checkpoint(out / "checkpoints" / "last")
+    assert last.state["step"] == 4 and all(torch.isfinite(w).all() for w in last.weights.values())
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]  # strict JSON
+    assert max(e["step"] for e in log) == 4
+
+
+def test_a_learning_rate_that_blows_up_stops_with_one_line_and_valid_json(cli, tiny_xlmr, corpus, tmp_path):
+    out = tmp_path / "run"
+    result = _run(cli, tiny_xlmr, corpus, out, "--max-steps", "6", "--lr", "1e30")
+    _last_line_error(result, "the training loss is nan at step 2")
+    assert not (out / "adapter").exists()
+    for line in (out / "log.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in log.jsonl"))
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--lr", "inf", "--lr must be a positive finite number, not inf"),
+        ("--lr", "nan", "--lr must be a positive finite number, not nan"),
+        ("--lr", "-1e-4", "--lr must be a positive finite number, not -0.0001"),
+        ("--weight-decay", "-0.1", "--weight-decay must be a finite number >= 0, not -0.1"),
+        ("--weight-decay", "inf", "--weight-decay must be a finite number >= 0, not inf"),
+        ("--epochs", "inf", "--epochs must be a positive finite number, not inf"),
+        ("--epochs", "nan", "--epochs must be a positive finite number, not nan"),
+    ],
+)
+def test_non_finite_or_negative_settings_are_usage_errors(
+    cli, tiny_xlmr, corpus, tmp_path, option, value, message
+):
+    result = _run(cli, tiny_xlmr, corpus, tmp_path / "run", option, value)
+    assert result.exit_code == 2 and result.stderr == f"error: {message}\n"
+    assert not (tmp_path / "run").exists()
+
+
+# --- one process per run folder -------------------------------------------------------------------
+
+
+def _hold_lock(folder: Path):
+    """Another process holding the run folder's lock, as a running train-adapter does."""
+    code = (
+        "import sys, time; from lrltool import runs; lock = runs.RunLock(sys.argv[1]);"
+        " lock.acquire('lrltool train-adapter -o elsewhere'); print('ready', flush=True); time.sleep(120)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True, cwd=ROOT, env=os.environ
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_a_run_folder_in_use_is_refused_naming_the_holder(cli, tiny_xlmr, corpus, tmp_path):
+    import socket
+
+    out = tmp_path / "run"
+    cut = _run(cli, tiny_xlmr, corpus, out, "--max-steps", "4", env={"LRLTOOL_TEST_INTERRUPT_AT_STEP": "2"})
+    assert cut.exit_code == 130
+    before = {p.relative_to(out): p.stat().st_mtime_ns for p in out.rglob("*")}
+    holder = _hold_lock(out)
+    try:
+        resumed = _run(cli, tiny_xlmr, corpus, out, "--max-steps", "4", "--resume")
+        _one_line_error(
+            resumed,
+            f"error: {out}: another lrltool process is writing this run folder (pid {holder.pid} on"
+            f" {socket.gethostname()} since ",
+        )
+        assert resumed.stderr.rstrip().endswith(
+            ": lrltool train-adapter -o elsewhere); wait for it to end (or stop it);"
+            " one run folder takes one process"
+        )
+        new = _run(cli, tiny_xlmr, corpus, tmp_path / "new", "--max-steps", "1")
+        assert new.exit_code == 0  # other folders are free
+    finally:
+        holder.kill()
+        holder.wait()
+    after = {p.relative_to(out): p.stat().st_mtime_ns for p in out.rglob("*") if p.name != runs.LOCK_FILE}
+    assert after == before  # the refused process changed nothing (the holder made the lock file)
+    # The holder died without cleaning up: its lock file stays, but the lock went with the process.
+    assert (out / runs.LOCK_FILE).exists()
+    resumed = _run(cli, tiny_xlmr, corpus, out, "--max-steps", "4", "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "adapter",
+        "checkpoints",
+        "log.jsonl",
+        "training.json",
+    ]
+
+
+def test_two_runs_started_together_on_one_folder(tiny_xlmr, corpus, tmp_path):
+    """The issue's case: both used to exit 0 with every step logged twice."""
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "lrltool", "train-adapter", "-m", str(tiny_xlmr), "--train", str(corpus),
+        "-o", str(out), "--max-steps", "6", *STEPS_ARGS, "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LRLTOOL_PROGRESS": "0"}
+    procs = [
+        subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env) for _ in range(2)
+    ]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 1], results
+    [(_, refused)] = [r for r in results if r[0] == 1]
+    last = refused.strip().splitlines()[-1]
+    assert "another lrltool process is writing this run folder" in last or "holds another run" in last, last
+    steps = [e["step"] for e in runs.read_log(out / "log.jsonl") if "loss" in e]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+# --- crash-safe checkpoints -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["before", "between"])
+def test_a_kill_while_a_checkpoint_is_switched_loses_nothing(cli, tiny_xlmr, corpus, tmp_path, where):
+    args = ["--max-steps", "6", "--eval-steps", "2", "--lr", "1e-2"]
+    whole = _run(cli, tiny_xlmr, corpus, tmp_path / "whole", *args)
+    assert whole.exit_code == 0, whole.stderr
+    out = tmp_path / "cut"
+    hook = "last:4" if where == "before" else "last:4:between"
+    command = [
+        sys.executable, "-m", "lrltool", "train-adapter", "-m", str(tiny_xlmr), "--train", str(corpus),
+        "-o", str(out), *STEPS_ARGS, *args, "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LRLTOOL_PROGRESS": "0", runs.KILL_ENV: hook}
+    killed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    temporary = sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".last."))
+    if where == "before":  # the new checkpoint was complete under its temporary name; last is the old one
+        assert runs.load_checkpoint(out / "checkpoints" / "last").state["step"] == 2 and len(temporary) == 1
+    else:  # killed between two renames: no last, the old one and the new one under temporary names
+        assert not (out / "checkpoints" / "last").exists() and ".last.old" in temporary
+    resumed = _run(cli, tiny_xlmr, corpus, out, *args, "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    step = 2 if where == "before" else 4
+    assert f"resuming {out} at step {step} of 6" in resumed.stderr
+    if where == "between":
+        assert (
+            "was missing (the run was killed while it was being replaced); recovered the complete"
+            in resumed.stderr
+        )
+    a, b = _adapter_tensors(tmp_path / "whole" / "adapter"), _adapter_tensors(out / "adapter")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert runs.read_log(tmp_path / "whole" / "log.jsonl") == runs.read_log(out / "log.jsonl")
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best", "last"]  # leftovers gone
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(cli, tiny_xlmr, corpus, tmp_path):
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "lrltool", "train-adapter", "-m", str(tiny_xlmr), "--train", str(corpus),
+        "-o", str(out), *STEPS_ARGS, "--max-steps", "4", "--eval-steps", "2", "--cache-dir", str(tmp_path),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LRLTOOL_PROGRESS": "0", runs.KILL_ENV: "best:2"}
+    killed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = _run(cli, tiny_xlmr, corpus, out, "--max-steps", "4", "--eval-steps", "2", "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "the interrupted run saved no checkpoint; starting again at step 0" in resumed.stderr
+
+
+# --- the model a run was trained on ---------------------------------------------------------------
+
+
+def test_resume_follows_the_model_folder_and_refuses_other_weights_there(
+    cli, tiny_xlmr, corpus, tmp_path, monkeypatch
+):
+    shutil.copytree(tiny_xlmr, tmp_path / "model")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    cut = _run(cli, "model", corpus, out, "--max-steps", "4", env={"LRLTOOL_TEST_INTERRUPT_AT_STEP": "2"})
+    assert cut.exit_code == 130, cut.stderr
+    info = json.loads((out / "training.json").read_text())
+    weights = tmp_path / "model" / "model.safetensors"
+    original = weights.read_bytes()
+    assert info["model"] == "model" and info["model_path"] == str((tmp_path / "model").resolve())
+    assert info["model_hash"] == models.model_fingerprint(models.resolve_model(str(tmp_path / "model")))
+    rebuilt = bytearray(original)
+    rebuilt[-1] ^= 1  # the model folder rebuilt: same path, other weights
+    weights.write_bytes(bytes(rebuilt))
+    refused = _run(cli, "model", corpus, out, "--max-steps", "4", "--resume")
+    _one_line_error(refused, "error: --resume with different settings than the interrupted run: model_hash")
+    weights.write_bytes(original)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the same model, typed otherwise from another folder
+    resumed = _run(cli, "../model", corpus, out, "--max-steps", "4", "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert f"resuming {out} at step 2 of 4" in resumed.stderr
+
+
+# --- --deterministic --------------------------------------------------------------------------------
+
+
+def test_the_deterministic_gather_equals_boolean_indexing_in_values_and_gradients():
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(3, 7, 5, generator=gen)
+    selected = torch.rand(3, 7, generator=gen) < 0.4
+    weights = torch.randn(int(selected.sum()), 5, generator=gen)
+    results = []
+    for on in (False, True):
+        leaf = hidden.clone().requires_grad_(True)
+        with devices.deterministic(on):
+            rows = adapter._rows(leaf, selected)
+            (rows * weights).sum().backward()
+        results.append((rows.detach(), leaf.grad))
+    (a, grad_a), (b, grad_b) = results
+    assert torch.equal(a, hidden[selected]) and torch.equal(a, b) and torch.equal(grad_a, grad_b)
+    assert int((grad_b != 0).any(-1).sum()) == int(selected.sum())  # the rows picked, and only them
+
+
+def test_deterministic_training_on_cpu_equals_the_default_and_is_recorded(cli, tiny_xlmr, corpus, tmp_path):
+    args = ["--max-steps", "3", "--lr", "1e-2"]
+    plain = _run(cli, tiny_xlmr, corpus, tmp_path / "plain", *args)
+    strict = _run(cli, tiny_xlmr, corpus, tmp_path / "strict", *args, "--deterministic")
+    assert plain.exit_code == 0 and strict.exit_code == 0, strict.stderr
+    a, b = _adapter_tensors(tmp_path / "plain" / "adapter"), _adapter_tensors(tmp_path / "strict" / "adapter")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the CPU is deterministic anyway
+    assert json.loads((tmp_path / "strict" / "training.json").read_text())["deterministic"] is True
+    assert json.loads((tmp_path / "plain" / "training.json").read_text())["deterministic"] is False
+    assert not torch.are_deterministic_algorithms_enabled()  # the mode ends with the run

@@ -370,3 +370,22 @@ def test_shell_pipeline_verbalize_then_cap(tmp_path):
         "verbalize: 5 in, 3 out; dropped 2 (duplicate 1, no_template:Entails 1)",
         "cap: 2 in, 1 out; dropped 1 (over_cap 1); bytes 27; max_bytes 70; cap_reached yes",
     ]
+
+
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        (b"", "in.jsonl: no records in the input, so no sentences to write; check the input"),
+        (
+            b'{"id": "a", "rel": "IsA", "start": "x", "end": "x"}\n'
+            b'{"id": "b", "rel": "NoSuchRelation", "start": "x", "end": "y"}\n',
+            "in.jsonl: no sentences to write: 2 records read, none kept"
+            " (dropped: no_template:NoSuchRelation 1, self_loop 1)",
+        ),
+    ],
+)
+def test_cli_empty_input_or_result_is_refused_like_every_command(cli, tmp_path, content, text):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(content)
+    result = cli(["verbalize", src, "-o", tmp_path / "out.jsonl"])
+    _assert_one_line_error(result, 1, text, tmp_path, ["in.jsonl"])

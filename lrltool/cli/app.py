@@ -1,13 +1,19 @@
 """The Typer app, its one error handler and the root options.
 
 The single error handler lives in :class:`LrlGroup`: an :class:`LrlError` becomes one line on stderr and
-exit status 1 (2 for usage errors); ``LRLTOOL_DEBUG=1`` shows the traceback instead.
+exit status 1 (2 for usage errors); ``LRLTOOL_DEBUG=1`` shows the traceback instead. SIGTERM (``kill``,
+a batch scheduler, ``timeout``) is handled as Ctrl-C: the exception unwinds the command, so temporary
+files are removed and nothing half-written is left, then one line and exit status 143 (Ctrl-C: 130).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -15,14 +21,38 @@ from typer.core import TyperGroup
 
 from lrltool import __version__
 from lrltool.errors import LrlError
+from lrltool.streams import write_error
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM as an exception, so that it unwinds (and cleans up) like Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class LrlGroup(TyperGroup):
-    """Turns known errors into one readable line, a broken pipe into a quiet exit, Ctrl-C into 130."""
+    """Turns known errors into one readable line, a broken pipe into a quiet exit, Ctrl-C into 130 and
+    SIGTERM into 143 (after the same cleanup)."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            with _sigterm_as_interrupt():
+                return super().invoke(ctx)
         except LrlError as exc:
             if os.environ.get("LRLTOOL_DEBUG") == "1":
                 raise
@@ -32,21 +62,34 @@ class LrlGroup(TyperGroup):
             # `lrltool ... | head`: the reader went away; end quietly as Unix filters do.
             _silence_stdout()
             raise SystemExit(141) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if os.environ.get("LRLTOOL_DEBUG") == "1":
                 raise
-            _error_line("interrupted")
-            raise SystemExit(130) from None
+            terminated = isinstance(exc, Terminated)
+            _error_line("terminated (SIGTERM)" if terminated else "interrupted")
+            raise SystemExit(143 if terminated else 130) from None
         except (SystemExit, typer.Exit):
             raise
-        except Exception as exc:  # a bug or an environment problem: still one line, unless debugging
-            if os.environ.get("LRLTOOL_DEBUG") == "1" or _is_click_exception(exc):
-                raise
-            _error_line(
-                f"error: {type(exc).__name__}: {exc}; rerun with LRLTOOL_DEBUG=1 for the traceback"
-                " (and report it if it is not about your input)"
-            )
+        except OSError as exc:
+            # A full disk or read-only folder that no writer of ours named: still one line, with the file.
+            error = write_error(exc, exc.filename or "output")
+            if error is None or os.environ.get("LRLTOOL_DEBUG") == "1":
+                raise _unexpected(exc) from None
+            _error_line(f"error: {error}")
             raise SystemExit(1) from None
+        except Exception as exc:  # a bug or an environment problem: still one line, unless debugging
+            raise _unexpected(exc) from None
+
+
+def _unexpected(exc: BaseException) -> BaseException:
+    """One line for an error no code of ours explains (exit 1), or ``exc`` itself when debugging."""
+    if os.environ.get("LRLTOOL_DEBUG") == "1" or _is_click_exception(exc):
+        return exc
+    _error_line(
+        f"error: {type(exc).__name__}: {exc}; rerun with LRLTOOL_DEBUG=1 for the traceback"
+        " (and report it if it is not about your input)"
+    )
+    return SystemExit(1)
 
 
 def _is_click_exception(exc: BaseException) -> bool:

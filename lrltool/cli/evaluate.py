@@ -20,7 +20,7 @@ from lrltool.cli.app import app
 from lrltool.cli.options import DeviceOpt, InputArg, OutputOpt, QuietOpt, RevisionOpt, SkipBadOpt, StatsOpt
 from lrltool.errors import UsageError
 from lrltool.records import write_metric_records
-from lrltool.streams import Stats
+from lrltool.streams import Stats, check_writable
 from lrltool.tasks import TASKS, TRAINABLE_TASKS
 
 #: The options each evaluator takes (besides --task, IN, -o, --stats, -q and --device).
@@ -181,6 +181,8 @@ def eval_cli(
                 f"--{name.replace('_', '-')} does not apply to --task {task}",
                 hint=f"drop it, or see 'lrltool eval --help' for what --task {task} takes",
             )
+    for target in (output, given.get("per_sentence"), given.get("predictions")):
+        check_writable(target)  # before hours of scoring, not after
     summary = Stats(f"eval {task}" + (" --prompt" if prompt else ""))
     if prompt:
         records = _prompted(task, input_path, device, given)

@@ -38,6 +38,13 @@ DeviceOpt = Annotated[str, typer.Option("--device", help=f"Device: {DEVICE_HELP}
 RevisionOpt = Annotated[
     str | None, typer.Option("--revision", help="Hub revision (branch, tag or commit) to download.")
 ]
+DeterministicOpt = Annotated[
+    bool,
+    typer.Option(
+        "--deterministic",
+        help="Deterministic algorithms only (bit-identical runs and resumes on CUDA; the CPU is without it).",
+    ),
+]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in OUTDIR.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the run in OUTDIR.")]
 

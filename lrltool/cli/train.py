@@ -17,6 +17,7 @@ import typer
 from lrltool import ui
 from lrltool.cli.app import app
 from lrltool.cli.options import (
+    DeterministicOpt,
     DeviceOpt,
     ForceOpt,
     QuietOpt,
@@ -126,6 +127,7 @@ def train_adapter_cli(
         bool | None,
         typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: on with a CUDA GPU that has it)."),
     ] = None,
+    deterministic: DeterministicOpt = False,
     resume: ResumeOpt = False,
     force: ForceOpt = False,
     cache_dir: Annotated[
@@ -163,6 +165,7 @@ def train_adapter_cli(
         skip_bad_lines=skip_bad_lines,
         log_steps=log_steps,
         command=_command(),
+        deterministic=deterministic,
     )
 
 
@@ -274,6 +277,7 @@ def finetune_cli(
     ] = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
+    deterministic: DeterministicOpt = False,
     resume: ResumeOpt = False,
     force: ForceOpt = False,
     skip_bad_lines: SkipBadOpt = False,
@@ -310,4 +314,5 @@ def finetune_cli(
         force=force,
         skip_bad_lines=skip_bad_lines,
         command=_command(),
+        deterministic=deterministic,
     )

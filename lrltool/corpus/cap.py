@@ -37,12 +37,13 @@ import orjson
 
 from lrltool.errors import InputError, UsageError
 from lrltool.streams import (
-    AtomicFile,
     LineBatchReader,
     Stats,
+    atomic_files,
     atomic_output,
     display_name,
     not_an_object_error,
+    nothing_written,
     parse_jsonl_lines,
     require,
 )
@@ -345,6 +346,7 @@ def _start_worker(options: CleanOptions) -> None:
     global _worker_options
     _worker_options = options
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: terminate() ends a worker
 
 
 def _clean_batch_in_worker(data: bytes, first_line: int, slot: int | None) -> tuple[CleanedBatch, int | None]:
@@ -521,20 +523,14 @@ def _cleaned_batches(
 def _split_outputs(folder: Path, names: list[str], **zstd: int) -> Iterator[list[IO[bytes]]]:
     """One output a split, in ``folder``; they appear together on success and not at all on failure."""
     created = not folder.exists()
-    files: list[AtomicFile] = []
     try:
-        for name in names:
-            files.append(AtomicFile(folder / f"{name}.jsonl.zst", **zstd))
-        yield [f.stream for f in files]
+        with atomic_files([folder / f"{name}.jsonl.zst" for name in names], **zstd) as streams:
+            yield streams
     except BaseException:
-        for f in files:
-            f.discard()
         if created:
             with suppress(OSError):
                 folder.rmdir()  # only if still empty
         raise
-    for f in files:
-        f.commit()
 
 
 def cap_records(
@@ -558,7 +554,8 @@ def cap_records(
     summing to 1), ``output`` is a folder and each record goes to ``<output>/<name>.jsonl.zst`` by a hash
     of its id and ``seed``, the files appearing together at the end. See the module docstring for the
     cleaning steps and the cap. Refuses a line that is not a JSON object, a record without a string
-    ``text`` (or id when splitting) unless ``skip_bad_lines``, and a split without an output folder.
+    ``text`` (or id when splitting) unless ``skip_bad_lines``, a split without an output folder, and input
+    of which no record is kept (writing nothing, as every command does; :func:`nothing_written`).
     Returns the run's :class:`Stats` (dropped by reason; ``bytes``: UTF-8 bytes of the kept texts).
     """
     from lrltool import ui
@@ -615,6 +612,8 @@ def cap_records(
                 if merger.add(batch):
                     break
                 bar.update(completed=reader.position(), kept=stats.records_out)
+            if stats.records_out == 0:  # inside the with: nothing is written
+                raise nothing_written(stats, display_name(input_path), "records")
         if merger.reached and str(input_path) == "-":
             # Read stdin to its end, so that the command writing into the pipe does not die of SIGPIPE.
             for _ in batches:

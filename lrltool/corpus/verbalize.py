@@ -17,7 +17,7 @@ from typing import Any
 
 from lrltool.corpus.cap import DigestSet, text_digest
 from lrltool.errors import InputError, LanguageError
-from lrltool.streams import Record, Stats, read_records, require, write_records
+from lrltool.streams import Record, Stats, nothing_written, read_records, require, write_records
 
 TEMPLATE_FORM = "write one 'relation<TAB>predicate' line per relation, e.g. 'IsA<TAB>is a type of'"
 _RELATION = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z0-9_]+)*")
@@ -219,7 +219,8 @@ def verbalize_triples(
     (``-`` = stdout, compressed by suffix, renamed into place on success). ``lang`` is the FLORES code of
     the start node's language when the registry knows it, else the code as given. The triple's other
     known keys go into ``meta``, unknown keys pass through at the top level. Refuses a bad templates
-    file, a line that is not a JSON object and a triple without its keys (unless ``skip_bad_lines``).
+    file, a line that is not a JSON object and a triple without its keys (unless ``skip_bad_lines``),
+    and input that gives no sentence (writing nothing, as every command does; :func:`nothing_written`).
     """
     from lrltool import ui
 
@@ -242,4 +243,6 @@ def verbalize_triples(
             out.write(record)
             if n % 4096 == 0:
                 bar.update(completed=reader.position(), kept=stats.records_out)
+        if out.count == 0:  # inside the with: nothing is written
+            raise nothing_written(stats, reader.name, "sentences")
     return stats

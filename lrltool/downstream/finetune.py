@@ -120,8 +120,7 @@ def _check_settings(s: FinetuneSettings) -> None:
         raise UsageError(f"--patience must be at least 1, not {s.patience}")
     if not 0 <= s.warmup_ratio < 1:
         raise UsageError(f"--warmup-ratio must be in [0, 1), not {s.warmup_ratio}")
-    if s.weight_decay < 0:
-        raise UsageError(f"--weight-decay must not be negative, not {s.weight_decay}")
+    training.check_non_negative(s, "weight_decay")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -305,6 +304,8 @@ def _run_info(prep: Prepared, settings: FinetuneSettings, command: str | None, d
         command=command,
         model=prep.model_name,
         model_revision=prep.model_revision,
+        model_path=models.model_location(prep.base),
+        model_hash=models.model_fingerprint(prep.base),
         model_type=prep.base.model_type,
         method=settings.method,
         lang=prep.lang,
@@ -337,11 +338,12 @@ def _run_info(prep: Prepared, settings: FinetuneSettings, command: str | None, d
             "lang_adapters": prep.lang_infos,
             "fusion": prep.fusion,
             "base_model_path": str(prep.base.path),
+            "deterministic": devices.is_deterministic(),
         },
     )
 
 
-_RESUME_KEYS = ("task", "labels", "task_method", "model", "model_revision", "fusion", "seed", "settings")
+_RESUME_KEYS = ("task", "labels", "task_method", "model_revision", "fusion", "seed", "settings")
 
 
 def _check_resume(previous: dict[str, Any], current: dict[str, Any], path: Path) -> None:
@@ -349,7 +351,10 @@ def _check_resume(previous: dict[str, Any], current: dict[str, Any], path: Path)
         raise RunError(
             "the folder holds a run that is not a finetune run", hint="choose another -o", path=str(path)
         )
-    for key in _RESUME_KEYS:
+    # The model where it is (absolute path or hub id, not as typed) and its weights; a run of an older
+    # lrltool recorded the model as typed only.
+    model_keys = ("model_path", "model_hash") if previous.get("model_hash") else ("model",)
+    for key in (*_RESUME_KEYS, *model_keys):
         if previous.get(key) != current.get(key):
             raise RunError(
                 f"--resume with a different {key} than the interrupted run",
@@ -484,11 +489,18 @@ def train_run(
     Refuses a ``resume`` whose settings, data or language adapters differ from the interrupted run's, and
     several processes (finetune trains in one).
     """
-    started = time.perf_counter()
     if run is None:
         if out is None:
             raise TypeError("train_run needs run or out")
         run = runs.Run.open(out, resume=resume, force=force)
+    with run:  # its lock (taken when training starts) is let go at the end, whatever happens
+        return _train_run(prep, settings, run, device, command)
+
+
+def _train_run(
+    prep: Prepared, settings: FinetuneSettings, run: runs.Run, device: str, command: str | None
+) -> FinetuneResult:
+    started = time.perf_counter()
     accelerator = devices.make_accelerator(device, bf16=False)
     if accelerator.num_processes > 1:
         raise UsageError(
@@ -511,10 +523,9 @@ def train_run(
     trainable = training.Trainable(model=task.model, names=task.trainable, optimizer=optimizer)
     work = TaskTraining(prep, settings, task, model, accelerator)
     info = _start(run, prep, settings, task, work, command, accelerator)
-    state = training.restore(run, trainable, device=accelerator.device)
+    state = training.begin(run, accelerator, trainable, info)
     if state.step:
         ui.info(f"finetune: resuming {run.path} at step {state.step:,} of {work.total_steps:,}")
-    run.start(info)
     where = f"seed {settings.seed}: " if run.path.name.startswith("seed-") else ""
     ui.info(
         f"finetune: {where}{prep.spec.name} ({settings.method}"
@@ -618,6 +629,7 @@ def finetune(
     force: bool = False,
     skip_bad_lines: bool = False,
     command: str | None = None,
+    deterministic: bool = False,
 ) -> list[dict[str, Any]]:
     """Train a task model (or one per seed into OUTDIR/seed-N); return the training.json of each.
 
@@ -626,9 +638,14 @@ def finetune(
     for another base model, fusion without exactly two adapters, a full-fine-tuning run on a language
     adapter, and an output folder that holds something else (see :meth:`lrltool.runs.Run.open`).
     With seeds and ``resume``, finished seeds are kept and the others resumed or started.
+    ``deterministic``: :func:`lrltool.devices.set_deterministic` while training (bit-identical on CUDA).
     """
     if resume and force:
         raise RunError("--resume and --force exclude each other", hint="give one of them")
+    if devices.world_size() > 1:
+        raise UsageError(
+            "finetune trains in one process", hint="start it without torchrun or accelerate launch"
+        )
     prep = prepare(
         task=task,
         model=model,
@@ -640,18 +657,21 @@ def finetune(
         revision=revision,
         skip_bad_lines=skip_bad_lines,
     )
-    if seeds is None:
-        run = runs.Run.open(out, resume=resume, force=force)
-        return [train_run(prep, settings, run=run, device=device, command=command).info]
-    root = Path(out)
-    plan = _plan_seeds(root, seeds, resume=resume, force=force)
-    if force:
-        _remove_other_seeds(root, seeds)
-    infos = []
-    for seed, run in plan:
-        seed_settings = FinetuneSettings(**{**asdict(settings), "seed": seed})
-        infos.append(train_run(prep, seed_settings, run=run, device=device, command=command).info)
-    return infos
+    with devices.deterministic(deterministic):
+        if seeds is None:
+            run = runs.Run.open(out, resume=resume, force=force)
+            return [train_run(prep, settings, run=run, device=device, command=command).info]
+        root = Path(out)
+        with runs.RunLock(root) as lock:  # the seeds' root, besides each seed's own run folder
+            lock.acquire(command)
+            plan = _plan_seeds(root, seeds, resume=resume, force=force)
+            if force:
+                _remove_other_seeds(root, seeds)
+            infos = []
+            for seed, run in plan:
+                seed_settings = FinetuneSettings(**{**asdict(settings), "seed": seed})
+                infos.append(train_run(prep, seed_settings, run=run, device=device, command=command).info)
+            return infos
 
 
 def _plan_seeds(root: Path, seeds: Sequence[int], *, resume: bool, force: bool) -> list[tuple[int, runs.Run]]:

@@ -270,7 +270,7 @@ def load_finetuned(info: dict[str, Any], run_path: Path, *, device: Any) -> Task
             )
     if info["task_method"] == "full":
         return _load_full_model(run_path, task, labels, device)
-    base = _base_source(info)
+    base = _base_source(info, run_path)
     with models.adapters_warnings_off():
         return _load_trained_adapters(info, run_path, task, labels, base, lang_infos, device)
 
@@ -327,8 +327,20 @@ def _load_trained_adapters(
     return built
 
 
-def _base_source(info: dict[str, Any]) -> Any:
+def _base_source(info: dict[str, Any], run_path: Path) -> Any:
+    """The base model the run was trained on: where training.json says it is (an absolute path or hub id;
+    a run of an older lrltool recorded it as typed), refused if its weights changed since (model_hash)."""
     full_lang = [lang for lang in info.get("lang_adapters") or [] if lang["kind"] == "full"]
     if full_lang:
-        return models.resolve_model(full_lang[0]["folder"])
-    return models.resolve_model(info["model"], revision=info.get("model_revision"))
+        source = models.resolve_model(full_lang[0]["folder"])
+    else:
+        source = models.resolve_model(
+            info.get("model_path") or info["model"], revision=info.get("model_revision")
+        )
+    if info.get("model_hash") and models.model_fingerprint(source) != info["model_hash"]:
+        raise RunError(
+            f"the base model {source.path} is not the one this run was trained on (its weights differ)",
+            hint="evaluate with the model the run was trained on (training.json model_path, model_hash)",
+            path=str(run_path),
+        )
+    return source

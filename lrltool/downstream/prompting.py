@@ -651,11 +651,12 @@ def _load_lm(
         )
     tokenizer = models.load_tokenizer(model_source)
     torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
-    lm = models.load_model(model_source, head="lm", device=torch_device, dtype=torch_dtype)
+    lm = models.load_model(model_source, head="lm", dtype=torch_dtype)
     adapter_dir = None
     if adapter is not None:
         adapter_dir = models.resolve_adapter(adapter)
         models.load_adapter(lm, adapter_dir)
+    models.place(lm, device=torch_device, dtype=torch_dtype)  # after the adapter: it is made on CPU, fp32
     limit = max_length or model_source.max_positions
     declared = getattr(tokenizer, "model_max_length", None)
     if max_length is None and isinstance(declared, int) and 0 < declared < limit:

@@ -103,6 +103,7 @@ def check_settings(s: TrainSettings) -> None:
         "max_steps",
         "max_seq_length",
     )
+    training.check_non_negative(s, "weight_decay")
     if not 0 < s.mlm_probability < 1:
         raise UsageError(f"--mlm-probability must be between 0 and 1, not {s.mlm_probability}")
     if not 0 <= s.warmup_ratio < 1:
@@ -134,15 +135,27 @@ def lm_loss_sum(model: Any, head: Any, batch: dict[str, Any], objective: str) ->
         labels = batch["labels"]
         selected = labels != -100
         targets = labels[selected]
-        states = hidden[selected]
+        states = _rows(hidden, selected)
     else:
         selected = batch["attention_mask"][:, 1:].bool()
         targets = batch["input_ids"][:, 1:][selected]
-        states = hidden[:, :-1][selected]
+        states = _rows(hidden[:, :-1], selected)
     if targets.numel() == 0:
         return hidden.sum() * 0.0, torch.zeros((), dtype=torch.long, device=hidden.device)
     logits = head(states)
     return F.cross_entropy(logits.float(), targets, reduction="sum"), selected.sum()
+
+
+def _rows(hidden: Any, selected: Any) -> Any:
+    """``hidden[selected]`` (batch x length x width at a boolean batch x length mask), whose backward on
+    CUDA accumulates with atomics in no fixed order; in deterministic mode an ``index_select`` of the same
+    rows, whose backward has a deterministic CUDA kernel (the same values and gradients)."""
+    import torch
+
+    if not torch.are_deterministic_algorithms_enabled():
+        return hidden[selected]
+    index = selected.reshape(-1).nonzero().squeeze(1)
+    return hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
 
 
 def full_logits_loss(model: Any, batch: dict[str, Any], objective: str) -> Any:
@@ -329,6 +342,7 @@ def train_language_adapter(
     skip_bad_lines: bool = False,
     log_steps: int = 50,
     command: str | None = None,
+    deterministic: bool = False,
 ) -> TrainResult:
     """Train a language adapter (or every weight, method ``full``) and write the run folder ``output``.
 
@@ -338,76 +352,80 @@ def train_language_adapter(
     untrusted or unsupported model, ``max_seq_length`` beyond the model's limit, empty training data,
     records without ``text``, an output folder holding another run (unless ``resume``/``force``), and a
     ``resume`` with other settings or data. Ctrl-C saves a checkpoint and raises
-    :class:`lrltool.training.TrainingInterrupted` (exit 130).
+    :class:`lrltool.training.TrainingInterrupted` (exit 130). ``deterministic``:
+    :func:`lrltool.devices.set_deterministic` for the run (bit-identical runs and resumes on CUDA).
     """
     started = time.perf_counter()
     settings = settings or TrainSettings()
     check_settings(settings)
     method = models.adapter_method(settings.method)
-    run = runs.Run.open(output, resume=resume, force=force)
-    accelerator = devices.make_accelerator(device, bf16=bf16)
-    if accelerator.num_processes > 1 and str(train) == "-":
-        raise UsageError(
-            "reading training data from stdin does not work with several processes",
-            hint="give the training file with --train",
+    with devices.deterministic(deterministic), runs.Run.open(output, resume=resume, force=force) as run:
+        accelerator = devices.make_accelerator(device, bf16=bf16)
+        if accelerator.num_processes > 1 and str(train) == "-":
+            raise UsageError(
+                "reading training data from stdin does not work with several processes",
+                hint="give the training file with --train",
+            )
+        setup = _check_inputs(run, model, revision, train, validation, settings, method.name, skip_bad_lines)
+        tokenizer = models.load_tokenizer(setup.source)
+        if setup.objective == "mlm" and tokenizer.mask_token_id is None:
+            raise ModelError(
+                "the tokenizer has no mask token, so MLM cannot train", path=str(setup.source.path)
+            )
+        cache_root = (
+            (Path(cache_dir) if cache_dir is not None else default_cache_dir()) if use_cache else None
         )
-    setup = _check_inputs(run, model, revision, train, validation, settings, method.name, skip_bad_lines)
-    tokenizer = models.load_tokenizer(setup.source)
-    if setup.objective == "mlm" and tokenizer.mask_token_id is None:
-        raise ModelError("the tokenizer has no mask token, so MLM cannot train", path=str(setup.source.path))
-    cache_root = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) if use_cache else None
-    train_blocks, val_blocks, cache_path = _tokenize(accelerator, setup, tokenizer, settings, cache_root)
+        train_blocks, val_blocks, cache_path = _tokenize(accelerator, setup, tokenizer, settings, cache_root)
 
-    name = adapter_name or (setup.data.lang.replace("+", "_") if setup.data.lang else "lang")
-    net, trainable, task = _build(
-        accelerator, setup, tokenizer, settings, method.name, name, train_blocks, val_blocks
-    )
-    trainable_count = models.trainable_parameters(net)
-    total_steps = settings.max_steps or max(
-        1, math.ceil(settings.epochs * len(train_blocks) / task.global_batch)
-    )
-    info = _run_info(setup, settings, method.name, name, command, trainable_count, total_steps, accelerator)
-    info.data.update(
-        tokens=train_blocks.tokens,
-        examples=len(train_blocks),
-        validation_tokens=val_blocks.tokens if val_blocks is not None else 0,
-    )
-    info.extra["cache"] = str(cache_path) if cache_path else None
-    state = training.restore(run, trainable, device=accelerator.device)
-    if run.previous is not None and state.step and accelerator.is_main_process:
-        ui.info(f"train-adapter: resuming {run.path} at step {state.step:,} of {total_steps:,}")
-    if accelerator.is_main_process:
-        run.start(info)
-        ui.info(
-            f"train-adapter: {method.name}: {trainable_count:,} trainable parameters; {total_steps:,} steps"
+        name = adapter_name or (setup.data.lang.replace("+", "_") if setup.data.lang else "lang")
+        net, trainable, task = _build(
+            accelerator, setup, tokenizer, settings, method.name, name, train_blocks, val_blocks
         )
-    accelerator.wait_for_everyone()
+        trainable_count = models.trainable_parameters(net)
+        total_steps = settings.max_steps or max(
+            1, math.ceil(settings.epochs * len(train_blocks) / task.global_batch)
+        )
+        info = _run_info(
+            setup, settings, method.name, name, command, trainable_count, total_steps, accelerator
+        )
+        info.data.update(
+            tokens=train_blocks.tokens,
+            examples=len(train_blocks),
+            validation_tokens=val_blocks.tokens if val_blocks is not None else 0,
+        )
+        info.extra["cache"] = str(cache_path) if cache_path else None
+        state = training.begin(run, accelerator, trainable, info)
+        if accelerator.is_main_process:
+            if run.previous is not None and state.step:
+                ui.info(f"train-adapter: resuming {run.path} at step {state.step:,} of {total_steps:,}")
+            ui.info(f"train-adapter: {method.name}: {trainable_count:,} trainable parameters;"
+                    f" {total_steps:,} steps")  # fmt: skip
 
-    result = training.fit(
-        run=run,
-        accelerator=accelerator,
-        trainable=trainable,
-        state=state,
-        settings=training.LoopSettings(
-            total_steps=total_steps,
-            lr=settings.lr,
-            warmup_steps=math.ceil(settings.warmup_ratio * total_steps),
-            max_grad_norm=settings.max_grad_norm,
-            eval_every=settings.eval_steps,
-            higher_is_better=False,
-        ),
-        train_step=task.train_step,
-        evaluate=task.evaluate if val_blocks is not None else None,
-        log_format=training.LogFormat(
-            name="train",
-            epoch=lambda step: round(step * task.global_batch / len(train_blocks), 6),
-            score_name="loss",
-            log_steps=log_steps,
-        ),
-        command=command,
-        started=started,
-    )
-    return _export(run, accelerator, trainable, result, info, tokenizer, method.name, name)
+        result = training.fit(
+            run=run,
+            accelerator=accelerator,
+            trainable=trainable,
+            state=state,
+            settings=training.LoopSettings(
+                total_steps=total_steps,
+                lr=settings.lr,
+                warmup_steps=math.ceil(settings.warmup_ratio * total_steps),
+                max_grad_norm=settings.max_grad_norm,
+                eval_every=settings.eval_steps,
+                higher_is_better=False,
+            ),
+            train_step=task.train_step,
+            evaluate=task.evaluate if val_blocks is not None else None,
+            log_format=training.LogFormat(
+                name="train",
+                epoch=lambda step: round(step * task.global_batch / len(train_blocks), 6),
+                score_name="loss",
+                log_steps=log_steps,
+            ),
+            command=command,
+            started=started,
+        )
+        return _export(run, accelerator, trainable, result, info, tokenizer, method.name, name)
 
 
 def _build(
@@ -486,6 +504,8 @@ def _check_inputs(
     recorded = {
         "model": source.name,
         "model_revision": source.revision,
+        "model_path": models.model_location(source),
+        "model_hash": models.model_fingerprint(source),
         "method": method,
         "objective": objective,
         "settings": {**asdict(settings), "objective": objective, "max_seq_length": max_len},
@@ -493,7 +513,7 @@ def _check_inputs(
     previous = run.previous.to_json() if run.previous is not None else None
     if previous is not None:
         _refuse_resume(
-            runs.differences(previous, recorded, ("model", "model_revision", "method", "objective"))
+            runs.differences(previous, recorded, resume_model_keys(previous))
             + runs.differences(
                 previous.get("settings", {}), recorded["settings"], sorted(recorded["settings"])
             )
@@ -514,6 +534,14 @@ def _check_inputs(
             ]
         )
     return _Setup(source=source, objective=objective, max_len=max_len, recorded=recorded, data=data)
+
+
+def resume_model_keys(previous: dict[str, Any]) -> tuple[str, ...]:
+    """What --resume checks against the interrupted run: the model where it is (its absolute path or hub
+    id, not as typed) and its weights, the method and the objective. A run of an older lrltool recorded
+    the model as typed only."""
+    model = ("model_path", "model_hash") if previous.get("model_hash") else ("model",)
+    return (*model, "model_revision", "method", "objective")
 
 
 def _refuse_resume(differences: list[str]) -> None:
@@ -569,6 +597,8 @@ def _run_info(
         command=command,
         model=recorded["model"],
         model_revision=recorded["model_revision"],
+        model_path=recorded["model_path"],
+        model_hash=recorded["model_hash"],
         model_type=setup.source.model_type,
         method=method,
         source=setup.data.source,
@@ -585,6 +615,7 @@ def _run_info(
             "best_eval_loss": None,
             "processes": accelerator.num_processes,
             "bf16": accelerator.mixed_precision == "bf16",
+            "deterministic": devices.is_deterministic(),
         },
     )
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrltool import ui
+from lrltool import models, ui
 from lrltool.errors import InputError
 from lrltool.streams import Stats, read_records, require
 
@@ -204,11 +204,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 
 def default_cache_dir() -> Path:
-    if os.environ.get("LRLTOOL_CACHE"):
-        return Path(os.environ["LRLTOOL_CACHE"])
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HOME) / "lrltool"
+    return models.default_cache_dir()
 
 
 def cache_key(data_hash: str, tokenizer: Any, spec: TokenizeSpec) -> str:

@@ -60,6 +60,7 @@ def evaluate_mlm(
     """
     if model is None:
         raise UsageError("--task mlm needs --model", hint="give a model folder or hub id with --model")
+    torch_device, torch_dtype = devices.resolve_device(device), devices.resolve_dtype(dtype)  # misuse first
     stats = stats if stats is not None else Stats("eval mlm")
     texts, ids, langs, splits = _read_texts(input_path, skip_bad_lines=skip_bad_lines, stats=stats)
     language = _language(lang, langs, input_path)
@@ -79,7 +80,6 @@ def evaluate_mlm(
         # A `full` run (continued pre-training) has a whole model, not an adapter: score that model.
         scored_source = _full_run_model(adapter_dir, model_source)
         adapter_dir = None
-    torch_device, torch_dtype = devices.resolve_device(device), devices.resolve_dtype(dtype)
 
     tokenizer = models.load_tokenizer(scored_source)
     lm = models.load_model(scored_source, head="lm", dtype=torch_dtype)

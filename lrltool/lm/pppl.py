@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +39,11 @@ VARIANTS = ("original", "within_word_l2r")
 MLM_MODEL_TYPES = frozenset(SUPPORTED_MODEL_TYPES - DECODER_MODEL_TYPES)
 DEFAULT_BATCH_TOKENS = 8192  # copies x padded length per forward pass
 HEAD_ROWS = 128  # masked positions per MLM-head call: bounds the rows x vocabulary logits in memory
+#: The activations one forward pass may hold (--batch-tokens is capped to fit; see memory_bound_batch_tokens).
+MEMORY_BUDGET_BYTES = int(float(os.environ.get("LRLTOOL_PPPL_MEMORY_GB", "4")) * 2**30)
+#: A text longer than this many characters per allowed token is cut before it is tokenized (_encode_cut).
+PREFIX_CHARS_PER_TOKEN = 32
+_WHITESPACE = re.compile(r"\s")
 TRIM_EVERY = 4  # batches between returns of freed memory to the OS (each return costs page faults)
 
 
@@ -159,14 +166,7 @@ def _tokenize(
     for index, text in enumerate(texts):
         if not text.split():
             raise InputError(f"text {index + 1} is empty", hint="remove empty texts from the evaluation set")
-    encoded = tokenizer(
-        list(texts),
-        truncation=True,
-        max_length=max_length,
-        return_overflowing_tokens=True,  # to notice truncation: a cut text comes back in several rows
-        return_special_tokens_mask=True,
-        return_offsets_mapping=True,
-    )
+    encoded = _encode_cut(tokenizer, texts, max_length)
     sample_of_row = encoded["overflow_to_sample_mapping"]
     sentences: list[_Sentence] = []
     kept_end: list[int] = []
@@ -194,6 +194,50 @@ def _tokenize(
     return sentences
 
 
+def _encode_cut(tokenizer: Any, texts: Sequence[str], max_length: int) -> Any:
+    """The texts tokenized and cut at ``max_length`` tokens, a cut text in several rows (its overflow).
+
+    A long text is cut first (a 50 MB line must not become 100,000 overflow rows): a prefix of
+    ``PREFIX_CHARS_PER_TOKEN x max_length`` characters that ends before a whitespace, so that every word
+    in it is whole and is tokenized as in the full text (the pre-tokenizers of the MLM types split at
+    whitespace). If the prefix already yields more than ``max_length`` tokens, its first ``max_length``
+    are the full text's, and it was cut; otherwise the prefix doubles (very long unknown words), up to
+    the whole text. The same rows, in far less memory and time. (A text without whitespace after the
+    prefix, e.g. unsegmented Thai, is one pre-token and is tokenized whole.)
+    """
+    budget = PREFIX_CHARS_PER_TOKEN * max_length
+    cut = []
+    for text in texts:
+        while len(text) > budget:
+            prefix = _whitespace_prefix(text, budget)
+            if prefix is None or _longer_than(tokenizer, prefix, max_length):
+                text = prefix if prefix is not None else text
+                break
+            budget *= 2
+        cut.append(text)
+        budget = PREFIX_CHARS_PER_TOKEN * max_length
+    return tokenizer(
+        cut,
+        truncation=True,
+        max_length=max_length,
+        return_overflowing_tokens=True,  # to notice truncation: a cut text comes back in several rows
+        return_special_tokens_mask=True,
+        return_offsets_mapping=True,
+    )
+
+
+def _whitespace_prefix(text: str, chars: int) -> str | None:
+    """``text`` up to its first whitespace at or after ``chars`` characters (None: none there)."""
+    match = _WHITESPACE.search(text, chars)
+    return text[: match.start()] if match is not None else None
+
+
+def _longer_than(tokenizer: Any, text: str, max_length: int) -> bool:
+    """Whether ``text`` is more than ``max_length`` tokens, special tokens included."""
+    ids = tokenizer(text, truncation=True, max_length=max_length + 1)["input_ids"]
+    return len(ids) > max_length
+
+
 def _mask_positions(sentence: _Sentence, position: int, variant: str) -> list[int]:
     """Positions masked in the copy that scores ``position``."""
     if variant == "original":
@@ -204,6 +248,21 @@ def _mask_positions(sentence: _Sentence, position: int, variant: str) -> list[in
     return [
         q for q in range(position, len(sentence.ids)) if sentence.word_ids[q] == word
     ]  # within_word_l2r: this token and the rest of its word to the right
+
+
+def memory_bound_batch_tokens(config: Any, length: int, element_bytes: int) -> int:
+    """The most copies x length per forward pass whose activations fit in :data:`MEMORY_BUDGET_BYTES`.
+
+    Per token of a layer's forward pass (no gradients) at most: a few hidden-size tensors (input,
+    attention output, residuals), the feed-forward's intermediate and the attention scores of every
+    head against ``length`` positions (softmax input and output). The user's --batch-size and
+    --batch-tokens only ever lower it; the result does not depend on it.
+    """
+    hidden = int(getattr(config, "hidden_size", 768))
+    intermediate = int(getattr(config, "intermediate_size", 4 * hidden))
+    heads = int(getattr(config, "num_attention_heads", 12))
+    per_token = (4 * hidden + intermediate + 2 * heads * length) * element_bytes
+    return max(length, MEMORY_BUDGET_BYTES // per_token)
 
 
 def _batches(
@@ -298,6 +357,14 @@ def score_pll(
 
     started = time.perf_counter()
     sentences = _tokenize(tokenizer, texts, max_length=max_length, paper_compat=paper_compat)
+    longest = max(len(sentence.ids) for sentence in sentences)
+    bound = memory_bound_batch_tokens(model.config, longest, next(model.parameters()).element_size())
+    if batch_tokens > bound:
+        ui.info(
+            f"pseudo-perplexity: at most {bound:,} tokens per forward pass (of {batch_tokens:,} asked),"
+            f" to stay within {MEMORY_BUDGET_BYTES / 2**30:.1f} GiB of activations ($LRLTOOL_PPPL_MEMORY_GB)"
+        )
+        batch_tokens = bound
     batches = _batches(sentences, batch_tokens=batch_tokens, batch_size=batch_size)
     scorer = _Scorer(body, head, tokenizer, sentences, variant, keep_tokens=token_logprobs)
     with ui.progress("pseudo-perplexity", total=scorer.total, unit="tokens") as bar:

@@ -445,3 +445,85 @@ def checkpoint_parameter_names(source: ModelSource) -> set[str]:
         with safe_open(str(file), framework="pt") as handle:
             names.update(handle.keys())
     return names
+
+
+# ---------------------------------------------------------------------------------------------------
+# Which model a run used
+
+
+def default_cache_dir() -> Path:
+    """lrltool's cache: $LRLTOOL_CACHE, else $HF_HOME/lrltool (tokenized data, weights hashes)."""
+    import os
+
+    if os.environ.get("LRLTOOL_CACHE"):
+        return Path(os.environ["LRLTOOL_CACHE"])
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "lrltool"
+
+
+def model_location(source: ModelSource) -> str:
+    """What a run records to load the same model again from any folder: a local model's absolute path, a
+    hub model's id (its revision is recorded beside it)."""
+    return source.name if source.revision is not None else str(source.path.expanduser().resolve())
+
+
+def model_fingerprint(source: ModelSource, *, cache_dir: Path | None = None) -> str:
+    """``sha256:`` of the model's weights: the sha256 of each ``*.safetensors`` file, with its name, hashed.
+
+    Each file is read once: its sha256 is cached under (real path, inode, size, mtime) in the lrltool cache
+    (weights-hashes.json), so a multi-GB model is hashed on its first run only; a copied or rewritten file
+    has another mtime and is hashed again (never a stale hash). A hub snapshot's files link to blobs named
+    by their sha256, which is used as is.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = sorted(source.path.glob("*.safetensors"))
+    cache_file = (cache_dir if cache_dir is not None else default_cache_dir()) / "weights-hashes.json"
+    cache = _read_hash_cache(cache_file)
+    changed = False
+    for file in files:
+        real = file.resolve()
+        if real.parent.name == "blobs" and re.fullmatch(r"[0-9a-f]{64}", real.name):
+            file_hash = real.name  # the hub cache names LFS blobs by their sha256
+        else:
+            stat = real.stat()
+            key = f"{real}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}"
+            file_hash = cache.get(key)
+            if file_hash is None:
+                file_hash = cache[key] = _sha256_file(real)
+                changed = True
+        digest.update(f"{file.name}\0{file_hash}\n".encode())
+    if changed:
+        _write_hash_cache(cache_file, cache)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_hash_cache(path: Path) -> dict[str, str]:
+    try:
+        cache = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: hash again
+    return {k: v for k, v in cache.items() if isinstance(v, str)} if isinstance(cache, dict) else {}
+
+
+def _write_hash_cache(path: Path, cache: dict[str, str]) -> None:
+    import contextlib
+
+    from lrltool.errors import OutputError
+    from lrltool.streams import write_json
+
+    with contextlib.suppress(OSError, OutputError):  # an unwritable cache costs time, not correctness
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, dict(list(cache.items())[-1000:]))

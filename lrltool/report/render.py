@@ -1,12 +1,20 @@
-"""The report as text: cells, the terminal tables (rich), report.md and results.csv."""
+"""The report as text: cells, the terminal tables (rich), report.md and results.csv.
+
+Metric records are input, and input may be hostile: every text that comes from a record, a run folder or
+a file name is escaped for where it goes. Control characters (terminal escape sequences, newlines, bidi
+overrides) are shown as ``\\xNN`` on the terminal and in report.md; report.md escapes markdown and HTML
+(no raw tags, links, images or headings can be injected); results.csv neutralises cells that a
+spreadsheet would run as a formula (a leading ``= + - @``, tab or carriage return gets a ``'``).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from lrltool import __version__
@@ -113,24 +121,24 @@ def render_terminal(report: Report, console: Any) -> None:
     from rich.text import Text  # plain Text: labels such as "[full FT]" or "[n=2]" are not rich markup
 
     if report.preface:
-        console.print(Text(f"Note. {report.preface}", style="bold"))
+        console.print(Text(f"Note. {plain(report.preface)}", style="bold"))
     for table in report.tables:
         rich_table = RichTable(
-            title=Text(table.title, style="bold"),
+            title=Text(plain(table.title), style="bold"),
             title_justify="left",
-            caption=Text(table_caption(table)),
+            caption=Text(plain(table_caption(table))),
             caption_justify="left",
         )
         rich_table.add_column(Text("language"))
         rich_table.add_column(Text("GB"), justify="right")
         for column in table.columns:
-            rich_table.add_column(Text(column.label), justify="right")
+            rich_table.add_column(Text(plain(column.label)), justify="right")
         if table.paper:
             rich_table.add_column(Text("paper"), justify="right")
         for row, texts in table_rows(table):
             if row == f"avg:{next(iter(table.groups), '')}":
                 rich_table.add_section()
-            rich_table.add_row(*(Text(text) for text in texts))
+            rich_table.add_row(*(Text(plain(text)) for text in texts))
         console.print(rich_table)
         console.print()
 
@@ -139,14 +147,54 @@ def render_terminal(report: Report, console: Any) -> None:
 # Markdown
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")
+# C0 and C1 controls (ESC starts terminal escape sequences), DEL, line and paragraph separators, and the
+# bidi embeddings, overrides and isolates that reorder what a reader sees.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# What markdown (and the HTML it may carry) gives a meaning that could hide or fake content, escaped with
+# a backslash: tags and autolinks (<), code spans (`), table cells (|), emphasis (*), inline links and
+# images ("](" ), and a heading or quote at the start of a list item (# >). Other punctuation stays as is.
+_MARKDOWN = re.compile(r"[\\`<|*]|\](?=\()|^[#>]")
 
 
-def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: Sequence[str]) -> list[str]:
+def plain(text: object) -> str:
+    """``text`` with its control characters shown as ``\\xNN`` / ``\\uNNNN`` (terminal-safe, one line)."""
+    return _CONTROL.sub(_visible, str(text))
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _md(text: object) -> str:
+    """A text from the records as markdown that shows exactly that text (see the module docstring)."""
+    return _MARKDOWN.sub(lambda m: "\\" + m.group(), plain(text))
+
+
+def _code(text: object) -> str:
+    """A text from the records as an inline code span (outside tables): fenced by more backticks than it
+    holds, so that it cannot end the span early."""
+    text = plain(text)
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _md_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    align: Sequence[str],
+    bold: Sequence[bool] = (),
+) -> list[str]:
+    """A markdown table of texts (escaped here); the first cell of a row whose ``bold`` flag is set is
+    set in bold."""
     lines = ["| " + " | ".join(_md(h) for h in header) + " |"]
     lines.append("|" + "|".join("---:" if a == "right" else ":---" for a in align) + "|")
-    lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    for k, row in enumerate(rows):
+        cells = [_md(c) for c in row]
+        if k < len(bold) and bold[k] and cells:
+            cells[0] = f"**{cells[0]}**"
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -158,7 +206,7 @@ def render_markdown(report: Report) -> str:
     total = sum(n for _, n in report.inputs)
     lines.append(
         f"Made by lrltool {__version__} from {total} metric records"
-        f" ({', '.join(f'`{name}`: {n}' for name, n in report.inputs) or 'no metric files'})."
+        f" ({', '.join(f'{_code(name)}: {n}' for name, n in report.inputs) or 'no metric files'})."
     )
     lines.append("")
     if report.warnings:
@@ -184,14 +232,14 @@ def render_markdown(report: Report) -> str:
 
 
 def _table_section(report: Report, table: Table) -> list[str]:
-    lines = [f"## {table.title}", "", table_caption(table), ""]
+    lines = [f"## {_md(table.title)}", "", _md(table_caption(table)), ""]
     header = ["language", "GB", *(c.label for c in table.columns)]
     if table.paper:
         header.append("paper")
-    rows = []
-    for row, (label, *texts) in table_rows(table):
-        rows.append([f"**{label}**" if row.startswith("avg:") else label, *texts])
-    lines += _md_table(header, rows, ["left", "right", *["right"] * (len(header) - 2)])
+    keyed = table_rows(table)
+    rows = [texts for _, texts in keyed]
+    bold = [row.startswith("avg:") for row, _ in keyed]
+    lines += _md_table(header, rows, ["left", "right", *["right"] * (len(header) - 2)], bold)
     lines.append("")
     if table.paper:
         lines += ["Paper: numbers published in the paper (see 'Comparison with the paper').", ""]
@@ -209,7 +257,7 @@ def _runs_section(report: Report) -> list[str]:
         summary = f"{len(run.train)} training points, {len(run.evals)} validation points"
         if best:
             summary += f"; best validation loss {best[1]:.4f} at step {best[0]}"
-        lines += [f"- `{run.path}` ({summary})"]
+        lines += [f"- {_code(run.path)} ({summary})"]
         if plot:
             lines += ["", f"  ![loss: {_md(run.title)}](plots/{plot})", ""]
     lines.append("")
@@ -337,16 +385,16 @@ def _settings_section(report: Report) -> list[str]:
         "",
     ]
     for table in report.tables:
-        lines += [f"### {table.title}", ""]
+        lines += [f"### {_md(table.title)}", ""]
         for key, values in settings_summary(table.entries).items():
             shown = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
-            text = ", ".join(f"`{_md(v)}` ({n})" for v, n in shown[:4])
+            text = ", ".join(f"{_code(v)} ({n})" for v, n in shown[:4])
             if len(shown) > 4:
                 text += f", ... ({len(shown)} distinct values)"
             lines.append(f"- {_md(key)}: {text}")
         adapters = sorted({str(e.metric_record.adapter) for e in table.entries if e.metric_record.adapter})
         if adapters:
-            shown_adapters = ", ".join(f"`{_md(a)}`" for a in adapters[:6])
+            shown_adapters = ", ".join(_code(a) for a in adapters[:6])
             more = f" and {len(adapters) - 6} more" if len(adapters) > 6 else ""
             lines.append(f"- adapters: {shown_adapters}{more}")
         lines.append("")
@@ -354,7 +402,7 @@ def _settings_section(report: Report) -> list[str]:
         versions = run.info.get("versions")
         if isinstance(versions, dict) and versions:
             text = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
-            lines.append(f"- run `{run.path}`: {_md(text)}")
+            lines.append(f"- run {_code(run.path)}: {_md(text)}")
     return lines
 
 
@@ -400,8 +448,23 @@ def render_csv(report: Report) -> str:
             for column in table.columns:
                 values = _csv_values(table, row, column)
                 if values is not None:
-                    writer.writerow(values)
+                    writer.writerow({key: _csv_cell(value) for key, value in values.items()})
     return out.getvalue()
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    """A cell a spreadsheet will not run: a text that starts like a formula (``=HYPERLINK(...)``,
+    ``+cmd``, ``@SUM``) gets a leading ``'`` (OWASP's advice); numbers, also negative ones, stay numbers."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
 
 
 def _csv_values(table: Table, row: str, column: Column) -> dict[str, Any] | None:

@@ -1,0 +1,119 @@
+"""SIGTERM is handled as Ctrl-C by every command that writes files (cli/app.py's one handler): the
+temporary output is removed, one line on stderr, exit status 143."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.paths import EXAMPLES, ROOT
+
+
+def _conceptnet_lines() -> bytes:
+    with gzip.open(EXAMPLES / "conceptnet" / "conceptnet-assertions-5.7.0-excerpt.csv.gz", "rb") as f:
+        return b"".join(line for line in f if b"/c/ro/" in line)
+
+
+def _triples() -> bytes:
+    triple = {"id": "/a/1", "rel": "IsA", "start": "câine", "end": "animal", "start_lang": "ro"}
+    return b"".join(
+        json.dumps({**triple, "id": f"/a/{i}", "start": f"câine{i}"}).encode() + b"\n" for i in range(50)
+    )
+
+
+def _texts() -> bytes:
+    # More than the two 4 MiB batches cap reads before it opens its output.
+    line = "Vremea este frumoasă astăzi în București, spuse el încet, privind pe fereastră."
+    return b"".join(json.dumps({"id": i, "text": f"{line} {i}"}).encode() + b"\n" for i in range(110_000))
+
+
+def _wait_for(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("command", ["cap", "verbalize", "fetch"])
+def test_sigterm_removes_the_temporary_output_and_says_so(tmp_path, command):
+    out = tmp_path / "out.jsonl.zst"
+    fifo = tmp_path / "dump.csv"
+    args = {
+        "cap": ["cap", "-o", out],
+        "verbalize": ["verbalize", "-o", out],
+        "fetch": ["fetch", "conceptnet", "--lang", "ron", "--input", fifo, "-o", out],
+    }[command]
+    data = {"cap": _texts, "verbalize": _triples, "fetch": _conceptnet_lines}[command]()
+    if command == "fetch":
+        os.mkfifo(fifo)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LRLTOOL_PROGRESS": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrltool", *map(str, args)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    sink = proc.stdin if command != "fetch" else None
+
+    def feed() -> None:  # write the data and keep the input open: the command waits for more
+        stream = sink if sink is not None else open(fifo, "wb")  # noqa: SIM115 - closed by the test's end
+        try:
+            stream.write(data)
+            stream.flush()
+        except BrokenPipeError:
+            pass
+        feeding.append(stream)
+
+    feeding: list = []
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        _wait_for(lambda: any(tmp_path.glob(".out.jsonl.zst.*.tmp")) and feeding)
+        time.sleep(0.5)  # the command is now blocked reading the rest of its input
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for stream in feeding:
+            try:
+                stream.close()
+            except BrokenPipeError:
+                pass
+    assert proc.returncode == 143
+    assert stderr.decode().strip().splitlines()[-1] == "terminated (SIGTERM)"
+    assert "Traceback" not in stderr.decode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["dump.csv"] if command == "fetch" else [])
+
+
+def test_an_unattributed_full_disk_or_read_only_error_is_one_line(cli, monkeypatch):
+    import errno
+
+    from lrltool.corpus import verbalize
+
+    def fail(**kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), "/mnt/ro/cache/x")
+
+    monkeypatch.setattr(verbalize, "verbalize_triples", fail)
+    result = cli(["verbalize"], input="")
+    assert result.exit_code == 1
+    assert (
+        result.stderr
+        == "error: /mnt/ro/cache/x: cannot write: the file system is read-only; write elsewhere\n"
+    )
+    monkeypatch.setattr(verbalize, "verbalize_triples", lambda **kwargs: open("/nonexistent/x"))  # noqa: SIM115
+    result = cli(["verbalize"], input="")
+    assert (
+        result.exit_code == 1 and "FileNotFoundError" in result.stderr and "LRLTOOL_DEBUG=1" in result.stderr
+    )
