@@ -54,11 +54,27 @@ OUT ?= runs
 all data adapters finetune metrics report sizes: install
 	+$(PIPELINE) L=$(call resolve,$(LANGUAGE)) $@
 
-# Several languages, then one report over all of them.
-sweep: install
-	+for lang in $(LANGS); do $(PIPELINE) L=$$($(LRLTOOL) languages $$lang --field flores) metrics; done
+# Several languages, then one report over all of them. Each language is a sub-make of its own, so
+# `make -j N sweep` (with SUBMIT on a cluster: README.md "Slurm") runs languages side by side too.
+SWEEP_LANGS := $(addprefix sweep-,$(LANGS))
+.PHONY: $(SWEEP_LANGS) sweep-conceptnet
+sweep: $(SWEEP_LANGS)
 	$(LRLTOOL) report $(OUT)/*/metrics/*.jsonl --compare-paper -o $(OUT)/report
 	@echo "report: $(OUT)/report/report.md"
+
+$(SWEEP_LANGS): sweep-%: sweep-conceptnet
+	+$(PIPELINE) L=$(call resolve,$*) metrics
+
+# ConceptNet for every language of the sweep that lacks it, in one pass over the dump (pipeline.mk's
+# per-language rule would read the 475 MB dump once per language). When SOURCES leaves ConceptNet out,
+# nothing; when the one pass fails, each language's own rule fetches it and reports what is wrong.
+SWEEP_CN := $(filter conceptnet,$(or $(SOURCES),conceptnet))
+sweep-conceptnet: install
+	$(if $(SWEEP_CN),missing=$$(for lang in $(LANGS); do code=$(call resolve,$$lang); \
+		test -e $(OUT)/$$code/data/conceptnet-triples.jsonl.zst || echo $$lang; done | paste -sd, -); \
+	test -z "$$missing" || $(LRLTOOL) fetch conceptnet --lang $$missing $(if $(DATA),--input $(DATA)/conceptnet) \
+		-o '$(OUT)/{lang}/data/conceptnet-triples.jsonl.zst' \
+		|| echo "sweep: one pass over ConceptNet failed; each language fetches its own" >&2)
 
 # Prints the settings a run would use; also shows that LANG stays out of the recipes' environment.
 show-config:
