@@ -23,7 +23,7 @@ STAMP := $(VENV)/.installed-stamp
 LRLTOOL := $(BIN)/lrltool
 DEMO := demo
 
-.PHONY: install test lint demo bench clean show-config
+.PHONY: install test lint demo bench bench-gpu clean show-config
 
 install: $(STAMP)
 
@@ -109,6 +109,11 @@ demo: install $(DEMO)/models/tiny-xlmr/.done $(DEMO)/models/tiny-llama/.done
 bench: install
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,bench]'
 	$(BIN)/python benchmarks/run.py
+
+# GPU figures of base-size models with random weights (offline): benchmarks/gpu-results.json. Without a
+# CUDA device it says so in one line and exits 0 (benchmarks/README.md "GPU").
+bench-gpu: install
+	$(BIN)/python benchmarks/gpu.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache
