@@ -245,6 +245,7 @@ SEED_CODE = r"""
 import json, time, torch
 torch.set_num_threads({threads})
 import adapters
+from adapters.training import AdapterArguments, setup_adapter_training
 from datasets import Dataset
 from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
 from transformers import TrainerCallback, TrainingArguments
@@ -252,8 +253,9 @@ texts = [json.loads(line)["text"] for line in open({data!r}, encoding="utf-8")]
 tokenizer = AutoTokenizer.from_pretrained({model!r})
 model = AutoModelForMaskedLM.from_pretrained({model!r})
 adapters.init(model)
-model.add_adapter("mlm", config="seq_bn")
-model.train_adapter("mlm")
+# run_mlm.py --train_adapter --adapter_config seq_bn: add, train and activate the adapter
+setup_adapter_training(model, AdapterArguments(train_adapter=True, adapter_config="seq_bn"), "mlm")
+assert model.active_adapters is not None
 # run_mlm.py --line_by_line: each text truncated to max_seq_length, no padding (the collator pads a batch).
 enc = tokenizer(texts, truncation=True, max_length={length}, return_special_tokens_mask=True)
 dataset = Dataset.from_dict(dict(enc))
