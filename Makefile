@@ -23,7 +23,7 @@ STAMP := $(VENV)/.installed-stamp
 LRLTOOL := $(BIN)/lrltool
 DEMO := demo
 
-.PHONY: install test lint demo bench clean show-config
+.PHONY: install test lint demo bench bench-gpu clean show-config
 
 install: $(STAMP)
 
@@ -50,7 +50,8 @@ PIPELINE = $(MAKE) --no-print-directory -f pipeline.mk LRLTOOL=$(LRLTOOL)
 # The language's code (ron_Latn, fao_Latn, bre_Latn) and the sources that have it, through the registry
 # (ron, ro, ron_Latn, Romanian all work; see `lrltool languages`); pipeline.mk skips the steps whose data
 # do not exist.
-resolve = L=$$($(LRLTOOL) languages $(1) --field code) HAVE="$$($(LRLTOOL) languages $(1) --field sources)"
+code_of = $$($(LRLTOOL) languages $(1) --field code)
+resolve = L=$(call code_of,$(1)) HAVE="$$($(LRLTOOL) languages $(1) --field sources)"
 LANGS ?= $(LANGUAGE)
 OUT ?= runs
 
@@ -58,11 +59,28 @@ OUT ?= runs
 all data adapters finetune metrics report sizes: install
 	+$(PIPELINE) $(call resolve,$(LANGUAGE)) $@
 
-# Several languages, then one report over all of them.
-sweep: install
-	+for lang in $(LANGS); do $(PIPELINE) $(call resolve,$$lang) metrics; done
+# Several languages, then one report over all of them. Each language is a sub-make of its own, so
+# `make -j N sweep` (with SUBMIT on a cluster: README.md "Slurm") runs languages side by side too.
+SWEEP_LANGS := $(addprefix sweep-,$(LANGS))
+.PHONY: $(SWEEP_LANGS) sweep-conceptnet
+sweep: $(SWEEP_LANGS)
 	$(LRLTOOL) report $(OUT)/*/metrics/*.jsonl --compare-paper -o $(OUT)/report
 	@echo "report: $(OUT)/report/report.md"
+
+$(SWEEP_LANGS): sweep-%: sweep-conceptnet
+	+$(PIPELINE) $(call resolve,$*) metrics
+
+# ConceptNet for every language of the sweep that ConceptNet has and that lacks it, in one pass over the
+# dump (pipeline.mk's per-language rule would read the 475 MB dump once per language). When SOURCES leaves ConceptNet out,
+# nothing; when the one pass fails, each language's own rule fetches it and reports what is wrong.
+SWEEP_CN := $(filter conceptnet,$(or $(SOURCES),conceptnet))
+sweep-conceptnet: install
+	$(if $(SWEEP_CN),missing=$$(for lang in $(LANGS); do code=$(call code_of,$$lang); \
+		$(LRLTOOL) languages $$lang --field sources | grep -qw conceptnet || continue; \
+		test -e $(OUT)/$$code/data/conceptnet-triples.jsonl.zst || echo $$lang; done | paste -sd, -); \
+	test -z "$$missing" || $(LRLTOOL) fetch conceptnet --lang $$missing $(if $(DATA),--input $(DATA)/conceptnet) \
+		-o '$(OUT)/{lang}/data/conceptnet-triples.jsonl.zst' \
+		|| echo "sweep: one pass over ConceptNet failed; each language fetches its own" >&2)
 
 # Prints the settings a run would use; also shows that LANG stays out of the recipes' environment.
 show-config:
@@ -97,6 +115,11 @@ demo: install $(DEMO)/models/tiny-xlmr/.done $(DEMO)/models/tiny-llama/.done
 bench: install
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,bench]'
 	$(BIN)/python benchmarks/run.py
+
+# GPU figures of base-size models with random weights (offline): benchmarks/gpu-results.json. Without a
+# CUDA device it says so in one line and exits 0 (benchmarks/README.md "GPU").
+bench-gpu: install
+	$(BIN)/python benchmarks/gpu.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache

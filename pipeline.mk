@@ -47,6 +47,9 @@ TRAIN_ARGS ?=
 FINETUNE_ARGS ?=
 EVAL_ARGS ?=
 REPORT_ARGS ?= --compare-paper
+# A prefix for every training and evaluation recipe, e.g. SUBMIT='srun --gres=gpu:1 --time=24:00:00'
+# (README.md "Slurm"); fetch, verbalize, cap and report run where make runs.
+SUBMIT ?=
 
 # The sources that have the language (the top-level Makefile passes them); steps without data are skipped.
 HAVE ?= $(shell $(LRLTOOL) languages $(L) --field sources)
@@ -139,27 +142,27 @@ $(D)/data/%/.done:
 
 # $(call train_adapter_cmd,METHOD,SOURCE,TRAIN,VALIDATION,OUTDIR)
 define train_adapter_cmd
-$(LRLTOOL) train-adapter --model $(MODEL) --method $(1) $(call train_preset,$(2)) \
+$(SUBMIT) $(LRLTOOL) train-adapter --model $(MODEL) --method $(1) $(call train_preset,$(2)) \
 		--train $(3) --validation $(4) \
 		$(TRAIN_ARGS) $$(if $$(wildcard $(5)/checkpoints/*),--resume,--force) -o $(5)
 endef
 
 # $(call finetune_cmd,TASK,OPTIONS,OUTDIR)
 define finetune_cmd
-$(LRLTOOL) finetune --task $(1) --model $(MODEL) --data $(D)/data/$(1) --lang $(L) $(2) \
+$(SUBMIT) $(LRLTOOL) finetune --task $(1) --model $(MODEL) --data $(D)/data/$(1) --lang $(L) $(2) \
 		--seeds $(SEEDS_CSV) $(finetune_preset) $(FINETUNE_ARGS) --force -o $(3)
 endef
 
 # $(call eval_mlm_cmd,OPTIONS) with the FLORES file as $$<: --task mlm, or clm for a decoder (LM_TASK)
 define eval_mlm_cmd
 mkdir -p $$(@D)
-	$(LRLTOOL) eval --task $(LM_TASK) --model $(MODEL) $(1) $$< $(EVAL_ARGS) > $$@
+	$(SUBMIT) $(LRLTOOL) eval --task $(LM_TASK) --model $(MODEL) $(1) $$< $(EVAL_ARGS) > $$@
 endef
 
 # $(call eval_task_cmd,TASK) with the finetune run's .done as $$<
 define eval_task_cmd
 mkdir -p $$(@D)
-	$(LRLTOOL) eval --task $(1) --run $$(<D) $(EVAL_ARGS) > $$@
+	$(SUBMIT) $(LRLTOOL) eval --task $(1) --run $$(<D) $(EVAL_ARGS) > $$@
 endef
 
 # --- language adapters -------------------------------------------------------------------------------
@@ -194,7 +197,7 @@ $(foreach t,$(TASKS),$(foreach m,$(FUSION_METHODS),$(eval $(call task_rule,$(t),
 define prompt_rule
 $(D)/metrics/$(1)-prompt-$(2)shot.jsonl: $(D)/data/$(1)/.done
 	mkdir -p $$(@D)
-	$(LRLTOOL) eval --task $(1) --prompt --model $(PROMPT_MODEL) --data $(D)/data/$(1) --shots $(2) \
+	$(SUBMIT) $(LRLTOOL) eval --task $(1) --prompt --model $(PROMPT_MODEL) --data $(D)/data/$(1) --shots $(2) \
 		--lang $(L) $(EVAL_ARGS) > $$@
 endef
 $(foreach t,$(PROMPT_TASKS),$(foreach k,$(PROMPT_SHOTS),$(eval $(call prompt_rule,$(t),$(k)))))

@@ -5,7 +5,12 @@ sense suffixes, the JSON column of the real dump, about 1% of rows with a Romani
 cross-lingual and ExternalURL rows) under benchmarks/work/ (kept between runs), then measures:
 
 - throughput: compressed MB/s of `lrltool fetch conceptnet --lang ro --input FILE > /dev/null` against
-  the I/O floor `zcat FILE | grep -F /c/ro/ > /dev/null` on the same 2M-line file (goal >= 0.8x);
+  the I/O floor `zcat FILE | grep -F /c/ro/ > /dev/null` on the same 2M-line file (goal >= 1.6x; gzip is
+  inflated with ISA-L in a thread of its own, see lrltool/streams.py);
+- several languages in one pass: `--lang ron,bul,mlt -o 'DIR/{lang}.jsonl.zst'` against `--lang ron -o
+  FILE.jsonl.zst` on the same file (goal <= 1.5x the time; the Romanian output must be byte-identical).
+  That file is the 2M-line dump with its Finnish nodes renamed Bulgarian and its Swedish ones Maltese
+  (`/c/fi/` -> `/c/bg/`, `/c/sv/` -> `/c/mt/`), so each of the three languages starts about 1% of rows;
 - peak RSS of the fetch (goal < 200 MB);
 - peak RSS on a 4M-line dump against a 1M-line dump (goal: within 10%).
 
@@ -134,6 +139,50 @@ def _fetch_cmd(path: Path) -> str:
     return f"exec {LRLTOOL} fetch conceptnet --lang ro --input {path} --quiet > /dev/null"
 
 
+def _many_dump(main: Path) -> Path:
+    """The dump with Finnish nodes renamed Bulgarian and Swedish ones Maltese (three ~1% languages)."""
+    path = main.with_name(main.name.replace(".csv.gz", "-bg-mt.csv.gz"))
+    if not path.exists():
+        print(f"   generating {path.name}", file=sys.stderr)
+        tmp = path.with_suffix(".tmp")
+        subprocess.run(
+            f"zcat {main} | sed 's#/c/fi/#/c/bg/#g; s#/c/sv/#/c/mt/#g' | gzip -6 > {tmp}",
+            shell=True,
+            check=True,
+        )
+        tmp.replace(path)
+    return path
+
+
+def _many_row(main: Path, repeats: int) -> Row:
+    """--lang ron,bul,mlt in one pass vs --lang ron alone, both writing .jsonl.zst files."""
+    main = _many_dump(main)
+    one, many = WORK / "fetch-one", WORK / "fetch-many"
+    for folder in (one, many):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    fetch = f"exec {LRLTOOL} fetch conceptnet --input {main} --quiet"
+    single = f"{fetch} --lang ron -o {one}/ron_Latn.jsonl.zst"
+    several = f"{fetch} --lang ron,bul,mlt -o '{many}/{{lang}}.jsonl.zst'"
+    one_s = many_s = float("inf")
+    for _ in range(repeats):
+        one_s = min(one_s, run_timed(single).seconds)
+        many_s = min(many_s, run_timed(several).seconds)
+    same = (one / "ron_Latn.jsonl.zst").read_bytes() == (many / "ron_Latn.jsonl.zst").read_bytes()
+    sizes = {p.name: p.stat().st_size for p in sorted(many.iterdir())}
+    ratio = many_s / one_s
+    return Row(
+        "fetch conceptnet",
+        "seconds, --lang ron,bul,mlt in one pass vs --lang ron",
+        round(many_s, 3),
+        round(one_s, 3),
+        round(ratio, 3),
+        "<= 1.5x, ron output byte-identical",
+        ratio <= 1.5 and same,
+        {"ron_byte_identical": same, "output_bytes": sizes},
+    )
+
+
 def _best(cmd: str, repeats: int):
     runs = [run_timed(cmd) for _ in range(repeats)]
     return min(r.seconds for r in runs), max(r.peak_rss_mb for r in runs)
@@ -169,6 +218,7 @@ def run(quick: bool = False) -> list[Row]:
         "zcat_grep_s": round(baseline_s, 3),
     }
     growth = large_rss / small_rss
+    many = _many_row(main, repeats)
     return [
         Row(
             "fetch conceptnet",
@@ -176,8 +226,8 @@ def run(quick: bool = False) -> list[Row]:
             round(mb / ours_s, 2),
             round(mb / baseline_s, 2),
             round(baseline_s / ours_s, 3),
-            ">= 0.8x",
-            baseline_s / ours_s >= 0.8,
+            ">= 1.6x",
+            baseline_s / ours_s >= 1.6,
             details,
         ),
         Row(
@@ -200,4 +250,5 @@ def run(quick: bool = False) -> list[Row]:
             growth <= 1.10,
             {"small_lines": 1_000_000 // scale, "large_lines": 4_000_000 // scale},
         ),
+        many,
     ]

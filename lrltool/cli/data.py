@@ -11,7 +11,7 @@ import typer
 
 from lrltool import ui
 from lrltool.cli.app import app
-from lrltool.cli.options import InputArg, LangOpt, OutputOpt, QuietOpt, RevisionOpt, SkipBadOpt, StatsOpt
+from lrltool.cli.options import InputArg, OutputOpt, QuietOpt, RevisionOpt, SkipBadOpt, StatsOpt
 
 # --- languages ------------------------------------------------------------------------------------
 
@@ -118,7 +118,15 @@ class MatchMode(str, Enum):
 @app.command("fetch")
 def fetch_cli(
     source: Annotated[FetchSource, typer.Argument(help="Data source.", show_default=False)],
-    lang: LangOpt,
+    lang: Annotated[
+        str,
+        typer.Option(
+            "--lang",
+            "-l",
+            help="Language: ron, ro, ron_Latn, Romanian, ...; several: ron,mlt,bul with -o naming {lang}"
+            " (conceptnet reads its dump once for all of them).",
+        ),
+    ],
     input_path: Annotated[
         Path | None,
         typer.Option(
@@ -135,7 +143,15 @@ def fetch_cli(
             " or test, written to -o/stdout; without it -o DIR gets all three.",
         ),
     ] = None,
-    output: OutputOpt = "-",
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file ('.zst'/'.gz' compress; '-' writes stdout) or folder of splits;"
+            " {lang} in it becomes the language's code (ron_Latn, bre_Latn): -o 'data/{lang}.jsonl.zst'.",
+        ),
+    ] = "-",
     match: Annotated[
         MatchMode | None,
         typer.Option(
@@ -158,6 +174,8 @@ def fetch_cli(
     conceptnet: triples. glotcc, flores: texts. sib200, sentiment: labelled texts. wikiann: NER tags.
 
     Without --input, the published files are first downloaded into the Hugging Face cache.
+
+    Several languages: --lang ron,mlt,bul -o 'DIR/{lang}.jsonl.zst' (conceptnet: one pass over the dump).
     """
     from lrltool.sources import fetch_source
 

@@ -13,7 +13,7 @@ from lrltool.errors import InputError, UsageError
 from lrltool.languages import SOURCE_TITLES, Language, custom_language, resolve_language
 from lrltool.sources import conceptnet, flores, glotcc, sentiment, sib200, wikiann
 from lrltool.sources.base import SPLIT_ALIASES, FetchRequest, Source
-from lrltool.streams import Stats, write_record_files, write_records
+from lrltool.streams import Stats, write_json, write_record_files, write_records
 
 TASK_SPLITS = ("train", "validation", "test")
 
@@ -28,6 +28,7 @@ SOURCES: dict[str, Source] = {
             "all",
             conceptnet.locate,
             conceptnet.read,
+            read_languages=conceptnet.read_languages,
             summary="ConceptNet 5.7 assertions dump -> triples (start node in the language by default)",
         ),
         Source(
@@ -152,6 +153,11 @@ def _splits(spec: Source, split: str | None, output: str) -> tuple[str, ...]:
     return spec.splits
 
 
+#: The placeholder of ``-o`` (and ``--stats``) that a language's code replaces (its FLORES code where
+#: FLORES has it, else ISO 639-3 + script: bre_Latn).
+LANG_FIELD = "{lang}"
+
+
 def fetch_source(
     *,
     source: str,
@@ -164,16 +170,20 @@ def fetch_source(
     revision: str | None = None,
     skip_bad_lines: bool = False,
     stats_path: Path | None = None,
-) -> Stats:
-    """Read ``source`` for language ``lang`` and write its records (docs/design.md "Records").
+) -> list[Stats]:
+    """Read ``source`` for language ``lang`` (or several: ``ron,mlt,bul``) and write its records.
 
     Reads the published files under ``input_path`` or downloads them into the Hugging Face cache.
-    Writes JSONL to ``output`` (``-`` = stdout, ``.zst``/``.gz`` compress); a multi-split source without
-    ``split`` writes ``output/{train,validation,test}.jsonl.zst`` together, and with ``split`` and an
-    existing folder as ``output``, ``output/<split>.jsonl.zst``. Refuses an unknown source,
-    language, split or match mode (usage errors), missing or malformed files, and a result with no
-    records (input errors); nothing is left behind on failure. Returns the run's counts, after printing
-    the one-line summary to stderr (and writing ``stats_path`` if given).
+    Writes JSONL (docs/design.md "Records") to ``output`` (``-`` = stdout, ``.zst``/``.gz`` compress);
+    a multi-split source without ``split`` writes ``output/{train,validation,test}.jsonl.zst`` together,
+    and with ``split`` and an existing folder as ``output``, ``output/<split>.jsonl.zst``. ``{lang}`` in
+    ``output`` (and ``stats_path``) becomes the language's code (ron_Latn, bre_Latn); several languages
+    need it, and each gets exactly the output of a run for it alone. conceptnet reads the dump once for all of
+    them and writes every file together or none; other sources are read one language after the other.
+    Refuses an unknown source, language, split or match mode and a clash of languages (usage errors),
+    missing or malformed files, and a result with no records (input errors); nothing is left behind on
+    failure. Returns each language's counts, after printing its one-line summary to stderr (and writing
+    ``stats_path``: one file per language with ``{lang}``, else one JSON object, by language if several).
     """
     spec = SOURCES.get(source)
     if spec is None:
@@ -182,23 +192,69 @@ def fetch_source(
         raise UsageError("--match applies to conceptnet only", hint="leave out --match")
     if (match or "start") not in conceptnet.MATCH_MODES:
         raise UsageError(f"unknown --match {match!r}", hint=f"use one of {', '.join(conceptnet.MATCH_MODES)}")
-    language, source_code = source_language(source, lang, code)
-    splits = _splits(spec, split, output)
-    stats = Stats(f"fetch {source}")
-    request = FetchRequest(
-        source=source,
-        language=language,
-        code=source_code,
-        input=input_path,
-        revision=revision,
-        match=match or "start",
-        skip_bad_lines=skip_bad_lines,
-        stats=stats,
-    )
-    if len(splits) == 1 and output != "-" and Path(output).is_dir():
-        if not spec.multi_split:
-            raise UsageError(f"-o {output} is a folder", hint="name the output file")
-        output = str(Path(output) / f"{splits[0]}.jsonl.zst")  # one split into its place in DIR
+    jobs = _language_jobs(spec, lang, code, split, output)
+    requests = [
+        FetchRequest(
+            source=source,
+            language=language,
+            code=source_code,
+            input=input_path,
+            revision=revision,
+            match=match or "start",
+            skip_bad_lines=skip_bad_lines,
+            stats=Stats(f"fetch {source}"),
+        )
+        for language, source_code, _, _ in jobs
+    ]
+    if len(jobs) > 1 and spec.read_languages is not None:
+        _write_languages(spec, requests, [target for _, _, _, target in jobs])
+    else:
+        for request, (_, _, splits, target) in zip(requests, jobs, strict=True):
+            _write_language(spec, request, splits, target)
+    for request in requests:
+        request.stats.extra["code"] = request.code
+        request.stats.finish(_stats_path(stats_path, request) if len(jobs) == 1 else None)
+    if stats_path is not None and len(jobs) > 1:
+        _write_stats(stats_path, requests)
+    return [request.stats for request in requests]
+
+
+def _language_jobs(
+    spec: Source, lang: str, code: str | None, split: str | None, output: str
+) -> list[tuple[Language, str, tuple[str, ...], str]]:
+    """``(language, its code for the source, splits, output)`` for each language of ``--lang``."""
+    names = [name.strip() for name in lang.split(",") if name.strip()]
+    if not names:
+        raise UsageError("--lang is empty", hint="name a language, e.g. --lang ron, or several: ron,mlt")
+    if len(names) > 1:
+        if code is not None:
+            raise UsageError("--code names one language's code", hint="give one --lang with --code")
+        if LANG_FIELD not in output:
+            raise UsageError(
+                f"{len(names)} languages need an output name with {LANG_FIELD} in it",
+                hint=f"e.g. -o 'data/{LANG_FIELD}.jsonl.zst' ({LANG_FIELD} becomes each language's code)",
+            )
+    jobs, seen = [], {}
+    for name in names:
+        language, source_code = source_language(spec.name, name, code)
+        if language.code in seen:
+            raise UsageError(
+                f"--lang names {language.name} twice ({seen[language.code]!r} and {name!r})",
+                hint="name each language once",
+            )
+        seen[language.code] = name
+        target = output.replace(LANG_FIELD, language.code)
+        splits = _splits(spec, split, target)
+        if len(splits) == 1 and target != "-" and Path(target).is_dir():
+            if not spec.multi_split:
+                raise UsageError(f"-o {target} is a folder", hint="name the output file")
+            target = str(Path(target) / f"{splits[0]}.jsonl.zst")  # one split into its place in DIR
+        jobs.append((language, source_code, splits, target))
+    return jobs
+
+
+def _write_language(spec: Source, request: FetchRequest, splits: tuple[str, ...], output: str) -> None:
+    """One language's records to ``output`` (a file, stdout, or a folder of splits)."""
     located = spec.locate(request, splits)
     counts: dict[str, int] = {}
     if len(splits) == 1:
@@ -215,12 +271,43 @@ def fetch_source(
                     writers[name].write(record)
                 counts[name] = writers[name].count
             _refuse_empty(counts, request)
-    stats.records_out = sum(counts.values())
+    request.stats.records_out = sum(counts.values())
     if len(splits) > 1:
-        stats.extra.update(counts)
-    stats.extra["code"] = source_code
-    stats.finish(stats_path)
-    return stats
+        request.stats.extra.update(counts)
+
+
+def _write_languages(spec: Source, requests: list[FetchRequest], outputs: list[str]) -> None:
+    """Several languages' records in one pass over the source, every file written or none."""
+    assert spec.read_languages is not None
+    located = spec.locate(requests[0], ("all",))
+    paths = {str(i): Path(output) for i, output in enumerate(outputs)}
+    with write_record_files(paths) as writers:
+        for index, record in spec.read_languages(located["all"], requests):
+            writers[str(index)].write(record)
+        for i, request in enumerate(requests):
+            request.stats.records_out = writers[str(i)].count
+            _refuse_empty({"all": writers[str(i)].count}, request)
+
+
+def _stats_path(stats_path: Path | None, request: FetchRequest) -> Path | None:
+    if stats_path is None:
+        return None
+    return Path(str(stats_path).replace(LANG_FIELD, request.language.code))
+
+
+def _write_stats(stats_path: Path, requests: list[FetchRequest]) -> None:
+    """Several languages' summaries: one file each with ``{lang}``, else one object by language code."""
+    if LANG_FIELD in str(stats_path):
+        for request in requests:
+            write_json(_stats_path(stats_path, request), request.stats.as_dict())  # type: ignore[arg-type]
+    else:
+        write_json(
+            stats_path,
+            {
+                "command": requests[0].stats.command,
+                "languages": {r.language.code: r.stats.as_dict() for r in requests},
+            },
+        )
 
 
 def _refuse_empty(counts: dict[str, int], request: FetchRequest) -> None:

@@ -56,6 +56,8 @@ class FetchRequest:
 
 Locate = Callable[[FetchRequest, tuple[str, ...]], dict[str, list[Path]]]
 Read = Callable[[list[Path], FetchRequest, str], Iterator[Record]]
+#: One pass for several languages (one request each): ``(index of the request, record)`` in input order.
+ReadLanguages = Callable[[list[Path], list[FetchRequest]], Iterator[tuple[int, Record]]]
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Source:
     read: Read
     labels: tuple[str, ...] | None = None  # the fixed label (or tag) order, where there is one
     summary: str = ""
+    read_languages: ReadLanguages | None = None  # several languages in one pass (else one after another)
 
 
 def natural_key(path: Path) -> tuple[Any, ...]:

@@ -22,6 +22,7 @@ Speed: the dump is read in 4 MiB blocks of decompressed bytes; only lines holdin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,7 +42,7 @@ MATCHES: dict[str, Callable[[str, str, str], bool]] = {
     "both": lambda start, end, code: start == code == end,
 }
 MATCH_MODES = tuple(MATCHES)
-BLOCK = 4 << 20
+BLOCK = 32 << 20  # longest block scanned at once (the decompressor's blocks are ~8 MB of 1 MB)
 
 _FORMAT_HINT = "expected ConceptNet assertions: 5 tab-separated columns uri, rel, start, end, json"
 
@@ -86,77 +87,146 @@ def read(paths: list[Path], request: FetchRequest, split: str) -> Iterator[Recor
 
     Counts every row read, and every row dropped by reason, in ``request.stats``.
     """
+    for _, record in read_languages(paths, [request]):
+        yield record
+
+
+def read_languages(paths: list[Path], requests: list[FetchRequest]) -> Iterator[tuple[int, Record]]:
+    """One pass over the dump for several languages: ``(index of the request, record)`` in file order.
+
+    Each request (one language, its own ``stats``) gets exactly the records, counts and errors a
+    single-language :func:`read` would give it. A row with nodes in two of the languages is a candidate
+    for each.
+    """
     from lrltool import ui
 
-    if request.match not in MATCH_MODES:
-        raise InputError(f"unknown match mode {request.match!r}", hint=f"use one of {', '.join(MATCH_MODES)}")
+    for request in requests:
+        if request.match not in MATCH_MODES:
+            raise InputError(
+                f"unknown match mode {request.match!r}", hint=f"use one of {', '.join(MATCH_MODES)}"
+            )
     path = paths[0]
-    code = request.code
-    needle = f"\t/c/{code}/".encode()
-    stats = request.stats
-    lines = candidates = kept = 0
-    with InputStream(path) as source, ui.progress(f"conceptnet {code}", source.size, unit="bytes") as bar:
-        stream = source.stream
-        carry = b""
-        while True:
-            chunk = stream.read(BLOCK)
-            if not chunk:
-                break
-            block = carry + chunk if carry else chunk
-            cut = block.rfind(b"\n") + 1  # the block's complete lines end here
-            if cut == 0:
-                carry = block
-                continue
-            line_no = lines  # number of the line before ``scanned``
-            scanned = 0
-            hit = block.find(needle, 0, cut)
-            while hit != -1:
-                begin = block.rfind(b"\n", 0, hit) + 1
+    hits = _hit_finder([request.code for request in requests])
+    lines = 0  # complete lines before the current block
+    candidates, kept = [0] * len(requests), 0
+    label = f"conceptnet {','.join(request.code for request in requests)}"
+    with InputStream(path) as source, ui.progress(label, source.size, unit="bytes") as bar:
+        for block, first, cut in _blocks(source.blocks()):
+            last_begin = [-1] * len(requests)
+            for hit, index in hits(block, first, cut):
+                begin = max(block.rfind(b"\n", first, hit) + 1, first)
+                if begin == last_begin[index]:  # the line's other node in the same language
+                    continue
+                last_begin[index] = begin
+                candidates[index] += 1
                 end = block.find(b"\n", hit)
-                line_no += block.count(b"\n", scanned, begin) + 1
-                scanned = end + 1
-                candidates += 1
-                record = _triple(block[begin:end], request, path, line_no)
+                record = _triple(
+                    block[begin:end],
+                    requests[index],
+                    path,
+                    lambda base=lines, begin=begin, block=block, first=first: (
+                        base + block.count(b"\n", first, begin) + 1
+                    ),
+                )
                 if record is not None:
                     kept += 1
-                    yield record
-                hit = block.find(needle, scanned, cut)
-            # ``line_no`` counts the lines up to ``scanned``; count the rest of the block once.
-            lines = line_no + block.count(b"\n", scanned, cut)
-            carry = block[cut:]
+                    yield index, record
+            lines += _count_lines(block, first, cut)
             bar.update(completed=source.position(), kept=kept)
-        if carry.strip():
-            lines += 1
-            if needle in carry:
-                candidates += 1
-                record = _triple(carry, request, path, lines)
-                if record is not None:
-                    yield record
-    stats.records_in += lines
-    # Rows without the language's node prefix never reach the parser: they are other languages.
-    if lines > candidates:
-        stats.drop("other_language", lines - candidates)
+    for request, found in zip(requests, candidates, strict=True):
+        request.stats.records_in += lines
+        # Rows without the language's node prefix never reach the parser: they are other languages.
+        if lines > found:
+            request.stats.drop("other_language", lines - found)
 
 
-def _triple(raw: bytes, request: FetchRequest, path: Path, line: int) -> Record | None:
-    """One candidate row -> a triple record, or None (dropped and counted, or rejected as malformed)."""
+def _blocks(blocks: Iterator[bytes]) -> Iterator[tuple[bytes, int, int]]:
+    """``(block, start, cut)``: the complete lines of the decompressed data are ``block[start:cut]``.
+
+    Blocks are the decompressor's own (no copy); a line cut by a block boundary comes whole as a small
+    block of its own, and a last line without a newline with one added (a blank one is dropped).
+    """
+    carry = b""
+    for chunk in _at_most(blocks, BLOCK):
+        first = chunk.find(b"\n") + 1
+        if first == 0:  # no line ends in this block
+            carry += chunk
+            continue
+        if carry:
+            yield carry + chunk[:first], 0, len(carry) + first
+            carry = b""
+        else:
+            first = 0
+        cut = chunk.rfind(b"\n") + 1
+        if cut > first:
+            yield chunk, first, cut
+        carry = chunk[cut:]
+    if carry.strip():
+        yield carry + b"\n", 0, len(carry) + 1
+
+
+def _at_most(blocks: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """The blocks, those longer than ``size`` cut into pieces (rare at the default size: a copy each)."""
+    for block in blocks:
+        if len(block) <= size:
+            yield block
+        else:
+            yield from (block[i : i + size] for i in range(0, len(block), size))
+
+
+def _hit_finder(codes: list[str]) -> Callable[[bytes, int, int], Iterator[tuple[int, int]]]:
+    """``hits(block, first, cut)``: offsets of ``<TAB>/c/<code>/`` in ``block[first:cut]``, the code's index.
+
+    One code: ``bytes.find``. Several: one regular expression, whose scan costs little more than one
+    find (benchmarks/README.md "fetch"), so N languages take one pass, not N.
+    """
+    if len(codes) == 1:
+        needle = f"\t/c/{codes[0]}/".encode()
+
+        def find(block: bytes, first: int, cut: int) -> Iterator[tuple[int, int]]:
+            hit = block.find(needle, first, cut)
+            while hit != -1:
+                yield hit, 0
+                hit = block.find(needle, hit + len(needle), cut)
+
+        return find
+    index = {code.encode(): i for i, code in enumerate(codes)}
+    pattern = re.compile(b"\t/c/(" + b"|".join(re.escape(code) for code in index) + b")/")
+
+    def search(block: bytes, first: int, cut: int) -> Iterator[tuple[int, int]]:
+        for match in pattern.finditer(block, first, cut):
+            yield match.start(), index[match.group(1)]
+
+    return search
+
+
+def _count_lines(block: bytes, first: int, cut: int) -> int:
+    """Newlines in ``block[first:cut]``."""
+    return block.count(b"\n", first, cut)
+
+
+def _triple(raw: bytes, request: FetchRequest, path: Path, where: Callable[[], int]) -> Record | None:
+    """One candidate row -> a triple record, or None (dropped and counted, or rejected as malformed).
+
+    ``where()`` gives the row's line number; it is counted only when a row is rejected.
+    """
     stats = request.stats
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        request.reject(InputError("row is not valid UTF-8", hint=_FORMAT_HINT), path, line)
+        request.reject(InputError("row is not valid UTF-8", hint=_FORMAT_HINT), path, where())
         return None
     fields = text.rstrip("\r").split("\t")
     if len(fields) != 5:
         request.reject(
             InputError(f"expected 5 tab-separated columns, found {len(fields)}", hint=_FORMAT_HINT),
             path,
-            line,
+            where(),
         )
         return None
     uri, rel, start_uri, end_uri, meta_text = fields
     if not rel.startswith("/r/"):
-        request.reject(InputError(f"relation {rel!r} is not /r/<Name>", hint=_FORMAT_HINT), path, line)
+        request.reject(InputError(f"relation {rel!r} is not /r/<Name>", hint=_FORMAT_HINT), path, where())
         return None
     if rel == "/r/ExternalURL":
         stats.drop("external_url")
@@ -171,11 +241,13 @@ def _triple(raw: bytes, request: FetchRequest, path: Path, line: int) -> Record 
     try:
         meta = orjson.loads(meta_text)
     except orjson.JSONDecodeError:
-        request.reject(InputError("the 5th column is not valid JSON", hint=_FORMAT_HINT), path, line)
+        request.reject(InputError("the 5th column is not valid JSON", hint=_FORMAT_HINT), path, where())
         return None
     weight = meta.get("weight") if isinstance(meta, dict) else None
     if not isinstance(weight, (int, float)) or isinstance(weight, bool):
-        request.reject(InputError("the JSON column has no numeric 'weight'", hint=_FORMAT_HINT), path, line)
+        request.reject(
+            InputError("the JSON column has no numeric 'weight'", hint=_FORMAT_HINT), path, where()
+        )
         return None
     return {
         "id": uri,

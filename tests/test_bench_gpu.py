@@ -1,0 +1,118 @@
+"""benchmarks/gpu.py (`make bench-gpu`): its CPU dry run, its no-CUDA exit, its peak table and FLOP counts.
+
+CI has no GPU: the GPU figures themselves are measured by hand (benchmarks/README.md). These tests run
+the whole script on tiny shapes on the CPU (--dry-run) and check what it computes around the timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.paths import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import gpu
+
+SCRIPT = ROOT / "benchmarks" / "gpu.py"
+
+
+@pytest.mark.parametrize(
+    ("name", "peak"),
+    [
+        ("NVIDIA H100 80GB HBM3", 989.4),
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA H100 NVL", 835.0),
+        ("NVIDIA H200", 989.4),
+        ("NVIDIA H200 NVL", 835.0),
+        ("NVIDIA GH200 480GB", 989.4),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("NVIDIA L40S", 362.05),
+        ("NVIDIA L40", 181.0),
+        ("NVIDIA L4", 121.0),
+        ("NVIDIA A10", 125.0),
+        ("Tesla T4", None),
+    ],
+)
+def test_peak_by_device_name(name, peak):
+    assert gpu.peak_tflops(name) == peak
+
+
+def test_mfu_is_achieved_over_peak():
+    assert gpu.mfu(494.7e12, 989.4) == pytest.approx(0.5)
+    assert gpu.mfu(1e12, None) is None
+
+
+def test_parameter_counts_of_a_decoder_match_its_config(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from lrltool.tiny import build_tiny
+
+    h, layers, inter, vocab = 32, 2, 64, 3000
+    path = build_tiny(
+        "llama", tmp_path, vocab_size=500, model_vocab_size=vocab, hidden_size=h, num_layers=layers,
+        num_heads=2, intermediate_size=inter,
+    )  # fmt: skip
+    body, head = gpu.parameter_counts(AutoModelForCausalLM.from_pretrained(path))
+    # per layer: q, k, v, o (h x h each), gate, up, down (h x inter each), two RMSNorms; a final RMSNorm
+    assert body == layers * (4 * h * h + 3 * h * inter + 2 * h) + h
+    assert head == vocab * h
+    # 6 N per trained token; the MLM head only at the 15% masked positions, a CLM head everywhere
+    assert gpu.training_flops_per_token(body, head, "llama") == 6 * (body + head)
+    assert gpu.training_flops_per_token(body, head, "xlmr") == pytest.approx(6 * (body + 0.15 * head))
+    # PPPL: a sentence of 10 tokens with 8 scored = 8 copies of 10 tokens through the body, 8 head rows
+    assert gpu.pppl_flops([(10, 8)], body, head) == 2 * body * 80 + 2 * head * 8
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: the script would measure")
+def test_without_cuda_one_line_and_exit_0(tmp_path):
+    out = tmp_path / "gpu-results.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(out)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench-gpu: no CUDA device"), done.stderr
+    assert not out.exists()
+
+
+def test_dry_run_measures_every_figure_on_the_cpu(tmp_path):
+    out = tmp_path / "dry.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == ""
+    result = json.loads(out.read_text())
+    assert result["dry_run"] is True
+    assert result["environment"]["device"].startswith("cpu")
+    assert result["environment"]["peak_bf16_tflops"] is None
+    figures = {(f["model"], f["measure"], f["dtype"]): f for f in result["figures"]}
+    expected = {(m, "train-adapter", "float32") for m in ("xlmr-base", "mbert-base", "llama-1b")}
+    expected |= {(m, "finetune", "float32") for m in ("xlmr-base", "mbert-base", "llama-1b")}
+    expected |= {(m, "pppl", "float32") for m in ("xlmr-base", "mbert-base")}  # PPPL: encoders only
+    assert set(figures) == expected
+    units = {"train-adapter": "tokens/s", "finetune": "examples/s", "pppl": "sentences/s"}
+    for (_, measure, _), figure in figures.items():
+        assert figure["unit"] == units[measure]
+        assert figure["value"] > 0 and figure["flops_per_second"] > 0
+        assert figure["peak_memory_gb"] is None and figure["mfu"] is None  # CPU: no GPU memory, no peak
+        assert figure["details"]["n_body"] > 0 and figure["details"]["n_head"] == 3000 * 32
+    assert figures[("llama-1b", "train-adapter", "float32")]["details"]["objective"] == "clm"
+    assert figures[("xlmr-base", "train-adapter", "float32")]["details"]["objective"] == "mlm"
+    pppl = figures[("xlmr-base", "pppl", "float32")]["details"]
+    assert pppl["sentences"] == gpu.DRY.pppl_sentences and pppl["scored_tokens"] > pppl["sentences"]
+    # the achieved FLOP/s is the per-token count times the measured rate
+    train = figures[("mbert-base", "train-adapter", "float32")]
+    flops = train["value"] * train["details"]["flops_per_token"]
+    assert train["flops_per_second"] == pytest.approx(flops, rel=0.01)
