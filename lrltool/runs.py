@@ -38,7 +38,17 @@ LOG_JSONL = "log.jsonl"
 README = "README.md"
 CHECKPOINTS = "checkpoints"
 # What a run writes; --force removes exactly these (and nothing else a user may have put there).
-RUN_ENTRIES = ("adapter", "model", "fusion", CHECKPOINTS, TRAINING_JSON, LOG_JSONL, README)
+RUN_ENTRIES = (
+    "adapter",
+    "model",
+    "fusion",
+    CHECKPOINTS,
+    TRAINING_JSON,
+    LOG_JSONL,
+    README,
+    "tensorboard",
+    "wandb",
+)
 
 
 # ---------------------------------------------------------------------------------------------------

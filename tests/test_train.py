@@ -604,3 +604,42 @@ def test_torchrun_and_accelerate_launch_equal_one_process_with_the_global_batch(
     assert json.loads((tmp_path / "acc" / "training.json").read_text())["processes"] == 2
     c = _adapter_tensors(tmp_path / "acc" / "adapter")
     assert c.keys() == a.keys() and all(torch.equal(c[key], a[key]) for key in a)
+
+
+# --- watching a run -------------------------------------------------------------------------------
+
+
+def test_report_to_tensorboard_writes_the_logged_values(cli, tiny_xlmr, corpus, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    result = _run(cli, tiny_xlmr, corpus, out, "--max-steps", "6", "--report-to", "tensorboard")
+    assert result.exit_code == 0, result.stderr
+    events = EventAccumulator(str(out / "tensorboard" / "lrltool"))
+    events.Reload()
+    scalars = {tag: events.Scalars(tag) for tag in events.Tags()["scalars"]}
+    log = runs.read_log(out / "log.jsonl")
+    for tag, key in (("train/loss", "loss"), ("train/learning_rate", "lr"), ("eval/loss", "eval_loss")):
+        expected = [(e["step"], e[key]) for e in log if key in e]
+        assert [s.step for s in scalars[tag]] == [step for step, _ in expected], tag
+        assert [s.value for s in scalars[tag]] == pytest.approx([v for _, v in expected], rel=1e-6), tag
+    assert [s.step for s in scalars["eval/loss"]] == [3, 6]
+    assert [s.step for s in scalars["train/tokens_per_second"]] == [1, 2, 3, 4, 5, 6]
+    assert all(s.value > 0 for s in scalars["train/tokens_per_second"])
+
+
+def test_report_to_refuses_unknown_trackers_and_missing_packages(
+    cli, tiny_xlmr, corpus, tmp_path, monkeypatch
+):
+    result = _run(cli, tiny_xlmr, corpus, tmp_path / "a", "--report-to", "mlflow")
+    assert result.exit_code == 2 and "unknown --report-to 'mlflow'" in result.stderr
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
+    )
+    result = _run(cli, tiny_xlmr, corpus, tmp_path / "b", "--report-to", "wandb")
+    assert result.exit_code == 2, result.stderr
+    assert "--report-to wandb needs the wandb package" in result.stderr and "lrltool[wandb]" in result.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

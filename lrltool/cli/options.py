@@ -40,6 +40,22 @@ RevisionOpt = Annotated[
 ]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in OUTDIR.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the run in OUTDIR.")]
+ReportToOpt = Annotated[
+    str,
+    typer.Option(
+        "--report-to",
+        help="Follow training live: none, tensorboard (RUN/tensorboard) or wandb (offline, RUN/wandb);"
+        " comma-separated for both.",
+    ),
+]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="fp32, bf16 or fp16 autocast (bf16/fp16 on CUDA GPUs only)"
+        " [default: bf16 on a GPU that has it, else fp32 (finetune: fp32)]",
+    ),
+]
 
 
 def show(value: Any) -> str:

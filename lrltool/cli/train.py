@@ -19,7 +19,9 @@ from lrltool.cli.app import app
 from lrltool.cli.options import (
     DeviceOpt,
     ForceOpt,
+    PrecisionOpt,
     QuietOpt,
+    ReportToOpt,
     ResumeOpt,
     RevisionOpt,
     RunOutputOpt,
@@ -122,10 +124,9 @@ def train_adapter_cli(
     seed: Annotated[int | None, typer.Option(help=_t("Random seed.", "seed"))] = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
-    bf16: Annotated[
-        bool | None,
-        typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: on with a CUDA GPU that has it)."),
-    ] = None,
+    precision: PrecisionOpt = None,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", hidden=True)] = None,  # --precision bf16
+    report_to: ReportToOpt = "none",
     resume: ResumeOpt = False,
     force: ForceOpt = False,
     cache_dir: Annotated[
@@ -142,9 +143,14 @@ def train_adapter_cli(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a language adapter (MLM or CLM) on text records; write OUTDIR/adapter and the run's records."""
+    from lrltool.errors import UsageError
     from lrltool.lm.adapter import make_settings, train_language_adapter
 
     ui.configure(quiet=quiet)
+    if bf16 is not None and precision is not None:
+        raise UsageError("--bf16 is the old spelling of --precision bf16", hint="give --precision only")
+    if bf16 is not None:
+        precision = "bf16" if bf16 else "fp32"
     settings = make_settings(preset, **settings_values(TrainSettings, locals()))
     train_language_adapter(
         model=model,
@@ -154,7 +160,8 @@ def train_adapter_cli(
         settings=settings,
         revision=revision,
         device=device,
-        bf16=bf16,
+        precision=precision,
+        report_to=report_to,
         resume=resume,
         force=force,
         cache_dir=cache_dir,
@@ -230,7 +237,11 @@ def finetune_cli(
         ),
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", "-b", help=_f("Examples per step.", "batch_size"))
+        int | None, typer.Option("--batch-size", "-b", help=_f("Examples per micro-batch.", "batch_size"))
+    ] = None,
+    grad_accum: Annotated[
+        int | None,
+        typer.Option("--grad-accum", help=_f("Micro-batches per optimizer step.", "grad_accum")),
     ] = None,
     weight_decay: Annotated[
         float | None, typer.Option("--weight-decay", help=_f("AdamW weight decay.", "weight_decay"))
@@ -274,6 +285,8 @@ def finetune_cli(
     ] = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = None,
+    report_to: ReportToOpt = "none",
     resume: ResumeOpt = False,
     force: ForceOpt = False,
     skip_bad_lines: SkipBadOpt = False,
@@ -306,6 +319,8 @@ def finetune_cli(
         lang=lang,
         revision=revision,
         device=device,
+        precision=precision,
+        report_to=report_to,
         resume=resume,
         force=force,
         skip_bad_lines=skip_bad_lines,

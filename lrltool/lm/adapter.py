@@ -320,7 +320,8 @@ def train_language_adapter(
     settings: TrainSettings | None = None,
     revision: str | None = None,
     device: str = "auto",
-    bf16: bool | None = None,
+    precision: str | None = None,
+    report_to: str | None = None,
     resume: bool = False,
     force: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -345,7 +346,12 @@ def train_language_adapter(
     check_settings(settings)
     method = models.adapter_method(settings.method)
     run = runs.Run.open(output, resume=resume, force=force)
-    accelerator = devices.make_accelerator(device, bf16=bf16)
+    accelerator = devices.make_accelerator(
+        device,
+        precision=precision,
+        report_to=devices.parse_report_to(report_to),
+        logging_dir=run.path / training.TENSORBOARD_DIR,
+    )
     if accelerator.num_processes > 1 and str(train) == "-":
         raise UsageError(
             "reading training data from stdin does not work with several processes",
@@ -585,6 +591,7 @@ def _run_info(
             "best_eval_loss": None,
             "processes": accelerator.num_processes,
             "bf16": accelerator.mixed_precision == "bf16",
+            "precision": {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision),
         },
     )
 
