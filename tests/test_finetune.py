@@ -674,3 +674,17 @@ def test_finetune_reports_validation_scores_to_tensorboard(tiny_xlmr, data_dirs,
     assert [s.value for s in scalars] == pytest.approx([v for _, v in f1], rel=1e-6)
     info = json.loads((tmp_path / "run" / "training.json").read_text())
     assert info["settings"]["grad_accum"] == 2 and info["steps_per_epoch"] == 2  # 32 examples / (8 x 2)
+
+
+def test_a_run_without_a_language_is_refused_and_takes_the_records_lang(cli, tiny_xlmr, data_dirs, tmp_path):
+    data = tmp_path / "no-lang"
+    for split in ("train", "validation", "test"):
+        rows = [json.loads(line) for line in (data_dirs["tc"] / f"{split}.jsonl").read_text().splitlines()]
+        write_jsonl(data / f"{split}.jsonl", [{k: v for k, v in r.items() if k != "lang"} for r in rows])
+    base = ["finetune", "-t", "tc", "-m", str(tiny_xlmr), "--device", "cpu", "--max-steps", "1", "-b", "8"]
+    result = cli([*base, "-d", str(data), "-o", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "the records carry no lang" in result.stderr and "--lang" in result.stderr
+    assert not (tmp_path / "a").exists()
+    result = cli([*base, "-d", str(data_dirs["tc"]), "-o", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((tmp_path / "b" / "training.json").read_text())["lang"] == "ron_Latn"

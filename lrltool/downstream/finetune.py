@@ -285,8 +285,12 @@ def _read_splits(
     return data_dir, train, validation
 
 
-def _language(lang: str | None, lang_infos: Sequence[dict[str, Any]], train: TaskData) -> str | None:
-    """``--lang`` as the code metric records use (ron_Latn); else the adapters' or the records' one."""
+def _language(lang: str | None, lang_infos: Sequence[dict[str, Any]], train: TaskData) -> str:
+    """``--lang`` as the code metric records use (ron_Latn); else the adapters' or the records' one.
+
+    Refuses (UsageError) a run whose language cannot be told: its metric records would carry no ``lang``,
+    and the report could not put it next to the adapters of its language (a baseline without a column).
+    """
     if lang is not None:
         return resolve_language(lang).code
     adapter_langs = {info["lang"] for info in lang_infos if info.get("lang")}
@@ -294,7 +298,11 @@ def _language(lang: str | None, lang_infos: Sequence[dict[str, Any]], train: Tas
         return adapter_langs.pop()
     if len(train.langs) == 1:
         return next(iter(train.langs))
-    return None
+    found = f"the records name {len(train.langs)} languages" if train.langs else "the records carry no lang"
+    raise UsageError(
+        f"the language of this run is unknown: {found} and no language adapter names one",
+        hint="give --lang (e.g. --lang ron), which the metric records and the report use",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
