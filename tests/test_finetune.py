@@ -683,7 +683,9 @@ def test_a_run_without_a_language_is_refused_and_takes_the_records_lang(cli, tin
         write_jsonl(data / f"{split}.jsonl", [{k: v for k, v in r.items() if k != "lang"} for r in rows])
     base = ["finetune", "-t", "tc", "-m", str(tiny_xlmr), "--device", "cpu", "--max-steps", "1", "-b", "8"]
     result = cli([*base, "-d", str(data), "-o", str(tmp_path / "a")])
-    assert result.exit_code == 2 and "the records carry no lang" in result.stderr and "--lang" in result.stderr
+    assert (
+        result.exit_code == 2 and "the records carry no lang" in result.stderr and "--lang" in result.stderr
+    )
     assert not (tmp_path / "a").exists()
     result = cli([*base, "-d", str(data_dirs["tc"]), "-o", str(tmp_path / "b")])
     assert result.exit_code == 0, result.stderr
