@@ -72,7 +72,7 @@ show-config:
 DEMO_SETTINGS := OUT=$(DEMO) DATA=examples MODEL=$(DEMO)/models/tiny-xlmr PRESET= SEEDS=1 \
 	METHODS="seq_bn seq_bn_inv" FULL=no FULL_FT=no FUSION_METHODS=seq_bn GLOTCC_CAP=1M \
 	PROMPT_MODEL=$(DEMO)/models/tiny-llama PROMPT_SHOTS=0 \
-	TRAIN_ARGS="--max-steps 150 --batch-size 8 --max-seq-length 128 --eval-steps 50 --lr 1e-3" \
+	TRAIN_ARGS="--max-steps 150 --batch-size 8 --max-length 128 --eval-steps 50 --lr 1e-3" \
 	FINETUNE_ARGS="--epochs 3 --batch-size 16 --max-length 128" \
 	REPORT_ARGS='--note "make demo: a tiny random-weight XLM-R (and a tiny LLaMA for prompting), a few hundred \
 	training steps on the bundled Romanian sample. The numbers show that the whole pipeline runs; they say \

@@ -42,9 +42,8 @@ def test_config_file_with_command_line_overrides_hf_spellings_and_a_text_corpus(
 ):
     config = tmp_path / "adapter.yaml"
     config.write_text(
-        f"model: {tiny_xlmr}\nmax-steps: 3\nlr: 0.001\nlearning_rate_typo_free: null\n".replace(
-            "learning_rate_typo_free: null\n", "eval_steps: 3\nmax_seq_length: 32\nvalidation-fraction: 0.1\n"
-        )
+        f"model: {tiny_xlmr}\nmax-steps: 3\nlr: 0.001\neval_steps: 3\nmax_seq_length: 32\n"
+        "validation-fraction: 0.1\n"
     )
     out = tmp_path / "run"
     result = cli(

@@ -19,7 +19,7 @@ from lrltool.lm import adapter, data
 from lrltool.tiny import corpus_lines
 from tests.paths import ROOT
 
-STEPS_ARGS = ["--batch-size", "4", "--max-seq-length", "32", "--eval-steps", "3", "--log-steps", "1"]
+STEPS_ARGS = ["--batch-size", "4", "--max-length", "32", "--eval-steps", "3", "--log-steps", "1"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -448,8 +448,8 @@ def test_unknown_method(cli, tiny_xlmr, corpus, tmp_path):
 
 
 def test_max_seq_length_beyond_the_model(cli, tiny_xlmr, corpus, tmp_path):
-    result = _run(cli, tiny_xlmr, corpus, tmp_path / "run", "--max-seq-length", "4096")
-    _one_line_error(result, "--max-seq-length 4096 is beyond the model's limit of 128 tokens")
+    result = _run(cli, tiny_xlmr, corpus, tmp_path / "run", "--max-length", "4096")
+    _one_line_error(result, "--max-length 4096 is beyond the model's limit of 128 tokens")
     assert not (tmp_path / "run").exists()
 
 
@@ -556,7 +556,7 @@ def test_torchrun_and_accelerate_launch_equal_one_process_with_the_global_batch(
         "--lr",
         "1e-2",
     ]
-    common += ["--max-seq-length", "32", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "-q"]
+    common += ["--max-length", "32", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = Path(sys.executable).parent / "torchrun"
     launch = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "lrltool", "train-adapter"]

@@ -484,8 +484,8 @@ def _check_inputs(
     max_len = settings.max_seq_length or min(512, limit)
     if max_len > limit:
         raise ModelError(
-            f"--max-seq-length {max_len} is beyond the model's limit of {limit} tokens",
-            hint=f"use --max-seq-length {limit} or less",
+            f"--max-length {max_len} is beyond the model's limit of {limit} tokens",
+            hint=f"use --max-length {limit} or less",
         )
     if settings.whole_word_mask and objective != "mlm":
         raise UsageError("--whole-word-mask applies to MLM only")
@@ -626,6 +626,9 @@ def _export(
             save_full_model(net, tokenizer, out)
         else:
             models.save_adapter(net, name, out)
+        from lrltool.lm.publish import write_card
+
+        write_card(out, info)  # the AdapterHub card of the folder (the run's README.md is the run's)
         run.finish(info, language_adapter_card(info).render())
         best_text = (
             f"best eval loss {state.best_score:.4f} at step {exported:,}"
