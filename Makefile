@@ -17,7 +17,7 @@ unexport LANGUAGE
 export PYTHONUTF8 := 1
 
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 LRLTOOL := $(BIN)/lrltool
@@ -26,6 +26,12 @@ DEMO := demo
 .PHONY: install test lint demo bench clean show-config
 
 install: $(STAMP)
+
+# The pipeline targets use an environment that already has lrltool as it is (VENV=path/to/env for one
+# made elsewhere): a fresh clone (whose files are all newer than any stamp) must not reinstall it, and
+# `make -n` must not plan that. Without one they build it (`make install`; rerun it after a dependency
+# changes).
+ENV := $(if $(wildcard $(BIN)/lrltool),,install)
 
 # Torch first, pinned (an unpinned torch pulls a multi-GB CUDA build), then the package under the constraints.
 $(STAMP): pyproject.toml constraints.txt
@@ -52,12 +58,12 @@ resolve = L=$$($(LRLTOOL) languages $(1) --field code) HAVE="$$($(LRLTOOL) langu
 LANGS ?= $(LANGUAGE)
 OUT ?= runs
 
-.PHONY: all data adapters finetune metrics report sweep sizes
-all data adapters finetune metrics report sizes: install
+.PHONY: all data adapters finetune metrics report sweep sizes plan
+all data adapters finetune metrics report sizes plan: $(ENV)
 	+$(PIPELINE) $(call resolve,$(LANGUAGE)) $@
 
 # Several languages, then one report over all of them.
-sweep: install
+sweep: $(ENV)
 	+for lang in $(LANGS); do $(PIPELINE) $(call resolve,$$lang) metrics; done
 	$(LRLTOOL) report $(OUT)/*/metrics/*.jsonl --compare-paper -o $(OUT)/report
 	@echo "report: $(OUT)/report/report.md"
@@ -79,15 +85,15 @@ DEMO_SETTINGS := OUT=$(DEMO) DATA=examples MODEL=$(DEMO)/models/tiny-xlmr PRESET
 	nothing about what language adapters buy a real model (see README.md for the real recipe)."'
 DEMO_JOBS ?= 2
 
-$(DEMO)/models/tiny-xlmr/.done: | install
+$(DEMO)/models/tiny-xlmr/.done: | $(ENV)
 	$(LRLTOOL) tiny-model --arch xlmr -o $(@D)
 	touch $@
 
-$(DEMO)/models/tiny-llama/.done: | install
+$(DEMO)/models/tiny-llama/.done: | $(ENV)
 	$(LRLTOOL) tiny-model --arch llama --max-length 512 -o $(@D)
 	touch $@
 
-demo: install $(DEMO)/models/tiny-xlmr/.done $(DEMO)/models/tiny-llama/.done
+demo: $(ENV) $(DEMO)/models/tiny-xlmr/.done $(DEMO)/models/tiny-llama/.done
 	+OMP_NUM_THREADS=1 $(PIPELINE) -j$(DEMO_JOBS) --output-sync=target L=ron_Latn $(DEMO_SETTINGS) report
 	@echo "demo report (a tiny random model: the numbers show the pipeline works, not what adapters buy):"
 	@echo "$(DEMO)/ron_Latn/report/report.md (plots in $(DEMO)/ron_Latn/report/plots/)"
