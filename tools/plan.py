@@ -92,9 +92,7 @@ def main() -> None:
     print(f"{'evaluations':24}{plan['evals']:>8,}")
     print(f"total: {total_hours:.1f} GPU hours and {total_gb:.1f} GB for what could be estimated")
     if unknown_adapter:
-        print(
-            f"steps unknown for {len(unknown_adapter)} adapter run(s): no --max-steps or PRESET (epochs over data)"
-        )
+        print(f"steps unknown for {len(unknown_adapter)} adapter run(s): no --max-steps or PRESET")
     if unknown_tasks:
         print(
             f"finetune steps unknown for {', '.join(sorted(unknown_tasks))}: run `make LANG=... data` first"
