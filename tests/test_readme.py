@@ -59,7 +59,9 @@ def test_readme_walkthrough_runs_as_written(tmp_path):
     records = [orjson.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert {r["metric"] for r in records} == {"pppl", "pppl_mean", "pppl_word", "macro_f1", "accuracy"}
     assert {(r["method"], r["source"]) for r in records} == {("seq_bn_inv", "glotcc"), ("base", None)}
-    assert (tmp_path / "report" / "report.md").is_file()
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "no baseline records" not in report  # both tables have their baseline column
+    assert "## Seeds, confidence intervals and accuracy" in report and "## Training cost" in report
     assert sorted(p.name for p in (tmp_path / "data" / "sib200").iterdir()) == [
         "test.jsonl.zst",
         "train.jsonl.zst",

@@ -156,3 +156,25 @@ def test_training_cost_of_each_run_from_training_json(tmp_path):
     assert (cost.trainable_parameters, cost.steps, cost.seconds) == (1234567, 300, 125.4)
     text = render_markdown(report)
     assert f"| `{run}` | finetune | 1,234,567 | 300 | 2:05 min | cuda:0 |" in text
+
+
+def test_table_plot_shows_the_change_with_labels_on_fitted_axes(tmp_path):
+    from lrltool.report.plots import draw_table
+
+    pppl = [
+        MetricRecord(metric="pppl_mean", value=v, lang="ron_Latn", model="xlm-roberta-base", task="mlm",
+                     method=m, source=s, adapter=a, n=12).to_json()
+        for v, m, s, a in ((1155.28, "base", None, None), (1108.36, "seq_bn_inv", "glotcc", "runs/a"))
+    ]  # fmt: skip
+    report = build_report([entry_of(r, "x") for r in pppl])
+    (table,) = report.tables
+    fig = draw_table(table, tmp_path / "pppl.png")
+    values, changes = fig.axes[0], fig.axes[1]
+    assert values.get_yscale() == "linear"  # 1155 vs 1108: no log axis from 1 that hides the change
+    low, high = values.get_ylim()
+    assert 1090 < low < 1108.36 and 1155.28 < high < 1180
+    assert {t.get_text() for t in values.texts} == {"1155.28", "1108.36"}
+    (bar,) = changes.patches
+    assert bar.get_height() == pytest.approx(100 * 46.92 / 1155.28, abs=1e-9)  # % PPPL reduction
+    assert [t.get_text() for t in changes.texts] == ["-46.92\n(-4.1%)"]
+    assert (tmp_path / "pppl.png").stat().st_size > 10_000
