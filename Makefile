@@ -17,7 +17,7 @@ unexport LANGUAGE
 export PYTHONUTF8 := 1
 
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 LRLTOOL := $(BIN)/lrltool
@@ -26,6 +26,12 @@ DEMO := demo
 .PHONY: install test lint demo bench bench-gpu clean show-config
 
 install: $(STAMP)
+
+# The pipeline targets use an environment that already has lrltool as it is (VENV=path/to/env for one
+# made elsewhere): a fresh clone (whose files are all newer than any stamp) must not reinstall it, and
+# `make -n` must not plan that. Without one they build it (`make install`; rerun it after a dependency
+# changes).
+ENV := $(if $(wildcard $(BIN)/lrltool),,install)
 
 # Torch first, pinned (an unpinned torch pulls a multi-GB CUDA build), then the package under the constraints.
 $(STAMP): pyproject.toml constraints.txt
@@ -55,8 +61,8 @@ resolve = L=$(call code_of,$(1)) HAVE="$$($(LRLTOOL) languages $(1) --field sour
 LANGS ?= $(LANGUAGE)
 OUT ?= runs
 
-.PHONY: all data adapters finetune metrics report sweep sizes
-all data adapters finetune metrics report sizes: install
+.PHONY: all data adapters finetune metrics report sweep sizes plan
+all data adapters finetune metrics report sizes plan: $(ENV)
 	+$(PIPELINE) $(call resolve,$(LANGUAGE)) $@
 
 # Several languages, then one report over all of them. Each language is a sub-make of its own, so
@@ -74,7 +80,7 @@ $(SWEEP_LANGS): sweep-%: sweep-conceptnet
 # dump (pipeline.mk's per-language rule would read the 475 MB dump once per language). When SOURCES leaves ConceptNet out,
 # nothing; when the one pass fails, each language's own rule fetches it and reports what is wrong.
 SWEEP_CN := $(filter conceptnet,$(or $(SOURCES),conceptnet))
-sweep-conceptnet: install
+sweep-conceptnet: $(ENV)
 	$(if $(SWEEP_CN),missing=$$(for lang in $(LANGS); do code=$(call code_of,$$lang); \
 		$(LRLTOOL) languages $$lang --field sources | grep -qw conceptnet || continue; \
 		test -e $(OUT)/$$code/data/conceptnet-triples.jsonl.zst || echo $$lang; done | paste -sd, -); \
@@ -92,22 +98,22 @@ show-config:
 DEMO_SETTINGS := OUT=$(DEMO) DATA=examples MODEL=$(DEMO)/models/tiny-xlmr PRESET= SEEDS=1 \
 	METHODS="seq_bn seq_bn_inv" FULL=no FULL_FT=no FUSION_METHODS=seq_bn GLOTCC_CAP=1M \
 	PROMPT_MODEL=$(DEMO)/models/tiny-llama PROMPT_SHOTS=0 \
-	TRAIN_ARGS="--max-steps 150 --batch-size 8 --max-seq-length 128 --eval-steps 50 --lr 1e-3" \
+	TRAIN_ARGS="--max-steps 150 --batch-size 8 --max-length 128 --eval-steps 50 --lr 1e-3" \
 	FINETUNE_ARGS="--epochs 3 --batch-size 16 --max-length 128" \
 	REPORT_ARGS='--note "make demo: a tiny random-weight XLM-R (and a tiny LLaMA for prompting), a few hundred \
 	training steps on the bundled Romanian sample. The numbers show that the whole pipeline runs; they say \
 	nothing about what language adapters buy a real model (see README.md for the real recipe)."'
 DEMO_JOBS ?= 2
 
-$(DEMO)/models/tiny-xlmr/.done: | install
+$(DEMO)/models/tiny-xlmr/.done: | $(ENV)
 	$(LRLTOOL) tiny-model --arch xlmr -o $(@D)
 	touch $@
 
-$(DEMO)/models/tiny-llama/.done: | install
+$(DEMO)/models/tiny-llama/.done: | $(ENV)
 	$(LRLTOOL) tiny-model --arch llama --max-length 512 -o $(@D)
 	touch $@
 
-demo: install $(DEMO)/models/tiny-xlmr/.done $(DEMO)/models/tiny-llama/.done
+demo: $(ENV) $(DEMO)/models/tiny-xlmr/.done $(DEMO)/models/tiny-llama/.done
 	+OMP_NUM_THREADS=1 $(PIPELINE) -j$(DEMO_JOBS) --output-sync=target L=ron_Latn $(DEMO_SETTINGS) report
 	@echo "demo report (a tiny random model: the numbers show the pipeline works, not what adapters buy):"
 	@echo "$(DEMO)/ron_Latn/report/report.md (plots in $(DEMO)/ron_Latn/report/plots/)"

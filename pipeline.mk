@@ -50,6 +50,10 @@ REPORT_ARGS ?= --compare-paper
 # A prefix for every training and evaluation recipe, e.g. SUBMIT='srun --gres=gpu:1 --time=24:00:00'
 # (README.md "Slurm"); fetch, verbalize, cap and report run where make runs.
 SUBMIT ?=
+# GPUS="0 1 2 3": each training or evaluation job takes a GPU of the list that no other concurrent make job
+# holds (tools/with-gpu: a lock file per GPU under OUT/.gpu-locks, CUDA_VISIBLE_DEVICES); with make -jN.
+GPUS ?=
+GPU := $(if $(strip $(GPUS)),tools/with-gpu $(OUT)/.gpu-locks "$(strip $(GPUS))" )
 
 # The sources that have the language (the top-level Makefile passes them); steps without data are skipped.
 HAVE ?= $(shell $(LRLTOOL) languages $(L) --field sources)
@@ -100,7 +104,7 @@ PROMPT_METRICS := $(if $(PROMPT_MODEL),$(foreach t,$(filter $(TASKS),$(PROMPT_TA
 	$(foreach k,$(PROMPT_SHOTS),$(D)/metrics/$(t)-prompt-$(k)shot.jsonl)))
 METRICS := $(MLM_METRICS) $(TASK_METRICS) $(PROMPT_METRICS)
 
-.PHONY: all data adapters finetune metrics report sizes
+.PHONY: all data adapters finetune metrics report sizes plan
 
 all: report
 data: $(if $(HAVE_FLORES),$(D)/data/flores.jsonl.zst) $(foreach s,$(SOURCES),$(D)/data/$(s)/.done) \
@@ -142,27 +146,27 @@ $(D)/data/%/.done:
 
 # $(call train_adapter_cmd,METHOD,SOURCE,TRAIN,VALIDATION,OUTDIR)
 define train_adapter_cmd
-$(SUBMIT) $(LRLTOOL) train-adapter --model $(MODEL) --method $(1) $(call train_preset,$(2)) \
+$(SUBMIT) $(GPU)$(LRLTOOL) train-adapter --model $(MODEL) --method $(1) $(call train_preset,$(2)) \
 		--train $(3) --validation $(4) \
 		$(TRAIN_ARGS) $$(if $$(wildcard $(5)/checkpoints/*),--resume,--force) -o $(5)
 endef
 
 # $(call finetune_cmd,TASK,OPTIONS,OUTDIR)
 define finetune_cmd
-$(SUBMIT) $(LRLTOOL) finetune --task $(1) --model $(MODEL) --data $(D)/data/$(1) --lang $(L) $(2) \
+$(SUBMIT) $(GPU)$(LRLTOOL) finetune --task $(1) --model $(MODEL) --data $(D)/data/$(1) --lang $(L) $(2) \
 		--seeds $(SEEDS_CSV) $(finetune_preset) $(FINETUNE_ARGS) --force -o $(3)
 endef
 
 # $(call eval_mlm_cmd,OPTIONS) with the FLORES file as $$<: --task mlm, or clm for a decoder (LM_TASK)
 define eval_mlm_cmd
 mkdir -p $$(@D)
-	$(SUBMIT) $(LRLTOOL) eval --task $(LM_TASK) --model $(MODEL) $(1) $$< $(EVAL_ARGS) > $$@
+	$(SUBMIT) $(GPU)$(LRLTOOL) eval --task $(LM_TASK) --model $(MODEL) $(1) $$< $(EVAL_ARGS) > $$@
 endef
 
 # $(call eval_task_cmd,TASK) with the finetune run's .done as $$<
 define eval_task_cmd
 mkdir -p $$(@D)
-	$(SUBMIT) $(LRLTOOL) eval --task $(1) --run $$(<D) $(EVAL_ARGS) > $$@
+	$(SUBMIT) $(GPU)$(LRLTOOL) eval --task $(1) --run $$(<D) $(EVAL_ARGS) > $$@
 endef
 
 # --- language adapters -------------------------------------------------------------------------------
@@ -197,7 +201,7 @@ $(foreach t,$(TASKS),$(foreach m,$(FUSION_METHODS),$(eval $(call task_rule,$(t),
 define prompt_rule
 $(D)/metrics/$(1)-prompt-$(2)shot.jsonl: $(D)/data/$(1)/.done
 	mkdir -p $$(@D)
-	$(SUBMIT) $(LRLTOOL) eval --task $(1) --prompt --model $(PROMPT_MODEL) --data $(D)/data/$(1) --shots $(2) \
+	$(SUBMIT) $(GPU)$(LRLTOOL) eval --task $(1) --prompt --model $(PROMPT_MODEL) --data $(D)/data/$(1) --shots $(2) \
 		--lang $(L) $(EVAL_ARGS) > $$@
 endef
 $(foreach t,$(PROMPT_TASKS),$(foreach k,$(PROMPT_SHOTS),$(eval $(call prompt_rule,$(t),$(k)))))
@@ -217,6 +221,24 @@ $(foreach a,$(ADAPTERS),$(eval $(call mlm_rule,$(D)/metrics/$(LM_TASK)-$(a).json
 $(D)/report/report.md: $(METRICS)
 	$(LRLTOOL) report $(METRICS) $(foreach a,$(ADAPTERS),--runs $(D)/adapters/$(a)) $(REPORT_ARGS) \
 		$(REPORT_NOTE) -o $(@D)
+
+# --- make LANG=mlt plan: runs, steps, GPU hours and disk of `make all` (tools/plan.py) ----------------
+ADAPTER_STEPS_PER_SEC ?=
+FINETUNE_STEPS_PER_SEC ?=
+PYTHON ?= python3
+# Steps of an adapter run: --max-steps in TRAIN_ARGS, else the preset's (paper-glotcc 100k, paper-conceptnet
+# 25k); 0 = unknown (epochs over the data).
+max_steps = $(or $(patsubst --max-steps=%,%,$(filter --max-steps=%,$(subst --max-steps ,--max-steps=,$(TRAIN_ARGS)))),\
+	$(if $(PRESET),$(if $(filter glotcc,$(1)),100000,25000)),0)
+FT_EPOCHS := $(or $(patsubst --epochs=%,%,$(filter --epochs=%,$(subst --epochs ,--epochs=,$(FINETUNE_ARGS)))),null)
+PLAN_JSON = {"lang": "$(L)", "model": "$(MODEL)", "out": "$(D)", "batch": 32, "epochs": $(FT_EPOCHS), \
+	"adapter_rate": "$(ADAPTER_STEPS_PER_SEC)", "finetune_rate": "$(FINETUNE_STEPS_PER_SEC)", \
+	"evals": $(words $(METRICS)), \
+	"adapters": [$(subst $(space),$(comma),$(foreach a,$(ADAPTERS),{"run":"$(a)","steps":$(call max_steps,$(lastword $(subst -, ,$(a))))}))], \
+	"tasks": [$(subst $(space),$(comma),$(foreach t,$(TASKS),$(foreach v,$(TASK_VARIANTS),{"task":"$(t)","variant":"$(v)","seeds":$(words $(SEEDS))})))]}
+
+plan:
+	@echo '$(PLAN_JSON)' | $(PYTHON) tools/plan.py
 
 # --- how much adaptation data is enough (make LANG=mlt sizes) ------------------------------------------
 # The GlotCC training split capped at each of CAP_SIZES (validation and test stay the same), the same

@@ -221,7 +221,7 @@ def _cache_row(model: Path, quick: bool) -> Row:
             "1",
             "--batch-size",
             "16",
-            "--max-seq-length",
+            "--max-length",
             "256",
             "--cache-dir",
             str(cache),

@@ -133,23 +133,69 @@ def is_deterministic() -> bool:
     return torch.are_deterministic_algorithms_enabled()
 
 
-def make_accelerator(device: str, *, bf16: bool | None = None) -> Any:
-    """The 🤗 Accelerate ``Accelerator`` of one training run on ``--device``, with bf16 autocast.
+#: ``--report-to``: the trackers a training run can write to (Accelerate's names), and the module each needs.
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}
 
-    Joins the process group that torchrun / accelerate launch describe in the environment (gloo on the
-    CPU, NCCL on GPUs, each process on its own GPU). ``bf16`` None: on where the GPU supports it.
-    Refuses (UsageError) a device that is not there, and bf16 anywhere but on a CUDA device.
+
+def parse_report_to(value: str | None) -> list[str]:
+    """``--report-to`` (``none``, ``tensorboard``, ``wandb`` or a comma-separated list, as the HF Trainer's
+    ``report_to``) as Accelerate tracker names; UsageError for an unknown one or a package not installed."""
+    import importlib.util
+
+    names = [n.strip() for n in (value or "none").split(",") if n.strip()]
+    if names in ([], ["none"]):
+        return []
+    for name in names:
+        if name not in TRACKERS:
+            raise UsageError(f"unknown --report-to '{name}'", hint="choose none, tensorboard or wandb")
+        if importlib.util.find_spec(TRACKERS[name]) is None:
+            raise UsageError(
+                f"--report-to {name} needs the {TRACKERS[name]} package",
+                hint=f"pip install 'lrltool[{name}]' (or pip install {TRACKERS[name]})",
+            )
+    return list(dict.fromkeys(names))
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def resolve_precision(precision: str | None, target: Any) -> str:
+    """``--precision`` on the device ``target``: fp32, bf16 or fp16 (None: bf16 where the GPU has it, else
+    fp32). UsageError for an unknown name, and for bf16/fp16 anywhere but on a CUDA device that runs it."""
+    import torch
+
+    if precision is None:
+        return "bf16" if default_bf16(target) else "fp32"
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown --precision '{precision}'", hint=f"choose {', '.join(PRECISIONS)}")
+    if precision != "fp32" and target.type != "cuda":
+        raise UsageError(f"--precision {precision} needs a CUDA device", hint="use fp32 or --device cuda")
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise UsageError("--precision bf16: this GPU does not support bfloat16", hint="use fp16 or fp32")
+    return precision
+
+
+def make_accelerator(
+    device: str,
+    *,
+    precision: str | None = None,
+    report_to: list[str] | None = None,
+    logging_dir: Any = None,
+) -> Any:
+    """The 🤗 Accelerate ``Accelerator`` of one training run on ``--device``.
+
+    ``precision`` (:func:`resolve_precision`): fp32, or bf16/fp16 autocast (fp16 with Accelerate's loss
+    scaler, which needs the optimizer through ``accelerator.prepare``). ``report_to``: Accelerate trackers
+    (:func:`parse_report_to`); TensorBoard writes under ``logging_dir``. Joins the process group that
+    torchrun / accelerate launch describe in the environment (gloo on the CPU, NCCL on GPUs, each process
+    on its own GPU). Refuses (UsageError) a device that is not there and a precision it cannot run.
     """
     import torch
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
     target = resolve_device(device)
-    use_bf16 = default_bf16(target) if bf16 is None else bf16
-    if use_bf16 and target.type != "cuda":
-        raise UsageError("--bf16 needs a CUDA device", hint="drop --bf16 or use --device cuda")
-    if use_bf16 and not torch.cuda.is_bf16_supported():
-        raise UsageError("--bf16: this GPU does not support bfloat16", hint="drop --bf16")
+    mixed = resolve_precision(precision, target)
     if world_size() == 1:
         # Accelerate keeps one process-wide state; a new run in the same process may ask another device.
         AcceleratorState._reset_state(reset_partial_state=True)
@@ -157,7 +203,9 @@ def make_accelerator(device: str, *, bf16: bool | None = None) -> Any:
             torch.cuda.set_device(target)
     accelerator = Accelerator(
         cpu=target.type == "cpu",
-        mixed_precision="bf16" if use_bf16 else "no",
+        mixed_precision="no" if mixed == "fp32" else mixed,
+        log_with=report_to or None,
+        project_dir=str(logging_dir) if report_to else None,
         kwargs_handlers=[process_group_kwargs()],
     )
     return accelerator

@@ -54,7 +54,17 @@ LOCK_FILE = ".lrltool.lock"  # held (flock) by the process that writes the run; 
 #: two renames (as where the system cannot swap) and kills between them.
 KILL_ENV = "LRLTOOL_TEST_KILL_IN_CHECKPOINT"
 # What a run writes; --force removes exactly these (and nothing else a user may have put there).
-RUN_ENTRIES = ("adapter", "model", "fusion", CHECKPOINTS, TRAINING_JSON, LOG_JSONL, README)
+RUN_ENTRIES = (
+    "adapter",
+    "model",
+    "fusion",
+    CHECKPOINTS,
+    TRAINING_JSON,
+    LOG_JSONL,
+    README,
+    "tensorboard",
+    "wandb",
+)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -193,6 +193,31 @@ class _ReadAhead:
         self._thread.join(timeout=1.0)
 
 
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, AttributeError):  # closed or replaced stdin
+        return False
+
+
+#: Plain-text input: one text record per line (``{"id": "<line>", "text": ...}``, blank lines skipped).
+TEXT_SUFFIXES = (".txt", ".txt.gz", ".txt.zst")
+INPUT_FORMATS = ("jsonl", "text")
+#: ``--input-format`` of the running command, for input whose name does not say (stdin); None: by name.
+input_format: str | None = None
+
+
+def is_text_input(path: str | os.PathLike[str]) -> bool:
+    """Plain text (one record per line) rather than JSONL: a ``.txt`` name; a ``.jsonl`` name never;
+    any other name (stdin among them) with ``--input-format text``."""
+    name = str(path).lower()
+    if name.endswith(TEXT_SUFFIXES):
+        return True
+    if name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst")):
+        return False
+    return input_format == "text"
+
+
 class InputStream:
     """A binary input: the raw file (for progress by compressed bytes) and the decompressed stream.
 
@@ -204,6 +229,11 @@ class InputStream:
     def __init__(self, path: str | os.PathLike[str], *, read_ahead: int = READ_AHEAD) -> None:
         self.name = display_name(path)
         if str(path) == "-":
+            if _stdin_is_terminal():
+                raise UsageError(
+                    "this command reads records from stdin, but stdin is a terminal (nothing piped in)",
+                    hint="give the input file, or pipe records in: ... | lrltool <command>",
+                )
             raw: BinaryIO = sys.stdin.buffer
             self.size: int | None = None
         else:
@@ -324,9 +354,25 @@ class RecordReader:
         for self.line, line in enumerate(stream, 1):
             yield line
 
+    def _text_records(self, stream: IO[bytes]) -> Iterator[Record]:
+        for line in self._lines(stream):
+            try:
+                text = line.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                self.reject(InputError("line is not valid UTF-8", hint="save the text file as UTF-8"))
+                continue
+            if not text.strip():
+                continue
+            if self.stats is not None:
+                self.stats.records_in += 1
+            yield {"id": str(self.line), "text": text}
+
     def __iter__(self) -> Iterator[Record]:
         with InputStream(self.path) as source:
             self._source = source
+            if is_text_input(self.path):
+                yield from self._text_records(source.stream)
+                return
             reader = jsonlines.Reader(self._lines(source.stream), loads=orjson.loads)
             while True:
                 try:

@@ -351,6 +351,7 @@ def fit(
         save(run, trainable, state, accelerator, best=best)
 
     log = run.log(keep_through_step=state.step) if main else None
+    tracking = start_trackers(accelerator, run)
     trainable.model.train()
     try:
         with StopRequest() as stop, ui.progress(log_format.name, total=settings.total_steps) as bar:
@@ -370,6 +371,9 @@ def fit(
                 tokens_seen += result.tokens
                 if log is not None:
                     _log_step(log, result, log_format)
+                if tracking:
+                    rate = tokens_seen / max(time.perf_counter() - loop_started, 1e-9)
+                    accelerator.log(tracked_values(result, rate), step=result.step)
                 if result.is_best:
                     checkpoint(best=True)
                 at_cadence = result.step % settings.eval_every == 0 and result.step < settings.total_steps
@@ -394,6 +398,8 @@ def fit(
     finally:
         if log is not None:
             log.close()
+        if tracking:
+            accelerator.end_training()  # flushes and closes the event files
     elapsed = time.perf_counter() - loop_started
     state.seconds = seconds_before + time.perf_counter() - started
     return FitResult(
@@ -403,6 +409,41 @@ def fit(
         first_step_seconds=first_step,
         stopped_early=stopped_early,
     )
+
+
+#: Where --report-to tensorboard writes in a run folder (``tensorboard --logdir RUN/tensorboard``).
+TENSORBOARD_DIR = "tensorboard"
+
+
+def start_trackers(accelerator: Any, run: runs.Run) -> bool:
+    """Start the run's ``--report-to`` trackers (none: False): TensorBoard under RUN/tensorboard,
+    Weights & Biases under RUN/wandb (offline unless ``WANDB_MODE`` says otherwise), with the run's
+    settings from training.json as the tracker's configuration."""
+    if not accelerator.log_with:
+        return False
+    config: dict[str, Any] = {}
+    if accelerator.is_main_process and run.training_json.is_file():
+        info = runs.RunInfo.load(run.path)
+        flat = {**info.settings, "model": info.model, "method": info.method, "lang": info.lang}
+        config = {k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool))}
+    wandb = {"dir": str(run.path), "mode": os.environ.get("WANDB_MODE", "offline"), "name": run.path.name}
+    accelerator.init_trackers("lrltool", config=config, init_kwargs={"wandb": wandb})
+    return True
+
+
+def tracked_values(result: StepResult, tokens_per_second: float) -> dict[str, float]:
+    """What a tracker records of one step: train/loss, train/learning_rate, train/tokens_per_second and,
+    at a validation, eval/<name> for each value log.jsonl records (eval_loss -> eval/loss)."""
+    values = {
+        "train/loss": result.loss,
+        "train/learning_rate": result.lr,
+        "train/tokens_per_second": tokens_per_second,
+    }
+    if result.evaluation is not None:
+        for key, value in result.evaluation.logged.items():
+            if isinstance(value, (int, float)):
+                values[f"eval/{key.removeprefix('eval_')}"] = float(value)
+    return values
 
 
 def _refuse_non_finite(result: StepResult, run: runs.Run) -> None:

@@ -30,7 +30,8 @@ def classification_records(task: str, lines: list[str], offset: int) -> list[dic
     records = []
     for i, text in enumerate(lines):
         k = (offset + i) % len(labels)
-        records.append({"id": f"{offset + i}", "text": f"{CUES[k]} {CUES[k]} {text}", "label": labels[k]})
+        text = f"{CUES[k]} {CUES[k]} {text}"
+        records.append({"id": f"{offset + i}", "text": text, "label": labels[k], "lang": "ron_Latn"})
     return records
 
 
@@ -48,7 +49,7 @@ def ner_records(lines: list[str], offset: int, max_words: int = 14) -> list[dict
             else:
                 tags.append("O")
                 previous = None
-        records.append({"id": f"s{offset + i}", "tokens": words, "tags": tags})
+        records.append({"id": f"s{offset + i}", "tokens": words, "tags": tags, "lang": "ron_Latn"})
     return records
 
 

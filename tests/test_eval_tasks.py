@@ -132,7 +132,8 @@ def test_record_fields_say_what_was_evaluated(trained):
     assert (fused["method"], fused["source"]) == ("fusion", "glotcc+conceptnet")
     assert fused["adapter"] == f"{trained['glotcc']}+{trained['glotcc'].parent / 'lang-conceptnet'}"
     base = evaluate_run(task="ner", run=trained["ner"])[0]
-    assert (base["method"], base["source"], base["adapter"], base["lang"]) == ("base", None, None, None)
+    # no language adapter: the run's language comes from its data's records
+    assert (base["method"], base["source"], base["adapter"], base["lang"]) == ("base", None, None, "ron_Latn")
 
 
 def test_ner_word_level_metrics_equal_seqeval_on_the_predictions_file(trained, tmp_path):
@@ -360,9 +361,9 @@ def test_eval_command_writes_metric_records_and_predictions(cli, trained, tmp_pa
     # batch size does not change the scores
     again = cli(["eval", "--task", "tc", "--run", trained["tc"], "--batch-size", 32])
     assert [json.loads(line)["value"] for line in again.stdout.splitlines()] == [r["value"] for r in records]
-    # a run that knows no language (no adapter, no --lang at finetune) is labelled by eval --lang
+    # a run without a language adapter or --lang at finetune took its language from its data's records
     unlabelled = cli(["eval", "--task", "ner", "--run", trained["ner"]])
-    assert {json.loads(line)["lang"] for line in unlabelled.stdout.splitlines()} == {None}
+    assert {json.loads(line)["lang"] for line in unlabelled.stdout.splitlines()} == {"ron_Latn"}
     labelled = cli(["eval", "--task", "ner", "--run", trained["ner"], "--lang", "ro"])
     assert {json.loads(line)["lang"] for line in labelled.stdout.splitlines()} == {"ron_Latn"}
 

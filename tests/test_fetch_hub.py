@@ -201,7 +201,8 @@ def test_gated_and_missing_repositories_are_one_line_errors(cli, monkeypatch):
     assert_error(
         cli(["fetch", "flores", "-l", "ron"]),
         "openlanguagedata/flores_plus is gated: downloading FLORES+ ron_Latn sentences needs an account that"
-        " accepted its terms; accept them at https://huggingface.co/datasets/openlanguagedata/flores_plus",
+        " accepted its terms; open https://huggingface.co/datasets/openlanguagedata/flores_plus logged in and"
+        " accept them ('Agree and access repository'), then log in here (hf auth login, or HF_TOKEN)",
     )
 
     def missing(repo_id, **kwargs):
@@ -231,8 +232,9 @@ def test_offline_and_not_cached_says_what_to_download(cli, empty_offline_cache):
     assert_error(
         result,
         "HF_HUB_OFFLINE=1 and GlotCC-V1 ron-Latn shards (cis-lmu/GlotCC-V1: v1.0/ron-Latn/*.parquet) are not"
-        " in the Hugging Face cache; run the same command once online to download them (same HF_HOME), or"
-        " give --input PATH",
+        " in the Hugging Face cache; download them once with internet (same HF_HOME): hf download"
+        " cis-lmu/GlotCC-V1 --repo-type dataset --include 'v1.0/ron-Latn/*.parquet' (make LANG=... data"
+        " fetches everything); or give --input PATH",
     )
     assert_no_output(out)
     result = cli(["fetch", "sib200", "-l", "ron", "-o", out / "sib"])
@@ -242,6 +244,13 @@ def test_offline_and_not_cached_says_what_to_download(cli, empty_offline_cache):
         " ron_Latn/train.tsv, ron_Latn/train/*.parquet, ... (16 patterns)) are not in the Hugging Face cache",
     )
     assert_no_output(out)
+
+
+def test_under_make_the_hint_names_data_not_input(cli, empty_offline_cache, monkeypatch):
+    monkeypatch.setenv("MAKELEVEL", "1")
+    result = cli(["fetch", "glotcc", "-l", "ron", "-o", empty_offline_cache / "g.jsonl.zst"])
+    assert_error(result, "or set DATA=FOLDER (local copies in the layout of examples/)")
+    assert "--input" not in result.stderr
 
 
 def test_offline_reads_a_cached_snapshot(cli, empty_offline_cache):
@@ -285,7 +294,7 @@ def test_offline_with_another_language_cached_says_not_in_the_cache(cli, empty_o
     assert_error(
         cli(["fetch", "glotcc", "-l", "fao"]),
         "HF_HUB_OFFLINE=1 and GlotCC-V1 fao-Latn shards (cis-lmu/GlotCC-V1: v1.0/fao-Latn/*.parquet) are"
-        " not in the Hugging Face cache; run the same command once online",
+        " not in the Hugging Face cache; download them once with internet (same HF_HOME): hf download",
     )
 
 

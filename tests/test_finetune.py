@@ -690,3 +690,87 @@ def test_eval_run_uses_the_recorded_model_from_any_folder_and_refuses_other_weig
     weights.write_bytes(bytes(rebuilt))
     refused = cli(["eval", "--task", "sa", "--run", out])
     _fails(refused, 1, "is not the one this run was trained on (its weights differ)")
+
+
+# --- gradient accumulation, precision, trackers ---------------------------------------------------
+
+
+def _first_step_gradients(model_dir, data, task, **settings):
+    from lrltool import devices
+
+    prep = ft.prepare(
+        task=task, model=str(model_dir), data=data, lang_adapters=[], fusion=False, method="adapter"
+    )
+    s = ft.make_settings(task, seed=3, **settings)
+    accelerator = devices.make_accelerator("cpu")
+    built = build_task_model(
+        prep.spec, prep.labels, base=prep.base, lang_infos=[], method="adapter", fusion=False,
+        reduction_factor=16, seed=3, device=accelerator.device,
+    )  # fmt: skip
+    model, _ = accelerator.prepare(built.model, ft._optimizer(built.model, s))
+    work = ft.TaskTraining(prep, s, built, model, accelerator)
+    model.eval()  # no dropout: micro-batches and one batch must give the same gradient
+    loss, tokens = work.train_step(0)
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    return loss, tokens, grads
+
+
+@pytest.mark.parametrize("task", ["tc", "ner"])
+def test_grad_accum_gives_the_gradient_of_one_batch(tiny_xlmr, data_dirs, task):
+    loss1, _, _ = _first_step_gradients(tiny_xlmr, data_dirs[task], task, batch_size=8)
+    loss3, tokens3, accum = _first_step_gradients(
+        tiny_xlmr, data_dirs[task], task, batch_size=3, grad_accum=3
+    )
+    loss9, tokens9, nine = _first_step_gradients(tiny_xlmr, data_dirs[task], task, batch_size=9)
+    # 3 x 3 micro-batches are the 9 examples of one batch of 9 (the same shuffled order), not those of 8
+    assert loss3 == pytest.approx(loss9, rel=1e-5) and loss9 != pytest.approx(loss1, rel=1e-5)
+    assert tokens3 == tokens9
+    assert set(accum) == set(nine) and len(accum) > 0
+    for name in nine:
+        torch.testing.assert_close(accum[name], nine[name], rtol=1e-4, atol=1e-6)
+
+
+def test_precision_and_tracker_options_are_checked_before_anything_is_written(
+    cli, tiny_xlmr, data_dirs, tmp_path
+):
+    base = ["finetune", "-t", "tc", "-d", str(data_dirs["tc"]), "-m", str(tiny_xlmr), "--device", "cpu"]
+    result = cli([*base, "-o", str(tmp_path / "a"), "--precision", "fp16"])
+    assert result.exit_code == 2 and "--precision fp16 needs a CUDA device" in result.stderr
+    result = cli([*base, "-o", str(tmp_path / "b"), "--precision", "fp8"])
+    assert result.exit_code == 2 and "unknown --precision 'fp8'" in result.stderr
+    result = cli([*base, "-o", str(tmp_path / "c"), "--grad-accum", "0"])
+    assert result.exit_code == 2 and "--grad-accum must be positive" in result.stderr
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_finetune_reports_validation_scores_to_tensorboard(tiny_xlmr, data_dirs, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    prep = ft.prepare(task="tc", model=str(tiny_xlmr), data=data_dirs["tc"], lang_adapters=[], fusion=False)
+    settings = ft.make_settings("tc", **FAST, grad_accum=2)
+    ft.train_run(prep, settings, out=tmp_path / "run", device="cpu", report_to="tensorboard")
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard" / "lrltool"))
+    events.Reload()
+    log = read_jsonl(tmp_path / "run" / "log.jsonl")
+    f1 = [(e["step"], e["eval_macro_f1"]) for e in log if "eval_macro_f1" in e]
+    scalars = events.Scalars("eval/macro_f1")
+    assert [s.step for s in scalars] == [2, 4] == [step for step, _ in f1]
+    assert [s.value for s in scalars] == pytest.approx([v for _, v in f1], rel=1e-6)
+    info = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert info["settings"]["grad_accum"] == 2 and info["steps_per_epoch"] == 2  # 32 examples / (8 x 2)
+
+
+def test_a_run_without_a_language_is_refused_and_takes_the_records_lang(cli, tiny_xlmr, data_dirs, tmp_path):
+    data = tmp_path / "no-lang"
+    for split in ("train", "validation", "test"):
+        rows = [json.loads(line) for line in (data_dirs["tc"] / f"{split}.jsonl").read_text().splitlines()]
+        write_jsonl(data / f"{split}.jsonl", [{k: v for k, v in r.items() if k != "lang"} for r in rows])
+    base = ["finetune", "-t", "tc", "-m", str(tiny_xlmr), "--device", "cpu", "--max-steps", "1", "-b", "8"]
+    result = cli([*base, "-d", str(data), "-o", str(tmp_path / "a")])
+    assert (
+        result.exit_code == 2 and "the records carry no lang" in result.stderr and "--lang" in result.stderr
+    )
+    assert not (tmp_path / "a").exists()
+    result = cli([*base, "-d", str(data_dirs["tc"]), "-o", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((tmp_path / "b" / "training.json").read_text())["lang"] == "ron_Latn"

@@ -25,9 +25,9 @@ def _console_commands() -> list[str]:
     return [line[2:] for block in blocks for line in block.splitlines() if line.startswith("$ ")]
 
 
-def _example_invocations() -> list[list[str]]:
+def _example_invocations(text: str = README) -> list[list[str]]:
     """Every `lrltool ...` invocation in README code (indented blocks, console blocks, pipelines)."""
-    text = re.sub(r"\\\n\s*", " ", README)  # join continued lines
+    text = re.sub(r"\\\n\s*", " ", text)  # join continued lines
     invocations = []
     for line in text.splitlines():
         stripped = line.strip().removeprefix("$ ")
@@ -59,7 +59,9 @@ def test_readme_walkthrough_runs_as_written(tmp_path):
     records = [orjson.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert {r["metric"] for r in records} == {"pppl", "pppl_mean", "pppl_word", "macro_f1", "accuracy"}
     assert {(r["method"], r["source"]) for r in records} == {("seq_bn_inv", "glotcc"), ("base", None)}
-    assert (tmp_path / "report" / "report.md").is_file()
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "no baseline records" not in report  # both tables have their baseline column
+    assert "## Seeds, confidence intervals and accuracy" in report and "## Training cost" in report
     assert sorted(p.name for p in (tmp_path / "data" / "sib200").iterdir()) == [
         "test.jsonl.zst",
         "train.jsonl.zst",
@@ -79,6 +81,14 @@ def test_readme_examples_name_real_commands_and_options(argv):
     for token in argv[1:]:
         if token.startswith("-") and token != "-":
             assert token.split("=")[0] in known, f"lrltool {argv[0]} has no option {token}"
+
+
+COMMANDS_DOC = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("argv", _example_invocations(COMMANDS_DOC), ids=lambda argv: " ".join(argv)[:60])
+def test_command_reference_examples_name_real_commands_and_options(argv):
+    test_readme_examples_name_real_commands_and_options(argv)
 
 
 def test_readme_shows_the_two_commands_and_ci_uses_one():

@@ -19,7 +19,7 @@ from lrltool.lm import adapter, data
 from lrltool.tiny import corpus_lines
 from tests.paths import ROOT
 
-STEPS_ARGS = ["--batch-size", "4", "--max-seq-length", "32", "--eval-steps", "3", "--log-steps", "1"]
+STEPS_ARGS = ["--batch-size", "4", "--max-length", "32", "--eval-steps", "3", "--log-steps", "1"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -456,8 +456,8 @@ def test_unknown_method(cli, tiny_xlmr, corpus, tmp_path):
 
 
 def test_max_seq_length_beyond_the_model(cli, tiny_xlmr, corpus, tmp_path):
-    result = _run(cli, tiny_xlmr, corpus, tmp_path / "run", "--max-seq-length", "4096")
-    _one_line_error(result, "--max-seq-length 4096 is beyond the model's limit of 128 tokens")
+    result = _run(cli, tiny_xlmr, corpus, tmp_path / "run", "--max-length", "4096")
+    _one_line_error(result, "--max-length 4096 is beyond the model's limit of 128 tokens")
     assert not (tmp_path / "run").exists()
 
 
@@ -564,7 +564,7 @@ def test_torchrun_and_accelerate_launch_equal_one_process_with_the_global_batch(
         "--lr",
         "1e-2",
     ]
-    common += ["--max-seq-length", "32", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "-q"]
+    common += ["--max-length", "32", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = Path(sys.executable).parent / "torchrun"
     launch = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "lrltool", "train-adapter"]
@@ -854,3 +854,42 @@ def test_deterministic_training_on_cpu_equals_the_default_and_is_recorded(cli, t
     assert json.loads((tmp_path / "strict" / "training.json").read_text())["deterministic"] is True
     assert json.loads((tmp_path / "plain" / "training.json").read_text())["deterministic"] is False
     assert not torch.are_deterministic_algorithms_enabled()  # the mode ends with the run
+
+
+# --- watching a run -------------------------------------------------------------------------------
+
+
+def test_report_to_tensorboard_writes_the_logged_values(cli, tiny_xlmr, corpus, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    result = _run(cli, tiny_xlmr, corpus, out, "--max-steps", "6", "--report-to", "tensorboard")
+    assert result.exit_code == 0, result.stderr
+    events = EventAccumulator(str(out / "tensorboard" / "lrltool"))
+    events.Reload()
+    scalars = {tag: events.Scalars(tag) for tag in events.Tags()["scalars"]}
+    log = runs.read_log(out / "log.jsonl")
+    for tag, key in (("train/loss", "loss"), ("train/learning_rate", "lr"), ("eval/loss", "eval_loss")):
+        expected = [(e["step"], e[key]) for e in log if key in e]
+        assert [s.step for s in scalars[tag]] == [step for step, _ in expected], tag
+        assert [s.value for s in scalars[tag]] == pytest.approx([v for _, v in expected], rel=1e-6), tag
+    assert [s.step for s in scalars["eval/loss"]] == [3, 6]
+    assert [s.step for s in scalars["train/tokens_per_second"]] == [1, 2, 3, 4, 5, 6]
+    assert all(s.value > 0 for s in scalars["train/tokens_per_second"])
+
+
+def test_report_to_refuses_unknown_trackers_and_missing_packages(
+    cli, tiny_xlmr, corpus, tmp_path, monkeypatch
+):
+    result = _run(cli, tiny_xlmr, corpus, tmp_path / "a", "--report-to", "mlflow")
+    assert result.exit_code == 2 and "unknown --report-to 'mlflow'" in result.stderr
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
+    )
+    result = _run(cli, tiny_xlmr, corpus, tmp_path / "b", "--report-to", "wandb")
+    assert result.exit_code == 2, result.stderr
+    assert "--report-to wandb needs the wandb package" in result.stderr and "lrltool[wandb]" in result.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

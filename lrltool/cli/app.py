@@ -123,6 +123,16 @@ app = typer.Typer(
 )
 
 
+def command(name: str, *, examples: list[str] | None = None, **kwargs: Any) -> Any:
+    """``app.command`` with :class:`lrltool.cli.command.LrlCommand`, and ``examples`` ending the help."""
+    from lrltool.cli.command import LrlCommand
+
+    epilog = None
+    if examples:
+        epilog = "[bold]Examples[/bold]\n\n" + "\n\n".join(f"  {line}" for line in examples)
+    return app.command(name, cls=LrlCommand, epilog=epilog, **kwargs)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"lrltool {__version__}")

@@ -10,13 +10,20 @@ from typing import Annotated, Any
 import typer
 
 from lrltool import ui
-from lrltool.cli.app import app
+from lrltool.cli.app import command
 from lrltool.cli.options import InputArg, OutputOpt, QuietOpt, RevisionOpt, SkipBadOpt, StatsOpt
 
 # --- languages ------------------------------------------------------------------------------------
 
 
-@app.command("languages")
+@command(
+    "languages",
+    examples=[
+        "lrltool languages",
+        "lrltool languages Breton",
+        "lrltool languages --json mlt",
+    ],
+)
 def languages_cli(
     code: Annotated[
         str | None,
@@ -115,7 +122,14 @@ class MatchMode(str, Enum):
     both = "both"
 
 
-@app.command("fetch")
+@command(
+    "fetch",
+    examples=[
+        "lrltool fetch sib200 --lang mlt -o data/sib200",
+        "lrltool fetch flores --lang ron --input examples/flores | head",
+        "lrltool fetch glotcc --lang mlt | lrltool cap --max-bytes 1G -o data/glotcc",
+    ],
+)
 def fetch_cli(
     source: Annotated[FetchSource, typer.Argument(help="Data source.", show_default=False)],
     lang: Annotated[
@@ -197,7 +211,12 @@ def fetch_cli(
 # --- verbalize, cap -------------------------------------------------------------------------------
 
 
-@app.command("verbalize")
+@command(
+    "verbalize",
+    examples=[
+        "lrltool fetch conceptnet --lang ron | lrltool verbalize -o data/conceptnet.jsonl",
+    ],
+)
 def verbalize_cli(
     input: InputArg = "-",
     output: OutputOpt = "-",
@@ -231,7 +250,12 @@ def verbalize_cli(
     ).finish(stats)
 
 
-@app.command("cap")
+@command(
+    "cap",
+    examples=[
+        "lrltool cap corpus.jsonl.zst --max-bytes 1G --split train=0.9,validation=0.1 -o data/glotcc",
+    ],
+)
 def cap_cli(
     input: InputArg = "-",
     output: Annotated[
@@ -300,7 +324,13 @@ def cap_cli(
 # --- tiny-model -----------------------------------------------------------------------------------
 
 
-@app.command("tiny-model")
+@command(
+    "tiny-model",
+    examples=[
+        "lrltool tiny-model -o tiny",
+        "lrltool tiny-model --arch llama -o tiny-llama",
+    ],
+)
 def tiny_model_cli(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder to write the model and tokenizer to.")

@@ -16,8 +16,19 @@ from typing import Annotated, Any
 import typer
 
 from lrltool import ui
-from lrltool.cli.app import app
-from lrltool.cli.options import DeviceOpt, InputArg, OutputOpt, QuietOpt, RevisionOpt, SkipBadOpt, StatsOpt
+from lrltool.cli.app import command
+from lrltool.cli.options import (
+    ConfigOpt,
+    DeviceOpt,
+    InputArg,
+    InputFormatOpt,
+    OutputOpt,
+    QuietOpt,
+    RevisionOpt,
+    SkipBadOpt,
+    StatsOpt,
+    set_input_format,
+)
 from lrltool.errors import UsageError
 from lrltool.records import write_metric_records
 from lrltool.streams import Stats, check_writable
@@ -65,10 +76,21 @@ PROMPT_OPTIONS = frozenset(
         "source",
     }
 )
-_ALWAYS = frozenset({"task", "input_path", "output", "stats", "quiet", "device", "prompt"})
+_ALWAYS = frozenset(
+    {"task", "input_path", "output", "stats", "quiet", "device", "prompt", "config", "input_format"}
+)
 
 
-@app.command("eval")
+@command(
+    "eval",
+    examples=[
+        "lrltool fetch flores --lang mlt | lrltool eval -t mlm -m xlm-roberta-base"
+        " --adapter runs/seq_bn-glotcc"
+        " >> results.jsonl",
+        "lrltool eval -t tc --run runs/tc-seq_bn >> results.jsonl",
+        "lrltool eval -t mlm -m xlm-roberta-base --input-format text < sentences.txt",
+    ],
+)
 def eval_cli(
     task: Annotated[
         str,
@@ -104,7 +126,9 @@ def eval_cli(
     batch_size: Annotated[
         int | None,
         typer.Option(
-            help="mlm: most masked copies per forward pass; clm: sentences; tc/sa/ner: examples (32)."
+            "--batch-size",
+            "-b",
+            help="mlm: most masked copies per forward pass; clm: sentences; tc/sa/ner: examples (32).",
         ),
     ] = None,
     batch_tokens: Annotated[
@@ -131,7 +155,7 @@ def eval_cli(
     data: Annotated[
         str | None,
         typer.Option(
-            "--data", help="tc/sa/ner: test file, or folder with test.jsonl(.zst) (default: the run's)."
+            "--data", "-d", help="tc/sa/ner: test file, or folder with test.jsonl(.zst) (default: the run's)."
         ),
     ] = None,
     predictions: Annotated[
@@ -160,6 +184,8 @@ def eval_cli(
     output: OutputOpt = "-",
     skip_bad_lines: SkipBadOpt = False,
     stats: StatsOpt = None,
+    input_format: InputFormatOpt = None,
+    config: ConfigOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate a model: metric records to stdout, one per metric (append them to a results file).
@@ -170,6 +196,7 @@ def eval_cli(
     """
     given = {k: v for k, v in locals().items() if k not in _ALWAYS and v is not None and v is not False}
     ui.configure(quiet=quiet)
+    set_input_format(input_format)
     if task not in TASKS:
         raise UsageError(f"unknown task '{task}'", hint=f"choose one of {', '.join(TASKS)}")
     allowed = (

@@ -47,6 +47,37 @@ DeterministicOpt = Annotated[
 ]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in OUTDIR.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the run in OUTDIR.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Options from a JSON or YAML file (keys: option names, - or _ alike); the command line"
+        " overrides them.",
+    ),
+]
+InputFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--input-format",
+        help="jsonl (records) or text (one text per line) [default: text for .txt files, else jsonl]",
+    ),
+]
+ReportToOpt = Annotated[
+    str,
+    typer.Option(
+        "--report-to",
+        help="Follow training live: none, tensorboard (RUN/tensorboard) or wandb (offline, RUN/wandb);"
+        " comma-separated for both.",
+    ),
+]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="fp32, bf16 or fp16 autocast (bf16/fp16 on CUDA GPUs only)"
+        " [default: bf16 on a GPU that has it, else fp32 (finetune: fp32)]",
+    ),
+]
 
 
 def show(value: Any) -> str:
@@ -76,3 +107,13 @@ def described(text: str, cls: type, name: str) -> str:
 def settings_values(cls: type, options: dict[str, Any]) -> dict[str, Any]:
     """The options that are fields of the settings dataclass ``cls`` (a command's locals()), by name."""
     return {f.name: options[f.name] for f in dataclasses.fields(cls) if f.name in options}
+
+
+def set_input_format(value: str | None) -> None:
+    """``--input-format``: how this command reads input whose file name does not say (stdin)."""
+    from lrltool import streams
+    from lrltool.errors import UsageError
+
+    if value is not None and value not in streams.INPUT_FORMATS:
+        raise UsageError(f"unknown --input-format '{value}'", hint="choose jsonl or text")
+    streams.input_format = value

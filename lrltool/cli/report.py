@@ -9,11 +9,18 @@ from typing import Annotated
 import typer
 
 from lrltool import ui
-from lrltool.cli.app import app
+from lrltool.cli.app import command
 from lrltool.cli.options import QuietOpt, SkipBadOpt, StatsOpt
 
 
-@app.command("report")
+@command(
+    "report",
+    examples=[
+        "lrltool report results.jsonl -o report",
+        "lrltool report results.jsonl runs/*/metrics/*.jsonl --runs runs/seq_bn-glotcc"
+        " --compare-paper -o report",
+    ],
+)
 def report_cli(
     metrics: Annotated[
         list[str] | None,

@@ -15,17 +15,22 @@ from typing import Annotated
 import typer
 
 from lrltool import ui
-from lrltool.cli.app import app
+from lrltool.cli.app import command
 from lrltool.cli.options import (
+    ConfigOpt,
     DeterministicOpt,
     DeviceOpt,
     ForceOpt,
+    InputFormatOpt,
+    PrecisionOpt,
     QuietOpt,
+    ReportToOpt,
     ResumeOpt,
     RevisionOpt,
     RunOutputOpt,
     SkipBadOpt,
     described,
+    set_input_format,
     settings_values,
     show,
 )
@@ -51,14 +56,25 @@ def _f(text: str, name: str) -> str:
 # --- train-adapter --------------------------------------------------------------------------------
 
 
-@app.command("train-adapter")
+@command(
+    "train-adapter",
+    examples=[
+        "lrltool train-adapter -m xlm-roberta-base --train corpus.txt -o runs/seq_bn-mine",
+        "lrltool train-adapter -m xlm-roberta-base --preset paper-glotcc --train data/glotcc/train.jsonl.zst"
+        " --validation data/glotcc/validation.jsonl.zst --report-to tensorboard -o runs/seq_bn-glotcc",
+        "lrltool train-adapter --config adapter.yaml --lr 3e-4 -o runs/lr3e-4   (the command line wins)",
+    ],
+)
 def train_adapter_cli(
     model: Annotated[
         str, typer.Option("--model", "-m", help="Hub id (xlm-roberta-base) or local model folder.")
     ],
     output: RunOutputOpt,
     train: Annotated[
-        str, typer.Option("--train", help="Text records (JSONL, .gz, .zst); '-' reads stdin.")
+        str,
+        typer.Option(
+            "--train", help="Text records (JSONL, .gz, .zst) or a .txt file (one text per line); '-': stdin."
+        ),
     ] = "-",
     method: Annotated[
         str | None, typer.Option(help=_t(f"Adaptation method: {', '.join(ADAPTER_METHODS)}.", "method"))
@@ -92,7 +108,8 @@ def train_adapter_cli(
         float | None, typer.Option(help=_t("Passes over the data when --max-steps is not given.", "epochs"))
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help=_t("Examples per step and process.", "batch_size"))
+        int | None,
+        typer.Option("--batch-size", "-b", help=_t("Examples per micro-batch and process.", "batch_size")),
     ] = None,
     grad_accum: Annotated[
         int | None, typer.Option(help=_t("Micro-batches per optimizer step.", "grad_accum"))
@@ -105,7 +122,8 @@ def train_adapter_cli(
         float | None, typer.Option(help=_t("Share of steps of linear warmup.", "warmup_ratio"))
     ] = None,
     max_seq_length: Annotated[
-        int | None, typer.Option(help="Tokens per example (default min(512, the model's limit)).")
+        int | None,
+        typer.Option("--max-length", help="Tokens per example [default: min(512, the model's limit)]"),
     ] = None,
     mlm_probability: Annotated[
         float | None, typer.Option(help=_t("Share of tokens masked.", "mlm_probability"))
@@ -123,10 +141,9 @@ def train_adapter_cli(
     seed: Annotated[int | None, typer.Option(help=_t("Random seed.", "seed"))] = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
-    bf16: Annotated[
-        bool | None,
-        typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: on with a CUDA GPU that has it)."),
-    ] = None,
+    precision: PrecisionOpt = None,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", hidden=True)] = None,  # --precision bf16
+    report_to: ReportToOpt = "none",
     deterministic: DeterministicOpt = False,
     resume: ResumeOpt = False,
     force: ForceOpt = False,
@@ -141,12 +158,20 @@ def train_adapter_cli(
     ] = None,
     log_steps: Annotated[int, typer.Option(help="Without a progress bar, print a line every N steps.")] = 50,
     skip_bad_lines: SkipBadOpt = False,
+    input_format: InputFormatOpt = None,
+    config: ConfigOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a language adapter (MLM or CLM) on text records; write OUTDIR/adapter and the run's records."""
+    from lrltool.errors import UsageError
     from lrltool.lm.adapter import make_settings, train_language_adapter
 
     ui.configure(quiet=quiet)
+    set_input_format(input_format)
+    if bf16 is not None and precision is not None:
+        raise UsageError("--bf16 is the old spelling of --precision bf16", hint="give --precision only")
+    if bf16 is not None:
+        precision = "bf16" if bf16 else "fp32"
     settings = make_settings(preset, **settings_values(TrainSettings, locals()))
     train_language_adapter(
         model=model,
@@ -156,7 +181,8 @@ def train_adapter_cli(
         settings=settings,
         revision=revision,
         device=device,
-        bf16=bf16,
+        precision=precision,
+        report_to=report_to,
         resume=resume,
         force=force,
         cache_dir=cache_dir,
@@ -174,7 +200,17 @@ def train_adapter_cli(
 _MAX_LENGTHS = ", ".join(f"{name} {TASKS[name].paper_max_length}" for name in TRAINABLE_TASKS)
 
 
-@app.command("finetune")
+@command(
+    "finetune",
+    examples=[
+        "lrltool finetune -t tc -d data/sib200 --lang-adapter runs/seq_bn-glotcc --seeds 1,2,3"
+        " -o runs/tc-seq_bn",
+        "lrltool finetune -t ner -m xlm-roberta-base -l mlt -d data/wikiann --preset paper"
+        " -o runs/ner-baseline",
+        "lrltool finetune -t sa -d data/sentiment --task-method full -m xlm-roberta-base -l mlt"
+        " --precision bf16 --grad-accum 4 --report-to tensorboard -o runs/sa-full",
+    ],
+)
 def finetune_cli(
     task: Annotated[
         str,
@@ -233,7 +269,11 @@ def finetune_cli(
         ),
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", "-b", help=_f("Examples per step.", "batch_size"))
+        int | None, typer.Option("--batch-size", "-b", help=_f("Examples per micro-batch.", "batch_size"))
+    ] = None,
+    grad_accum: Annotated[
+        int | None,
+        typer.Option("--grad-accum", help=_f("Micro-batches per optimizer step.", "grad_accum")),
     ] = None,
     weight_decay: Annotated[
         float | None, typer.Option("--weight-decay", help=_f("AdamW weight decay.", "weight_decay"))
@@ -277,10 +317,13 @@ def finetune_cli(
     ] = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = None,
+    report_to: ReportToOpt = "none",
     deterministic: DeterministicOpt = False,
     resume: ResumeOpt = False,
     force: ForceOpt = False,
     skip_bad_lines: SkipBadOpt = False,
+    config: ConfigOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a task adapter (on a language adapter, a fusion of two, or alone) or fine-tune every weight."""
@@ -310,6 +353,8 @@ def finetune_cli(
         lang=lang,
         revision=revision,
         device=device,
+        precision=precision,
+        report_to=report_to,
         resume=resume,
         force=force,
         skip_bad_lines=skip_bad_lines,

@@ -66,7 +66,8 @@ class FinetuneSettings:
     epochs: float = DEFAULT_EPOCHS
     max_steps: int | None = None  # None: epochs over the training set
     lr: float = DEFAULT_LR["adapter"]
-    batch_size: int = 32
+    batch_size: int = 32  # examples per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step (the effective batch is batch_size x grad_accum)
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     max_grad_norm: float = 1.0
@@ -114,7 +115,15 @@ def make_settings(task: str, preset: str | None = None, **explicit: Any) -> Fine
 
 def _check_settings(s: FinetuneSettings) -> None:
     training.check_positive(
-        s, "epochs", "max_steps", "lr", "batch_size", "max_length", "eval_steps", "reduction_factor"
+        s,
+        "epochs",
+        "max_steps",
+        "lr",
+        "batch_size",
+        "grad_accum",
+        "max_length",
+        "eval_steps",
+        "reduction_factor",
     )
     if s.patience is not None and s.patience < 1:
         raise UsageError(f"--patience must be at least 1, not {s.patience}")
@@ -275,8 +284,12 @@ def _read_splits(
     return data_dir, train, validation
 
 
-def _language(lang: str | None, lang_infos: Sequence[dict[str, Any]], train: TaskData) -> str | None:
-    """``--lang`` as the code metric records use (ron_Latn); else the adapters' or the records' one."""
+def _language(lang: str | None, lang_infos: Sequence[dict[str, Any]], train: TaskData) -> str:
+    """``--lang`` as the code metric records use (ron_Latn); else the adapters' or the records' one.
+
+    Refuses (UsageError) a run whose language cannot be told: its metric records would carry no ``lang``,
+    and the report could not put it next to the adapters of its language (a baseline without a column).
+    """
     if lang is not None:
         return resolve_language(lang).code
     adapter_langs = {info["lang"] for info in lang_infos if info.get("lang")}
@@ -284,7 +297,11 @@ def _language(lang: str | None, lang_infos: Sequence[dict[str, Any]], train: Tas
         return adapter_langs.pop()
     if len(train.langs) == 1:
         return next(iter(train.langs))
-    return None
+    found = f"the records name {len(train.langs)} languages" if train.langs else "the records carry no lang"
+    raise UsageError(
+        f"the language of this run is unknown: {found} and no language adapter names one",
+        hint="give --lang (e.g. --lang ron), which the metric records and the report use",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -424,7 +441,8 @@ class TaskTraining:
         )
         if spec.kind == "tagging" and not any((e.labels != -100).any() for e in self.train):
             raise InputError("no training tokens carry a tag", hint="check the data", path=prep.train.path)
-        self.steps_per_epoch = math.ceil(len(self.train) / settings.batch_size)
+        self.step_examples = settings.batch_size * settings.grad_accum  # one optimizer step's examples
+        self.steps_per_epoch = math.ceil(len(self.train) / self.step_examples)
         self.total_steps = settings.max_steps or max(1, math.ceil(settings.epochs * self.steps_per_epoch))
         self.eval_every = settings.eval_steps or self.steps_per_epoch
         self._order: tuple[int, Any] | None = None
@@ -434,19 +452,38 @@ class TaskTraining:
         if self._order is None or self._order[0] != epoch:
             order = training.seeded_rng(self.settings.seed, _SHUFFLE, epoch).permutation(len(self.train))
             self._order = (epoch, order)
-        picked = self._order[1][k * self.settings.batch_size : (k + 1) * self.settings.batch_size]
+        picked = self._order[1][k * self.step_examples : (k + 1) * self.step_examples]
         return [self.train[int(i)] for i in picked]
 
     def train_step(self, step: int) -> tuple[float, int]:
+        """Forward and backward of step ``step``'s examples, in ``grad_accum`` micro-batches.
+
+        The model's loss is a mean (over examples, or over tagged tokens for NER); each micro-batch's mean
+        is weighted by its share of the step's examples (tagged tokens), so the gradient is that of one
+        batch of all of them. With one micro-batch nothing is rescaled: bit for bit the plain step.
+        """
         import torch
 
-        acc = self.accelerator
-        batch = {k: v.to(acc.device) for k, v in collate(self._batch_at(step), self.task.pad_id).items()}
-        torch.manual_seed(int(training.seeded_rng(self.settings.seed, _DROPOUT, step).integers(2**62)))
-        with acc.autocast():
-            loss = self.model(**batch).loss
-        acc.backward(loss)
-        return float(loss.detach()), int(batch["attention_mask"].sum())
+        acc, size = self.accelerator, self.settings.batch_size
+        examples = self._batch_at(step)
+        chunks = [examples[i : i + size] for i in range(0, len(examples), size)]
+        batches = [{k: v.to(acc.device) for k, v in collate(c, self.task.pad_id).items()} for c in chunks]
+        units = [
+            float((b["labels"] != -100).sum()) if b["labels"].dim() > 1 else len(c)
+            for b, c in zip(batches, chunks, strict=True)
+        ]
+        total, loss_total, tokens = max(sum(units), 1.0), 0.0, 0
+        for a, batch in enumerate(batches):
+            key = (self.settings.seed, _DROPOUT, step) if a == 0 else (self.settings.seed, _DROPOUT, step, a)
+            torch.manual_seed(int(training.seeded_rng(*key).integers(2**62)))
+            with acc.autocast():
+                loss = self.model(**batch).loss
+            if len(batches) > 1:
+                loss = loss * (units[a] / total)
+            acc.backward(loss)
+            loss_total += float(loss.detach())
+            tokens += int(batch["attention_mask"].sum())
+        return loss_total, tokens
 
     def evaluate(self) -> training.Evaluation:
         prep, spec = self.prep, self.prep.spec
@@ -479,6 +516,8 @@ def train_run(
     resume: bool = False,
     force: bool = False,
     device: str = "auto",
+    precision: str | None = None,
+    report_to: str | None = None,
     command: str | None = None,
 ) -> FinetuneResult:
     """Train one task model into the run folder ``run`` (opened by :meth:`lrltool.runs.Run.open`; or into
@@ -494,14 +533,26 @@ def train_run(
             raise TypeError("train_run needs run or out")
         run = runs.Run.open(out, resume=resume, force=force)
     with run:  # its lock (taken when training starts) is let go at the end, whatever happens
-        return _train_run(prep, settings, run, device, command)
+        return _train_run(prep, settings, run, device, command, precision=precision, report_to=report_to)
 
 
 def _train_run(
-    prep: Prepared, settings: FinetuneSettings, run: runs.Run, device: str, command: str | None
+    prep: Prepared,
+    settings: FinetuneSettings,
+    run: runs.Run,
+    device: str,
+    command: str | None,
+    *,
+    precision: str | None,
+    report_to: str | None,
 ) -> FinetuneResult:
     started = time.perf_counter()
-    accelerator = devices.make_accelerator(device, bf16=False)
+    accelerator = devices.make_accelerator(
+        device,
+        precision=precision or "fp32",  # no default autocast: full fine-tuning asks for it explicitly
+        report_to=devices.parse_report_to(report_to),
+        logging_dir=run.path / training.TENSORBOARD_DIR,
+    )
     if accelerator.num_processes > 1:
         raise UsageError(
             "finetune trains in one process", hint="start it without torchrun or accelerate launch"
@@ -563,7 +614,7 @@ def _train_run(
     task.model.eval()
     output = export_task_model(task, run)
     info.steps, info.best_step, info.seconds = state.step, best_step, round(state.seconds, 2)
-    done = (state.step - start_step) * settings.batch_size
+    done = (state.step - start_step) * work.step_examples
     info.extra.update(
         best_score=state.best_score,
         stopped_early=result.stopped_early,
@@ -625,6 +676,8 @@ def finetune(
     lang: str | None = None,
     revision: str | None = None,
     device: str = "auto",
+    precision: str | None = None,
+    report_to: str | None = None,
     resume: bool = False,
     force: bool = False,
     skip_bad_lines: bool = False,
@@ -657,10 +710,12 @@ def finetune(
         revision=revision,
         skip_bad_lines=skip_bad_lines,
     )
+    extra = {"precision": precision, "report_to": report_to}
+    devices.parse_report_to(report_to)  # before any work: an unknown tracker or a missing package
     with devices.deterministic(deterministic):
         if seeds is None:
             run = runs.Run.open(out, resume=resume, force=force)
-            return [train_run(prep, settings, run=run, device=device, command=command).info]
+            return [train_run(prep, settings, run=run, device=device, command=command, **extra).info]
         root = Path(out)
         with runs.RunLock(root) as lock:  # the seeds' root, besides each seed's own run folder
             lock.acquire(command)
@@ -670,7 +725,9 @@ def finetune(
             infos = []
             for seed, run in plan:
                 seed_settings = FinetuneSettings(**{**asdict(settings), "seed": seed})
-                infos.append(train_run(prep, seed_settings, run=run, device=device, command=command).info)
+                infos.append(
+                    train_run(prep, seed_settings, run=run, device=device, command=command, **extra).info
+                )
             return infos
 
 

@@ -132,6 +132,9 @@ def score(
             "f1_per_label": {label: round(float(v), 6) for label, v in zip(labels, per_label, strict=True)},
             "gold_counts": {label: gold.count(label) for label in labels},
             "macro_over": "labels in the gold or predicted labels (scikit-learn's default)",
+            # per example, for report's bootstrap over test examples: label indices into the run's labels
+            "gold": [int(e.gold) for e in examples],
+            "predicted": [int(p) for p in predicted],
         }
     else:
         values, details = _tagging_scores(labels, examples, encoded, predicted, subwords, tokenizer)
@@ -166,8 +169,22 @@ def _tagging_scores(
         },
         "words": sum(len(g) for g in golds) if not subwords else sum(len(e.gold) for e in examples),
         "words_cut_off": cut,
+        # per sentence [correct, predicted, gold] entities, for report's bootstrap over test examples
+        "entity_counts": entity_counts(golds, preds),
     }
     return values, details
+
+
+def entity_counts(golds: Sequence[list[str]], preds: Sequence[list[str]]) -> list[list[int]]:
+    """Per sentence: [entities predicted exactly, entities predicted, gold entities] (seqeval's chunks).
+    Their sums give seqeval's micro precision, recall and F1 (no entity crosses a sentence)."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    rows = []
+    for gold, pred in zip(golds, preds, strict=True):
+        g, p = set(get_entities(list(gold))), set(get_entities(list(pred)))
+        rows.append([len(g & p), len(p), len(g)])
+    return rows
 
 
 def prediction_records(

@@ -333,7 +333,8 @@ def train_language_adapter(
     settings: TrainSettings | None = None,
     revision: str | None = None,
     device: str = "auto",
-    bf16: bool | None = None,
+    precision: str | None = None,
+    report_to: str | None = None,
     resume: bool = False,
     force: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -360,7 +361,12 @@ def train_language_adapter(
     check_settings(settings)
     method = models.adapter_method(settings.method)
     with devices.deterministic(deterministic), runs.Run.open(output, resume=resume, force=force) as run:
-        accelerator = devices.make_accelerator(device, bf16=bf16)
+        accelerator = devices.make_accelerator(
+            device,
+            precision=precision,
+            report_to=devices.parse_report_to(report_to),
+            logging_dir=run.path / training.TENSORBOARD_DIR,
+        )
         if accelerator.num_processes > 1 and str(train) == "-":
             raise UsageError(
                 "reading training data from stdin does not work with several processes",
@@ -496,8 +502,8 @@ def _check_inputs(
     max_len = settings.max_seq_length or min(512, limit)
     if max_len > limit:
         raise ModelError(
-            f"--max-seq-length {max_len} is beyond the model's limit of {limit} tokens",
-            hint=f"use --max-seq-length {limit} or less",
+            f"--max-length {max_len} is beyond the model's limit of {limit} tokens",
+            hint=f"use --max-length {limit} or less",
         )
     if settings.whole_word_mask and objective != "mlm":
         raise UsageError("--whole-word-mask applies to MLM only")
@@ -616,6 +622,7 @@ def _run_info(
             "processes": accelerator.num_processes,
             "bf16": accelerator.mixed_precision == "bf16",
             "deterministic": devices.is_deterministic(),
+            "precision": {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision),
         },
     )
 
@@ -650,6 +657,9 @@ def _export(
             save_full_model(net, tokenizer, out)
         else:
             models.save_adapter(net, name, out)
+        from lrltool.lm.publish import write_card
+
+        write_card(out, info)  # the AdapterHub card of the folder (the run's README.md is the run's)
         run.finish(info, language_adapter_card(info).render())
         best_text = (
             f"best eval loss {state.best_score:.4f} at step {exported:,}"

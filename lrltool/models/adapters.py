@@ -297,8 +297,11 @@ def save_adapter(model: Any, name: str, out_dir: str | Path) -> None:
     """Write adapter ``name`` to ``out_dir`` (created or replaced atomically), without any head.
 
     The folder holds adapter_config.json, adapter.safetensors (what lrltool reads) and
-    pytorch_adapter.bin (the same tensors; what plain ``model.load_adapter(dir)`` of adapters 1.3.0 reads,
-    with ``torch.load(weights_only=True)``). No embedding matrix: a few MB for a base-size model.
+    pytorch_adapter.bin (the same tensors). Both stay: plain ``model.load_adapter(dir)`` of adapters 1.3.0,
+    and ``load_adapter(repo, source="hf")`` from the hub, read only pytorch_adapter.bin (with
+    ``torch.load(weights_only=True)``) unless the caller passes ``use_safetensors=True``
+    (tests/test_publish.py loads a saved adapter with plain adapters code both ways). No embedding
+    matrix: a few MB for a base-size model.
     """
     with atomic_dir(out_dir) as tmp:
         model.save_adapter(str(tmp), name, with_head=False, use_safetensors=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lrltool.errors import UsageError
 from lrltool.records import PERPLEXITY_METRICS
+from lrltool.report.detail import CellDetail, RunCost, cell_details, run_costs
 from lrltool.report.load import Entry, LossCurve, read_loss_curve, runs_of_records, training_data
 from lrltool.report.paper import PaperComparison, attach_paper_numbers, paper_numbers
 from lrltool.report.settings import settings_warnings
@@ -44,6 +45,8 @@ class Report:
     output_dir: Path | None = None
     plots: dict[str, str] = field(default_factory=dict)  # plot key -> file name under plots/
     preface: str | None = None  # the user's note, shown first (e.g. "a tiny random model: ...")
+    details: list[CellDetail] = field(default_factory=list)  # per-seed values, intervals, accuracy
+    costs: list[RunCost] = field(default_factory=list)  # trainable parameters and training time per run
 
 
 def check_pppl_metric(pppl_metric: str) -> None:
@@ -71,6 +74,7 @@ def build_report(
     for table in tables:
         warnings.extend(settings_warnings(table))
     comparisons = attach_paper_numbers(tables, paper_numbers()) if compare_paper else []
+    details = cell_details(tables, warnings)
     runs = _loss_curves([*run_dirs, *runs_of_records(entries)], notes)
     training_data.cache_clear()  # a rerun in the same process reads the runs again
     sizes = size_series(tables)
@@ -87,6 +91,8 @@ def build_report(
         pppl_metric=pppl_metric,
         compare_paper=compare_paper,
         comparisons=comparisons,
+        details=details,
+        costs=run_costs(entries, run_dirs),
     )
 
 

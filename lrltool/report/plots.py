@@ -17,7 +17,7 @@ from lrltool.report.build import Report
 from lrltool.report.load import LossCurve
 from lrltool.report.names import language_group, language_label, short_model, slug
 from lrltool.report.stats import Correlation, SizeSeries
-from lrltool.report.tables import Table
+from lrltool.report.tables import Table, gain
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 UNSEEN_SHADE = "0.9"
@@ -78,69 +78,112 @@ def draw_all(report: Report, folder: Path) -> dict[str, str]:
     return made
 
 
-def draw_table(table: Table, path: Path) -> None:
-    """Grouped bars: a group per language, a bar per method (log y for perplexity, sd whiskers for F1)."""
-    from matplotlib.patches import Patch
-
-    langs, columns = table.langs, table.columns
-    n_langs, n_cols = len(langs), len(columns)
+def draw_table(table: Table, path: Path) -> Any:
+    """What a reader compares: the values per language and method (markers with value labels, on an axis
+    fitted to them: log only where they span more than 20x), and, where there is a baseline, the change
+    against it (bars from zero: % PPPL reduction or F1 points; labels give the absolute and relative
+    change). Returns the figure (tests read its axes)."""
+    changes = {key: gain(table, cell) for key, cell in table.cells.items()}
+    has_change = any(v is not None for v in changes.values())
+    n_langs, n_cols = len(table.langs), len(table.columns)
     width = max(9.0, min(26.0, 3.5 + n_langs * (0.3 + 0.16 * n_cols)))
-    fig = _figure(width, 5.0)
-    ax = fig.add_subplot()
-    bar = 0.8 / n_cols
-    colors = _colors(n_cols)
-    for j, lang in enumerate(langs):
+    fig = _figure(width, 8.5 if has_change else 5.0)
+    axes = fig.subplots(2 if has_change else 1, 1, squeeze=False).ravel()
+    colors = dict(zip(table.columns, _colors(n_cols), strict=True))
+    _draw_values(axes[0], table, colors)
+    if has_change:
+        _draw_changes(axes[1], table, colors, changes)
+    for ax in axes:
+        _language_axis(ax, table)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if any(language_group(lang, table.model) == "unseen" for lang in table.langs):
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(color=UNSEEN_SHADE, label="not in pre-training data"))
+        labels.append("not in pre-training data")
+    axes[0].legend(
+        handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title="method"
+    )
+    what = table.metric_title if table.kind == "pppl" else f"{table.metric} (%)"
+    fig.suptitle(f"{table.task_title} per language, {table.model}: {what}")
+    fig.savefig(path, format="png")
+    return fig
+
+
+def _offsets(table: Table) -> dict[Any, float]:
+    bar = 0.8 / len(table.columns)
+    return {c: (i - (len(table.columns) - 1) / 2) * bar for i, c in enumerate(table.columns)}
+
+
+def _draw_values(ax: Any, table: Table, colors: dict[Any, Any]) -> None:
+    offsets, values = _offsets(table), []
+    for column in table.columns:
+        xs, ys, errors = [], [], []
+        for j, lang in enumerate(table.langs):
+            cell = table.cells.get((lang, column))
+            if cell is not None:
+                xs.append(j + offsets[column])
+                ys.append(cell.mean * table.scale)
+                errors.append((cell.sd or 0.0) * table.scale)
+        values += ys
+        ax.errorbar(
+            xs, ys, yerr=errors if any(errors) else None, fmt="o", color=colors[column], label=column.label,
+            capsize=2, zorder=3,
+        )  # fmt: skip
+        for x, y in zip(xs, ys, strict=True):
+            ax.annotate(
+                f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7
+            )
+    low, high = min(values), max(values)
+    if table.kind == "pppl" and low > 0 and high / low > 20:
+        ax.set_yscale("log")
+        ax.set_ylim(low / 1.6, high * 1.6)
+    else:
+        pad = (high - low) * 0.15 or max(abs(high) * 0.05, 0.5)
+        ax.set_ylim(low - pad, high + 2 * pad)
+    better = "lower" if table.kind == "pppl" else "higher"
+    scale = " (log scale)" if ax.get_yscale() == "log" else ""
+    ax.set_ylabel(f"{table.metric}{'' if table.kind == 'pppl' else ' (%)'}{scale}; {better} is better")
+    ax.set_title("values (mean over seeds; whiskers: sd); the axis is fitted to them", loc="left", fontsize=9)
+
+
+def _draw_changes(ax: Any, table: Table, colors: dict[Any, Any], changes: dict[Any, float | None]) -> None:
+    offsets, bar = _offsets(table), 0.8 / len(table.columns)
+    for column in table.columns:
+        xs, ys, texts = [], [], []
+        for j, lang in enumerate(table.langs):
+            cell = table.cells.get((lang, column))
+            change = changes.get((lang, column))
+            if cell is None or change is None or cell.delta is None or not cell.baseline:
+                continue
+            xs.append(j + offsets[column])
+            ys.append(change)
+            absolute = cell.delta * table.scale
+            relative = 100.0 * cell.delta / cell.baseline
+            texts.append(f"{absolute:+.2f}\n({relative:+.1f}%)")
+        if xs:
+            bars = ax.bar(xs, ys, width=bar, color=colors[column], zorder=2)
+            ax.bar_label(bars, labels=texts, fontsize=6, padding=2)
+    ax.axhline(0, color="0.2", lw=0.8)
+    ax.margins(y=0.25)
+    ax.set_ylabel(table.gain_unit + "; higher is better")
+    ax.set_title(f"change against the {table.baseline_text}: absolute (relative)", loc="left", fontsize=9)
+
+
+def _language_axis(ax: Any, table: Table) -> None:
+    n_langs = len(table.langs)
+    for j, lang in enumerate(table.langs):
         if language_group(lang, table.model) == "unseen":
             ax.axvspan(j - 0.48, j + 0.48, color=UNSEEN_SHADE, zorder=0, lw=0)
-    for i, column in enumerate(columns):
-        xs, ys, errors = [], [], []
-        for j, lang in enumerate(langs):
-            cell = table.cells.get((lang, column))
-            if cell is None:
-                continue
-            xs.append(j + (i - (n_cols - 1) / 2) * bar)
-            ys.append(cell.mean * table.scale)
-            errors.append((cell.sd or 0.0) * table.scale)
-        ax.bar(
-            xs,
-            ys,
-            width=bar,
-            color=colors[i],
-            label=column.label,
-            yerr=errors if table.kind == "task" and any(errors) else None,
-            capsize=2,
-            zorder=2,
-        )
-    if table.kind == "pppl":
-        ax.set_yscale("log")
-        # Bars rise from 1 (the lowest perplexity there is), so a bar's length on the log axis is the
-        # mean negative log-likelihood, and bars compare fairly; an axis cut above 1 would not.
-        highest = max((c.mean * table.scale for c in table.cells.values()), default=10.0)
-        ax.set_ylim(1.0, max(10.0, highest * 2.0))
-        ax.set_ylabel("pseudo-perplexity (log scale; lower is better)")
-        fig.suptitle(f"{table.task_title} per language, {table.model}\n({table.metric_title})")
-    else:
-        ax.set_ylim(0, 100)
-        ax.set_ylabel(f"{table.metric} (%; higher is better)")
-        fig.suptitle(
-            f"{table.task_title}: {table.metric} per language, {table.model}\n"
-            "(bars: mean over seeds; whiskers: sd)"
-        )
     ax.set_xticks(
         range(n_langs),
-        [language_label(lang) for lang in langs],
+        [language_label(lang) for lang in table.langs],
         rotation=35 if n_langs > 5 else 0,
         ha="right" if n_langs > 5 else "center",
     )
     ax.set_xlim(-0.6, n_langs - 0.4)
     ax.set_xlabel("language (shaded: not in the model's pre-training data)")
     ax.grid(axis="y", alpha=0.3, zorder=1)
-    handles, labels = ax.get_legend_handles_labels()
-    if any(language_group(lang, table.model) == "unseen" for lang in langs):
-        handles.append(Patch(color=UNSEEN_SHADE, label="not in pre-training data"))
-        labels.append("not in pre-training data")
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title="method")
-    fig.savefig(path, format="png")
 
 
 def draw_gain(model: str, corrs: list[Correlation], path: Path) -> None:

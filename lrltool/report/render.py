@@ -219,6 +219,10 @@ def render_markdown(report: Report) -> str:
         lines += _correlation_section(report)
     if report.sizes:
         lines += _size_section(report)
+    if report.details:
+        lines += _detail_section(report)
+    if report.costs:
+        lines += _cost_section(report)
     if report.runs:
         lines += _runs_section(report)
     if report.compare_paper:
@@ -247,6 +251,82 @@ def _table_section(report: Report, table: Table) -> list[str]:
     if plot:
         lines += [f"![{_md(table.title)}](plots/{plot})", ""]
     return lines
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def _ci(interval: tuple[float, float] | None) -> str:
+    return "" if interval is None else f"[{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]"
+
+
+def _detail_section(report: Report) -> list[str]:
+    lines = [
+        "## Seeds, confidence intervals and accuracy",
+        "",
+        "Each cell of the task tables (values in %): the value of each seed, the mean over seeds with its 95%"
+        " bootstrap confidence interval over test examples (1,000 resamples of the test set, the same for"
+        " every column, so the difference against the baseline is paired), and accuracy next to F1 for"
+        " classification. The interval reflects the test sample; the spread over seeds is the table's sd."
+        " Empty: the records carry no per-example results (made by an older lrltool).",
+        "",
+    ]
+    header = ["table", "language", "column", "per seed", "mean", "95% CI", "vs baseline", "95% CI"]
+    header += ["accuracy", "95% CI"]
+    rows = []
+    for d in report.details:
+        seeds = ", ".join(f"{seed if seed is not None else '-'}: {100 * v:.2f}" for seed, v in d.seeds)
+        delta = "" if d.delta is None else f"{100 * d.delta:+.2f}"
+        rows.append(
+            [
+                _md(d.table),
+                d.lang,
+                _md(d.column),
+                seeds,
+                _pct(d.mean),
+                _ci(d.ci),
+                delta,
+                _ci(d.delta_ci),
+                _pct(d.accuracy),
+                _ci(d.accuracy_ci),
+            ]
+        )
+    lines += _md_table(header, rows, ["left", "left", "left", "left", *["right"] * 6])
+    lines.append("")
+    return lines
+
+
+def _cost_section(report: Report) -> list[str]:
+    lines = [
+        "## Training cost",
+        "",
+        "From each run's training.json (training time: resumed runs add up).",
+        "",
+    ]
+    header = ["run", "kind", "trainable parameters", "steps", "training time", "device"]
+    rows = [
+        [
+            f"`{c.path}`",
+            c.kind,
+            f"{c.trainable_parameters:,}",
+            f"{c.steps:,}",
+            _duration(c.seconds),
+            c.device or "",
+        ]
+        for c in report.costs
+    ]
+    lines += _md_table(header, rows, ["left", "left", "right", "right", "right", "left"])
+    lines.append("")
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d} min"
 
 
 def _runs_section(report: Report) -> list[str]:

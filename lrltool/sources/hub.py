@@ -62,7 +62,8 @@ def snapshot(
     except GatedRepoError:
         raise InputError(
             f"{repo_id} is gated: downloading {what} needs an account that accepted its terms",
-            hint=f"accept them at {url}, log in (hf auth login or HF_TOKEN), or give --input PATH",
+            hint=f"open {url} logged in and accept them ('Agree and access repository'), then log in here"
+            f" (hf auth login, or HF_TOKEN) and run it again; {_input_hint()}",
         ) from None
     except RepositoryNotFoundError:
         raise InputError(
@@ -79,7 +80,8 @@ def snapshot(
             raise _not_cached(repo_id, at, patterns, what) from None
         raise InputError(
             f"cannot reach the Hugging Face hub to download {what} from {repo_id}, and they are not cached",
-            hint="check the network (or HF_ENDPOINT), or give --input PATH",
+            hint=f"check the network (or HF_ENDPOINT); on a machine with internet:"
+            f" {download_line(repo_id, patterns, revision)}; {_input_hint()}",
         ) from None
     except (HfHubHTTPError, OSError) as exc:
         raise InputError(
@@ -102,10 +104,27 @@ def _listed(patterns: list[str]) -> str:
     return ", ".join(patterns[:4]) + (f", ... ({len(patterns)} patterns)" if len(patterns) > 4 else "")
 
 
+def download_line(repo_id: str, patterns: list[str], revision: str | None = None) -> str:
+    """The ``hf download`` command that puts these files into the Hugging Face cache."""
+    import shlex
+
+    line = f"hf download {repo_id} --repo-type dataset --include {' '.join(shlex.quote(p) for p in patterns)}"
+    return line + (f" --revision {shlex.quote(revision)}" if revision else "")
+
+
+def _input_hint() -> str:
+    """How to give local copies instead: DATA= under make (its recipes pass --input), else --input."""
+    if os.environ.get("MAKELEVEL"):
+        return "or set DATA=FOLDER (local copies in the layout of examples/)"
+    return "or give --input PATH"
+
+
 def _not_cached(repo_id: str, at: str, patterns: list[str], what: str) -> InputError:
+    revision = at.removeprefix(" at revision ") or None
     return InputError(
         f"HF_HUB_OFFLINE=1 and {what} ({repo_id}{at}: {_listed(patterns)}) are not in the Hugging Face cache",
-        hint="run the same command once online to download them (same HF_HOME), or give --input PATH",
+        hint=f"download them once with internet (same HF_HOME): {download_line(repo_id, patterns, revision)}"
+        f" (make LANG=... data fetches everything); {_input_hint()}",
     )
 
 

@@ -1,0 +1,122 @@
+"""The command line as users of the HF scripts use it: --config files, their spellings, help panels,
+plain-text input, and a terminal on stdin."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lrltool import streams
+from lrltool.tiny import corpus_lines
+
+# --- help -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["train-adapter", "finetune", "eval"])
+def test_help_has_panels_examples_flags_without_placeholders_and_visible_defaults(cli, command):
+    result = cli([command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    out = result.stdout
+    panels = [p for p in ("Data", "Model", "Optimisation", "Output and hardware") if f"─ {p} " in out]
+    assert len(panels) >= 3, out
+    assert "Examples" in out and f"lrltool {command} " in out.split("Examples", 1)[1]
+    assert "<bool>" not in out  # flags are flags: --resume, not --resume <bool>
+    if command != "eval":
+        assert "--resume" in out and "[default: 1e-4" in out  # defaults of the settings dataclasses
+
+
+# --- --config and aliases ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def text_corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    lines = corpus_lines()[:60]
+    path.write_text("\n".join(lines[:30]) + "\n\n" + "\n".join(lines[30:]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_config_file_with_command_line_overrides_hf_spellings_and_a_text_corpus(
+    cli, tiny_xlmr, text_corpus, tmp_path
+):
+    config = tmp_path / "adapter.yaml"
+    config.write_text(
+        f"model: {tiny_xlmr}\nmax-steps: 3\nlr: 0.001\neval_steps: 3\nmax_seq_length: 32\n"
+        "validation-fraction: 0.1\n"
+    )
+    out = tmp_path / "run"
+    result = cli(
+        ["train-adapter", "--config", str(config), "--learning_rate", "0.002",
+         "--per_device_train_batch_size", "4", "--train_file", str(text_corpus), "-o", str(out),
+         "--cache-dir", str(tmp_path / "cache")]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    info = json.loads((out / "training.json").read_text())
+    settings = info["settings"]
+    assert settings["lr"] == 0.002  # the command line wins over the file
+    assert (settings["max_steps"], settings["eval_steps"], settings["max_seq_length"]) == (3, 3, 32)
+    assert settings["batch_size"] == 4 and settings["validation_fraction"] == 0.1
+    assert info["model"] == str(tiny_xlmr) and info["steps"] == 3
+    assert info["data"]["records"] == 60  # one record per non-blank line of the .txt
+
+
+def test_config_errors_are_one_line(cli, tmp_path):
+    bad_key = tmp_path / "a.json"
+    bad_key.write_text(json.dumps({"learning_rat": 1e-4}))
+    result = cli(["finetune", "--config", str(bad_key), "-t", "tc", "-d", "x", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "'learning_rat' is not an option of finetune" in result.stderr and "did you mean" in result.stderr
+    broken = tmp_path / "b.yaml"
+    broken.write_text("lr: [1\nmodel: x\n")
+    result = cli(["eval", "-t", "mlm", "--config", str(broken)])
+    assert result.exit_code == 1 and "b.yaml" in result.stderr and "not valid YAML" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    result = cli(["eval", "-t", "mlm", "--config", str(tmp_path / "missing.json")])
+    assert result.exit_code == 1 and "no such config file" in result.stderr
+
+
+def test_unknown_option_gets_a_did_you_mean(cli):
+    result = cli(["finetune", "--learning-rat", "1e-4"])
+    assert result.exit_code == 2 and "--learning-rat" in result.stderr
+
+
+# --- input ----------------------------------------------------------------------------------------
+
+
+def test_text_input_records_and_input_format(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"first line\r\n\n  \nsecond\n")
+    assert list(streams.read_records(path)) == [
+        {"id": "1", "text": "first line"},
+        {"id": "4", "text": "second"},
+    ]
+    other = tmp_path / "b.data"
+    other.write_text("x y\n")
+    streams.input_format = "text"
+    try:
+        assert list(streams.read_records(other)) == [{"id": "1", "text": "x y"}]
+        jsonl = tmp_path / "c.jsonl"
+        jsonl.write_text('{"text": "z"}\n')
+        assert list(streams.read_records(jsonl)) == [{"text": "z"}]  # a .jsonl name stays JSONL
+    finally:
+        streams.input_format = None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train-adapter", "-m", "tiny", "-o", "OUT"],
+        ["eval", "-t", "mlm", "-m", "tiny"],
+        ["verbalize"],
+        ["cap", "--max-bytes", "1K"],
+    ],
+)
+def test_a_terminal_on_stdin_is_refused_in_one_line(cli, args, tmp_path, monkeypatch, tiny_xlmr):
+    monkeypatch.setattr(streams, "_stdin_is_terminal", lambda: True)
+    args = [str(tiny_xlmr) if a == "tiny" else str(tmp_path / "out") if a == "OUT" else a for a in args]
+    result = cli(args)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("error: this command reads records from stdin, but stdin is a terminal")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
