@@ -123,7 +123,8 @@ def check_positive(settings: Any, *names: str) -> None:
     for name in names:
         value = getattr(settings, name)
         if value is not None and not (math.isfinite(value) and value > 0):
-            raise UsageError(f"--{name.replace('_', '-')} must be a positive finite number, not {value}")
+            what = "positive" if isinstance(value, int) else "a positive finite number"
+            raise UsageError(f"--{name.replace('_', '-')} must be {what}, not {value}")
 
 
 def check_non_negative(settings: Any, *names: str) -> None:

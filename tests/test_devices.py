@@ -68,7 +68,7 @@ def test_the_process_group_waits_hours_not_nccls_ten_minutes(monkeypatch):
     import accelerate
 
     monkeypatch.setattr(accelerate, "Accelerator", Recorder)
-    devices.make_accelerator("cpu", bf16=False)
+    devices.make_accelerator("cpu", precision="fp32")
     [handler] = seen["kwargs_handlers"]
     assert handler.timeout == datetime.timedelta(hours=6) and seen["cpu"] is True
 
@@ -93,4 +93,4 @@ def test_bf16_is_refused_where_the_gpu_lacks_it(monkeypatch):
     monkeypatch.setattr(torch, "cuda", NoBf16(1))
     assert devices.default_bf16(torch.device("cuda", 0)) is False
     with pytest.raises(UsageError, match="this GPU does not support bfloat16"):
-        devices.make_accelerator("cuda:0", bf16=True)
+        devices.make_accelerator("cuda:0", precision="bf16")

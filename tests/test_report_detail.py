@@ -155,7 +155,9 @@ def test_training_cost_of_each_run_from_training_json(tmp_path):
     (cost,) = report.costs
     assert (cost.trainable_parameters, cost.steps, cost.seconds) == (1234567, 300, 125.4)
     text = render_markdown(report)
-    assert f"| `{run}` | finetune | 1,234,567 | 300 | 2:05 min | cuda:0 |" in text
+    from lrltool.report.render import _md
+
+    assert f"| {_md(run)} | finetune | 1,234,567 | 300 | 2:05 min | cuda:0 |" in text
 
 
 def test_table_plot_shows_the_change_with_labels_on_fitted_axes(tmp_path):

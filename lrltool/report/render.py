@@ -307,7 +307,7 @@ def _cost_section(report: Report) -> list[str]:
     header = ["run", "kind", "trainable parameters", "steps", "training time", "device"]
     rows = [
         [
-            f"`{c.path}`",
+            str(c.path),  # a table cell is escaped text (no code span: see _md_table)
             c.kind,
             f"{c.trainable_parameters:,}",
             f"{c.steps:,}",
