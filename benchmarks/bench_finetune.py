@@ -38,7 +38,7 @@ OURS_CODE = r"""
 import json, torch
 torch.set_num_threads({threads})
 from lrltool.downstream import finetune as ft
-prep = ft.prepare(task="tc", model={model!r}, data={data!r})
+prep = ft.prepare(task="tc", model={model!r}, data={data!r}, lang="ron_Latn")
 settings = ft.make_settings("tc", max_steps={steps}, batch_size={batch}, max_length={length})
 result = ft.train_run(prep, settings, out={out!r} + "/run", device="cpu")
 rate = result.info["examples_per_second"]

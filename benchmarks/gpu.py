@@ -7,8 +7,8 @@ and a tokenizer trained on the bundled text (``lrltool.tiny``), it runs lrltool'
 - ``train-adapter`` (seq_bn; MLM for the encoders, CLM for the decoder), batch 16 x 512, packed blocks,
   in fp32 and with bf16 autocast: real tokens per second (training.json's ``tokens_per_second``, the
   whole loop: first step and final validation included);
-- ``finetune --task tc`` (a seq_bn task adapter + head on the bundled SIB-200 sample, batch 32, bf16
-  autocast where the GPU has it, lrltool's default): examples per second;
+- ``finetune --task tc`` (a seq_bn task adapter + head on the bundled SIB-200 sample, batch 32, fp32,
+  lrltool's default precision for finetune): examples per second;
 - pseudo-perplexity (``eval --task mlm``'s scorer, encoders only) of 1,012 sentences in fp32 and bf16:
   sentences per second;
 
@@ -228,7 +228,7 @@ def measure_train(run: Run) -> list[Figure]:
                 validation=validation,
                 settings=settings,
                 device=run.plan.device,
-                bf16=dtype == "bfloat16",
+                precision="bf16" if dtype == "bfloat16" else "fp32",
                 cache_dir=run.work / "cache",
                 force=True,
             )
@@ -257,7 +257,7 @@ def measure_train(run: Run) -> list[Figure]:
 
 def measure_finetune(run: Run) -> Figure:
     """finetune --task tc on the bundled SIB-200 sample (lrltool's default precision): examples/s."""
-    from lrltool import devices, models
+    from lrltool import models
     from lrltool.downstream.finetune import finetune, make_settings
     from lrltool.sources import fetch_source
     from lrltool.streams import read_records
@@ -270,6 +270,7 @@ def measure_finetune(run: Run) -> Figure:
             task="tc",
             model=str(run.model),
             data=data,
+            lang="ron_Latn",  # fetched SIB-200 records carry no language
             out=run.work / "finetune",
             settings=settings,
             device=run.plan.device,
@@ -283,10 +284,9 @@ def measure_finetune(run: Run) -> Figure:
     ]
     tokens = sum(lengths) / len(lengths)
     body, _ = run.counts or (0, 0)
-    bf16 = devices.default_bf16(devices.resolve_device(run.plan.device))
     return run.figure(
         "finetune",
-        "bfloat16 autocast" if bf16 else "float32",
+        "float32",  # finetune's default precision (--precision fp32 unless asked)
         examples_per_second,
         "examples/s",
         memory,
