@@ -1,0 +1,232 @@
+"""The paper's code, quirk by quirk (docs/paper-protocol.md): each checked against an independent
+re-implementation of what the seed repository's scripts do (d-gurgurov/Knowledge-Driven-Adaptation-LLMs)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from lrltool.errors import UsageError
+from lrltool.lm import adapter
+from lrltool.lm.pppl import split_long_words
+from lrltool.tiny import corpus_lines
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --- the seed's own logic, written out independently -----------------------------------------------
+
+
+def seed_split_long_words(sentence: str, max_length: int = 99) -> str:
+    """src/pppl/get_pppl_flores_adapter.py:68-74, as written there."""
+    words = sentence.split()
+    for i, word in enumerate(words):
+        if len(word) > max_length:
+            words[i] = " ".join([word[j : j + max_length] for j in range(0, len(word), max_length)])
+    return " ".join(words)
+
+
+def seed_pppl(model, tokenizer, sentences: list[str]) -> float:
+    """get_pppl_flores_adapter.py:29-55: every position masked one at a time through the full model
+    (all logits, special tokens included), exp of the mean per sentence, mean over sentences."""
+    values = []
+    for sentence in sentences:
+        ids = tokenizer.encode(sentence, return_tensors="pt", truncation=True, max_length=512)
+        pll = 0.0
+        for position, original in enumerate(ids.squeeze()):
+            masked = ids.clone()
+            masked[:, position] = tokenizer.mask_token_id
+            with torch.no_grad():
+                logits = model(input_ids=masked).logits.squeeze()
+            pll += math.log(logits[position].softmax(dim=0)[original])
+        values.append(math.exp(-1 / ids.shape[-1] * pll))
+    return sum(values) / len(values)
+
+
+# --- train-adapter presets -----------------------------------------------------------------------
+
+
+def test_presets_are_the_seed_scripts():
+    glot = adapter.make_settings("paper-glotcc")
+    # glot_lang_adapter.sh:24-43: torchrun 2 x 16, lr 1e-4, 100k steps, line by line
+    assert (glot.max_steps, glot.batch_size, glot.global_batch, glot.lr) == (100_000, 16, 32, 1e-4)
+    cn = adapter.make_settings("paper-conceptnet")
+    # cn_lang_adapter.sh:19-38: one process x 64, lr 1e-5, 25k steps
+    assert (cn.max_steps, cn.batch_size, cn.global_batch, cn.lr) == (25_000, 64, 64, 1e-5)
+    for s in (glot, cn):
+        assert (s.select, s.train_head, s.train_inverse) == ("last", True, False)
+        assert (s.warmup_ratio, s.weight_decay, s.max_grad_norm, s.mlm_probability) == (0.0, 0.0, 1.0, 0.15)
+        assert (s.max_seq_length, s.eval_steps, s.seed, s.line_by_line, s.whole_word_mask) == (
+            512,
+            500,
+            42,
+            True,
+            False,
+        )
+    default = adapter.make_settings(None)
+    assert (default.select, default.train_head, default.train_inverse, default.global_batch) == (
+        "best",
+        False,
+        True,
+        None,
+    )
+    assert adapter.make_settings("paper-glotcc", select="best").select == "best"  # each quirk switchable
+
+
+@pytest.mark.parametrize(
+    ("preset", "processes", "grad_accum"),
+    [
+        ("paper-glotcc", 1, 2),
+        ("paper-glotcc", 2, 1),
+        ("paper-conceptnet", 1, 1),
+        ("paper-conceptnet", 4, None),
+    ],
+)
+def test_global_batch_is_reached_with_accumulation(preset, processes, grad_accum):
+    settings = adapter.make_settings(preset)
+    if grad_accum is None:  # 64 / (64 x 4) is no whole number of micro-batches
+        with pytest.raises(UsageError, match="not a multiple"):
+            adapter.resolve_global_batch(settings, processes)
+        return
+    resolved = adapter.resolve_global_batch(settings, processes)
+    assert resolved.grad_accum == grad_accum
+    assert resolved.batch_size * resolved.grad_accum * processes == settings.global_batch
+
+
+def test_train_head_leaves_what_train_adapter_leaves_trainable(tiny_xlmr):
+    """add_adapter(train_head=True) == the adapters library's own train_adapter on the static class."""
+    import adapters
+    from transformers import AutoModelForMaskedLM
+
+    from lrltool import models
+
+    plain = AutoModelForMaskedLM.from_pretrained(str(tiny_xlmr))
+    adapters.init(plain)
+    plain.add_adapter("x", config="seq_bn")
+    plain.train_adapter("x")
+    expected = {n for n, p in plain.named_parameters() if p.requires_grad}
+    ours = models.load_model(models.resolve_model(str(tiny_xlmr)), head="lm")
+    models.add_adapter(ours, "x", "seq_bn", train_head=True)
+    assert {n for n, p in ours.named_parameters() if p.requires_grad} == expected
+    assert {n for n in expected if n.startswith("lm_head.")} == {
+        "lm_head.dense.weight",
+        "lm_head.dense.bias",
+        "lm_head.layer_norm.weight",
+        "lm_head.layer_norm.bias",
+    }
+    frozen = models.load_model(models.resolve_model(str(tiny_xlmr)), head="lm")
+    models.add_adapter(frozen, "x", "seq_bn")
+    assert not any(n.startswith("lm_head.") for n, p in frozen.named_parameters() if p.requires_grad)
+
+
+def test_train_inverse_off_registers_no_inverse(tiny_xlmr):
+    from lrltool import models
+
+    off = models.load_model(models.resolve_model(str(tiny_xlmr)), head="lm")
+    models.add_adapter(off, "x", "seq_bn_inv", inverse=False)
+    assert getattr(off, "_lrltool_inverse_hook", None) is None
+    on = models.load_model(models.resolve_model(str(tiny_xlmr)), head="lm")
+    models.add_adapter(on, "x", "seq_bn_inv")
+    assert on._lrltool_inverse_hook is not None
+
+
+@pytest.fixture(scope="module")
+def paper_run(tiny_xlmr, tmp_path_factory):
+    """A train-adapter run under the paper's quirks (small steps), through the CLI."""
+    from typer.testing import CliRunner
+
+    from lrltool.cli import app
+
+    folder = tmp_path_factory.mktemp("paper-run")
+    train = folder / "train.jsonl"
+    with train.open("w", encoding="utf-8") as f:
+        for i, line in enumerate(corpus_lines()[:120]):
+            f.write(json.dumps({"id": str(i), "text": line, "lang": "ron_Latn", "source": "glotcc"}) + "\n")
+    args = [
+        "train-adapter", "-m", tiny_xlmr, "-o", folder / "run", "--train", train, "--cache-dir", folder / "c",
+        "--preset", "paper-glotcc", "--max-steps", "6", "--eval-steps", "2", "--batch-size", "4",
+        "--global-batch", "8", "--max-seq-length", "32", "--method", "seq_bn",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    return folder / "run"
+
+
+def test_paper_run_records_its_settings_and_exports_the_last_step(paper_run, tiny_xlmr):
+    info = json.loads((paper_run / "training.json").read_text())
+    s = info["settings"]
+    assert (s["select"], s["train_head"], s["train_inverse"]) == ("last", True, False)
+    assert (s["global_batch"], s["batch_size"], s["grad_accum"]) == (8, 4, 2)
+    assert info["steps"] == 6 and info["exported_step"] == 6
+    from safetensors.torch import load_file
+    from transformers import AutoModelForMaskedLM
+
+    head = load_file(str(paper_run / "adapter" / "lm_head.safetensors"))
+    base = AutoModelForMaskedLM.from_pretrained(str(tiny_xlmr)).state_dict()
+    assert sorted(head) == [
+        "lm_head.dense.bias",
+        "lm_head.dense.weight",
+        "lm_head.layer_norm.bias",
+        "lm_head.layer_norm.weight",
+    ]
+    assert not torch.equal(head["lm_head.dense.weight"], base["lm_head.dense.weight"])  # it trained
+    # the exported adapter is the last checkpoint's (find_latest_checkpoint), not the best one
+    from lrltool import models, runs
+
+    # validation was best at step 4 of 6 (log.jsonl), and the step-6 weights were exported all the same
+    assert info["best_step"] == 4
+    best = runs.load_checkpoint(paper_run / "checkpoints" / "best", device="cpu", with_optimizer=False)
+    model = models.load_model(models.resolve_model(str(tiny_xlmr)), head="lm")
+    models.load_adapter(model, paper_run, name=info["adapter_name"])
+    params = dict(model.named_parameters())
+    adapter_weights = [n for n in best.weights if ".adapters." in n]
+    assert adapter_weights and all(n in params for n in adapter_weights)
+    assert not any(torch.equal(params[n], best.weights[n]) for n in adapter_weights)
+
+
+def test_paper_compat_pppl_is_the_seed_loop_with_the_saved_head(cli, paper_run, tiny_xlmr, tmp_path):
+    """eval --paper-compat with the run's adapter == the seed's PPPL loop on plain adapters code that loads
+    the adapter and the saved head; Thai words split at 99 characters first."""
+    import adapters
+    from safetensors.torch import load_file
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    long_word = "กขคงจฉชซฌญ" * 10 + "กขคงจ"  # 105 characters without a space
+    texts = [f"สวัสดี {long_word} ครับ", "ประเทศไทย มี ภาษา"]
+    data = tmp_path / "tha.jsonl"
+    data.write_text(
+        "".join(json.dumps({"id": str(i), "text": t, "lang": "tha_Thai"}) + "\n" for i, t in enumerate(texts))
+    )
+    result = cli(["eval", "--task", "mlm", "-m", tiny_xlmr, "--adapter", paper_run, data, "--paper-compat"])
+    assert result.exit_code == 0, result.stderr
+    record = {json.loads(line)["metric"]: json.loads(line) for line in result.stdout.splitlines()}[
+        "pppl_mean"
+    ]
+    settings = record["settings"]
+    assert (settings["score_special_tokens"], settings["split_long_words"], settings["adapter_head"]) == (
+        True,
+        99,
+        True,
+    )
+    assert seed_split_long_words(texts[0]) == split_long_words(texts[0])
+    assert [len(w) for w in split_long_words(texts[0]).split()] == [6, 99, 6, 4]
+
+    model = AutoModelForMaskedLM.from_pretrained(str(tiny_xlmr))
+    adapters.init(model)
+    model.load_adapter(str(paper_run / "adapter"), load_as="lang", set_active=True)
+    model.load_state_dict(load_file(str(paper_run / "adapter" / "lm_head.safetensors")), strict=False)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_xlmr))
+    expected = seed_pppl(model, tokenizer, [seed_split_long_words(t) for t in texts])
+    assert record["value"] == pytest.approx(expected, rel=1e-5)
+    unsplit = seed_pppl(model, tokenizer, texts)
+    assert unsplit != pytest.approx(expected, rel=1e-5)  # the split changes the number
