@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -230,3 +231,89 @@ def test_paper_compat_pppl_is_the_seed_loop_with_the_saved_head(cli, paper_run, 
     assert record["value"] == pytest.approx(expected, rel=1e-5)
     unsplit = seed_pppl(model, tokenizer, texts)
     assert unsplit != pytest.approx(expected, rel=1e-5)  # the split changes the number
+
+
+# --- data: the seed's verbalizer and split -----------------------------------------------------------
+
+EXCERPT = (
+    Path(__file__).resolve().parent.parent
+    / "examples"
+    / "conceptnet"
+    / "conceptnet-assertions-5.7.0-excerpt.csv.gz"
+)
+
+
+def seed_sentences(dump: Path, lang: str, templates: dict[str, str]) -> list[str]:
+    """cn_parser.py:13-34 (start node's language, http:// ends dropped) then cn_to_nl.py:43-62."""
+    import gzip
+
+    triples = []
+    with gzip.open(dump, "rt", encoding="utf-8") as f:
+        for line in f:
+            parts = line.strip().split("\t")
+            if parts[2].split("/")[2] != lang or parts[3].startswith("http://"):
+                continue
+            triples.append((parts[2], parts[1], parts[3]))
+    sentences = []
+    for triple in triples:
+        start = triple[0].split("/")[-1].replace("_", " ")
+        rel = triple[1].split("/")[-1]
+        end = triple[2].split("/")[-1].replace("_", " ")
+        if start != end and rel in templates:
+            sentences.append(f"{start} {templates[rel]} {end}.")
+    return sentences
+
+
+@pytest.mark.parametrize("lang", ["fr", "ro"])
+def test_verbalize_paper_compat_is_the_seed_verbalizer(cli, tmp_path, lang):
+    from lrltool.corpus.verbalize import default_templates
+
+    triples = tmp_path / "triples.jsonl"
+    fetched = cli(["fetch", "conceptnet", "-l", lang, "-i", EXCERPT, "-o", triples, "-q"])
+    assert fetched.exit_code == 0, fetched.stderr
+    result = cli(["verbalize", triples, "--paper-compat", "-q"])
+    assert result.exit_code == 0, result.stderr
+    texts = [json.loads(line)["text"] for line in result.stdout.splitlines()]
+    expected = seed_sentences(EXCERPT, lang, default_templates())
+    assert texts == expected and len(texts) > 20
+    ours = cli(["verbalize", triples, "-q"])
+    corrected = [json.loads(line)["text"] for line in ours.stdout.splitlines()]
+    assert corrected != texts  # the POS / sense segments are words to the seed, not to lrltool
+
+
+def test_verbalize_paper_compat_words_are_the_last_segment():
+    from lrltool.corpus.verbalize import default_templates, paper_verbalize_triple, verbalize_triple
+
+    triple = {
+        "id": "/a/[/r/Synonym/,/c/fr/test/n/wikt/fr_2/,/c/fr/examen/n/]",
+        "rel": "Synonym", "start": "test", "end": "examen", "start_lang": "fr",
+    }  # fmt: skip
+    record, _ = paper_verbalize_triple(triple, default_templates())
+    assert record["text"] == "fr 2 is a synonym of n."
+    assert verbalize_triple(triple, default_templates())[0]["text"] == "test is a synonym of examen."
+    loop = dict(triple, id="/a/[/r/Synonym/,/c/fr/Chat/,/c/fr/chat/]", start="Chat", end="chat")
+    assert paper_verbalize_triple(loop, default_templates())[0]["text"] == "Chat is a synonym of chat."
+    assert verbalize_triple(loop, default_templates()) == (None, "self_loop")  # ours ignores case
+
+
+def test_cap_paper_compat_is_sklearns_split_and_the_seed_truncation(cli, tmp_path):
+    from sklearn.model_selection import train_test_split
+
+    texts = [f"line {i} " + "x" * (i % 7) for i in range(200)] + ["line 3 xxx"] * 3  # duplicates kept
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)))
+    result = cli(["cap", data, "-o", tmp_path / "out", "--paper-compat", "--max-bytes", "train=1000", "-q"])
+    assert result.exit_code == 0, result.stderr
+    from lrltool.streams import read_records
+
+    got = {name: [r["id"] for r in read_records(tmp_path / "out" / f"{name}.jsonl.zst")] for name in
+           ("train", "validation", "test")}  # fmt: skip
+    ids = [str(i) for i in range(len(texts))]
+    train, rest = train_test_split(ids, test_size=0.2, random_state=42)
+    validation, test = train_test_split(rest, test_size=0.5, random_state=42)
+    size = sum(len(texts[int(i)].encode()) + 1 for i in train)
+    assert size > 1000
+    assert got["train"] == train[: int(len(train) * (1000 / size))]
+    assert (got["validation"], got["test"]) == (validation, test)
+    refused = cli(["cap", data, "-o", tmp_path / "o2", "--max-bytes", "train=1000"])
+    assert refused.exit_code == 2 and "needs --paper-compat" in refused.stderr
