@@ -317,3 +317,22 @@ def test_cap_paper_compat_is_sklearns_split_and_the_seed_truncation(cli, tmp_pat
     assert (got["validation"], got["test"]) == (validation, test)
     refused = cli(["cap", data, "-o", tmp_path / "o2", "--max-bytes", "train=1000"])
     assert refused.exit_code == 2 and "needs --paper-compat" in refused.stderr
+
+
+# --- docs/paper-protocol.md --------------------------------------------------------------------------
+
+
+def test_paper_protocol_doc_is_generated_from_the_presets():
+    from dataclasses import fields
+
+    from lrltool.report import protocol
+
+    committed = (Path(__file__).resolve().parent.parent / "docs" / "paper-protocol.md").read_text(
+        encoding="utf-8"
+    )
+    assert committed == protocol.render(), "run: python -m lrltool.report.protocol > docs/paper-protocol.md"
+    lines = committed.splitlines()
+    assert next(x for x in lines if x.startswith("| `lr` |")).endswith("| 0.0001 | 0.0001 | 1e-05 |")
+    assert next(x for x in lines if x.startswith("| `select` |")).endswith("| best | last | last |")
+    assert next(x for x in lines if x.startswith("| `global_batch` |")).endswith("| - | 32 | 64 |")
+    assert set(protocol.SEED) <= {f.name for f in fields(adapter.TrainSettings)}
