@@ -47,6 +47,9 @@ TRAIN_ARGS ?=
 FINETUNE_ARGS ?=
 EVAL_ARGS ?=
 REPORT_ARGS ?= --compare-paper
+# Under a PRESET the data are prepared and PPPL scored as the paper's code did (docs/paper-protocol.md):
+# verbalize/cap --paper-compat (split first, then these caps by line share), eval --task mlm --paper-compat.
+PAPER_CAPS ?= train=1GiB,validation=200MiB
 
 # The sources that have the language (the top-level Makefile passes them); steps without data are skipped.
 HAVE ?= $(shell $(LRLTOOL) languages $(L) --field sources)
@@ -64,6 +67,8 @@ SEEDS_CSV := $(subst $(space),$(comma),$(strip $(SEEDS)))
 input = $(if $(DATA),--input $(DATA)/$(1))
 train_preset = $(if $(PRESET),--preset $(PRESET)-$(1))
 finetune_preset = $(if $(PRESET),--preset $(PRESET))
+paper_compat = $(if $(PRESET),--paper-compat)
+mlm_compat = $(if $(and $(PRESET),$(filter mlm,$(LM_TASK))),$(space)--paper-compat)
 
 # Task -> fetch source (the task registry's, lrltool/tasks.py; a test keeps the two equal).
 source_tc := sib200
@@ -114,7 +119,8 @@ $(D)/data/glotcc-raw.jsonl.zst:
 
 $(D)/data/glotcc/.done: $(D)/data/glotcc-raw.jsonl.zst
 	rm -rf $(@D)
-	$(LRLTOOL) cap $< --max-bytes $(GLOTCC_CAP) --split $(SPLIT) -o $(@D) --stats $(D)/data/glotcc-cap.json
+	$(LRLTOOL) cap $< $(if $(PRESET),--paper-compat --max-bytes $(PAPER_CAPS),--max-bytes $(GLOTCC_CAP) \
+		--split $(SPLIT)) -o $(@D) --stats $(D)/data/glotcc-cap.json
 	touch $@
 
 $(D)/data/conceptnet-triples.jsonl.zst:
@@ -122,7 +128,8 @@ $(D)/data/conceptnet-triples.jsonl.zst:
 
 $(D)/data/conceptnet/.done: $(D)/data/conceptnet-triples.jsonl.zst
 	rm -rf $(@D)
-	$(LRLTOOL) verbalize $< | $(LRLTOOL) cap --split $(SPLIT) -o $(@D) --stats $(D)/data/conceptnet-cap.json
+	$(LRLTOOL) verbalize $< $(paper_compat) | $(LRLTOOL) cap $(if $(PRESET),--paper-compat,--split $(SPLIT)) \
+		-o $(@D) --stats $(D)/data/conceptnet-cap.json
 	touch $@
 
 $(D)/data/flores.jsonl.zst:
@@ -153,7 +160,7 @@ endef
 # $(call eval_mlm_cmd,OPTIONS) with the FLORES file as $$<: --task mlm, or clm for a decoder (LM_TASK)
 define eval_mlm_cmd
 mkdir -p $$(@D)
-	$(LRLTOOL) eval --task $(LM_TASK) --model $(MODEL) $(1) $$< $(EVAL_ARGS) > $$@
+	$(LRLTOOL) eval --task $(LM_TASK) --model $(MODEL) $(1)$(mlm_compat) $$< $(EVAL_ARGS) > $$@
 endef
 
 # $(call eval_task_cmd,TASK) with the finetune run's .done as $$<
