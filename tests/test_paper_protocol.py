@@ -336,3 +336,12 @@ def test_paper_protocol_doc_is_generated_from_the_presets():
     assert next(x for x in lines if x.startswith("| `select` |")).endswith("| best | last | last |")
     assert next(x for x in lines if x.startswith("| `global_batch` |")).endswith("| - | 32 | 64 |")
     assert set(protocol.SEED) <= {f.name for f in fields(adapter.TrainSettings)}
+
+
+def test_finetune_paper_preset_labels_and_scores_ner_sub_tokens():
+    from lrltool.downstream.finetune import make_settings
+
+    assert make_settings("ner", "paper").label_all_subwords is True  # train_ner.py (4213cd5):80-105
+    assert make_settings("tc", "paper").label_all_subwords is False
+    assert make_settings("ner").label_all_subwords is False  # lrltool: first sub-token, words scored
+    assert make_settings("ner", "paper", label_all_subwords=False).label_all_subwords is False

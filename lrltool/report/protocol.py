@@ -146,6 +146,14 @@ OTHER: list[tuple[str, str, str, str, Seed]] = [
         Seed("", "get_pppl_flores_adapter.py:111 `with_head=True`"),
     ),
     (
+        "finetune ner: sub-tokens",
+        "the first sub-token of a word labelled; words scored with seqeval",
+        "every sub-token labelled with its word's tag and scored (`label_all_subwords`, set by"
+        " `finetune --preset paper` for ner)",
+        "",
+        Seed("", "src/ner/train_ner.py at 4213cd5:80-105 (labels), :44-55 (seqeval on sub-tokens)"),
+    ),
+    (
         "eval mlm: aggregate",
         "`pppl` (corpus) and `pppl_mean` both recorded",
         "`pppl_mean`: exp of the mean per sentence, then the mean over sentences",
