@@ -205,7 +205,11 @@ def test_paper_compat_pppl_is_the_seed_loop_with_the_saved_head(cli, paper_run, 
     texts = [f"สวัสดี {long_word} ครับ", "ประเทศไทย มี ภาษา"]
     data = tmp_path / "tha.jsonl"
     data.write_text(
-        "".join(json.dumps({"id": str(i), "text": t, "lang": "tha_Thai"}) + "\n" for i, t in enumerate(texts))
+        "".join(
+            json.dumps({"id": str(i), "text": t, "lang": "tha_Thai", "meta": {"edition": "facebook/flores"}})
+            + "\n"
+            for i, t in enumerate(texts)
+        )
     )
     result = cli(["eval", "--task", "mlm", "-m", tiny_xlmr, "--adapter", paper_run, data, "--paper-compat"])
     assert result.exit_code == 0, result.stderr
@@ -213,6 +217,7 @@ def test_paper_compat_pppl_is_the_seed_loop_with_the_saved_head(cli, paper_run, 
         "pppl_mean"
     ]
     settings = record["settings"]
+    assert settings["flores_edition"] == "facebook/flores"  # which FLORES the texts came from
     assert (settings["score_special_tokens"], settings["split_long_words"], settings["adapter_head"]) == (
         True,
         99,
@@ -345,3 +350,37 @@ def test_finetune_paper_preset_labels_and_scores_ner_sub_tokens():
     assert make_settings("tc", "paper").label_all_subwords is False
     assert make_settings("ner").label_all_subwords is False  # lrltool: first sub-token, words scored
     assert make_settings("ner", "paper", label_all_subwords=False).label_all_subwords is False
+
+
+# --- FLORES-200 as facebook/flores publishes it (get_pppl_flores_adapter.py:91) ----------------------
+
+
+def test_fetch_flores_reads_facebook_flores_parquet_column_sentence(cli, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "ron_Latn" / "devtest"
+    folder.mkdir(parents=True)
+    columns = {"id": [1, 2], "URL": ["u1", "u2"], "domain": ["wikinews", "wikivoyage"],
+               "topic": ["science", "travel"], "sentence": ["Unu.", "Doi."]}  # fmt: skip
+    pq.write_table(pa.table(columns), folder / "0000.parquet")
+    pq.write_table(pa.table({k: [v[0]] for k, v in columns.items()} | {"id": [3], "sentence": ["Trei."]}),
+                   folder / "0001.parquet")  # fmt: skip
+    result = cli(["fetch", "flores", "-l", "ro", "-i", tmp_path, "-q"])
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["id"], r["text"]) for r in records] == [
+        ("devtest:1", "Unu."),
+        ("devtest:2", "Doi."),
+        ("devtest:3", "Trei."),
+    ]
+    assert records[1]["meta"] == {
+        "split": "devtest",
+        "domain": "wikivoyage",
+        "topic": "travel",
+        "edition": "facebook/flores",
+    }
+    neither = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"content": ["Unu."]}), neither)
+    bad = cli(["fetch", "flores", "-l", "ro", "-i", neither])
+    assert bad.exit_code == 1 and "no column 'text'" in bad.stderr and "column 'sentence'" in bad.stderr

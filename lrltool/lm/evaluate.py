@@ -70,7 +70,10 @@ def evaluate_mlm(
     if model is None:
         raise UsageError("--task mlm needs --model", hint="give a model folder or hub id with --model")
     stats = stats if stats is not None else Stats("eval mlm")
-    texts, ids, langs, splits = _read_texts(input_path, skip_bad_lines=skip_bad_lines, stats=stats)
+    editions: set[str] = set()
+    texts, ids, langs, splits = _read_texts(
+        input_path, skip_bad_lines=skip_bad_lines, stats=stats, editions=editions
+    )
     language = _language(lang, langs, input_path)
     model_source = models.resolve_model(model, revision=revision)
     if model_source.is_decoder:
@@ -102,6 +105,7 @@ def evaluate_mlm(
         texts = [split_long_words(text, PAPER_WORD_SPLIT) for text in texts]
     max_length = protocol.pop("max_length")
     protocol["adapter_head"] = head
+    protocol["flores_edition"] = ",".join(sorted(editions)) or None
     result = score_pll(
         lm,
         tokenizer,
@@ -326,7 +330,7 @@ def _records(
 
 
 def _read_texts(
-    input_path: str, *, skip_bad_lines: bool, stats: Stats
+    input_path: str, *, skip_bad_lines: bool, stats: Stats, editions: set[str] | None = None
 ) -> tuple[list[str], list[str], set[str], set[str]]:
     texts: list[str] = []
     ids: list[str] = []
@@ -349,6 +353,10 @@ def _read_texts(
         split = record.get("split", meta.get("split"))
         if isinstance(split, str):
             splits.add(split)
+        if editions is not None and isinstance(meta.get("edition"), str):
+            editions.add(
+                meta["edition"]
+            )  # which FLORES (fetch flores): flores200, flores_plus, facebook/flores
     if not texts:
         raise InputError(
             "nothing to evaluate: no text records",

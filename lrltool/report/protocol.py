@@ -117,6 +117,14 @@ OTHER: list[tuple[str, str, str, str, Seed]] = [
         Seed("", "src/glot/glot_truncate.py:7-8, 26-47 `keep_lines = int(len(lines) * (max / size))`"),
     ),
     (
+        "fetch flores: edition",
+        "FLORES-200 tarball or FLORES+ (column `text`); `meta.edition` and the eval record's"
+        " `settings.flores_edition` say which",
+        "facebook/flores parquet (column `sentence`) from `--input`",
+        "FLORES-200 devtest",
+        Seed("", "get_pppl_flores_adapter.py:91-92 `load_dataset(\"facebook/flores\")`, `['sentence']`"),
+    ),
+    (
         "eval mlm: special tokens",
         "not scored",
         "scored (`--paper-compat`)",
@@ -174,8 +182,8 @@ NOT_REPRODUCED: list[tuple[str, str]] = [
     ("decoders", "the LLaMA task scripts' lr 2e-5, batch 16 (NER 8), 25 NER epochs"),
     ("prompting", "0-shot generation with the script's prompt, the label by substring match, unparseable"
      " answers dropped (src/tc/get_deepseek.py); lrltool scores the labels' log-likelihoods"),
-    ("FLORES", "facebook/flores from the hub (column `sentence`; get_pppl_flores_adapter.py:91); lrltool"
-     " reads the FLORES-200 tarball layout or FLORES+"),
+    ("FLORES download", "facebook/flores from the hub (get_pppl_flores_adapter.py:91); lrltool reads its"
+     " parquet (column `sentence`) from `fetch flores --input`, and downloads FLORES+ without one"),
 ]  # fmt: skip
 
 
