@@ -52,8 +52,8 @@ resolve = L=$$($(LRLTOOL) languages $(1) --field code) HAVE="$$($(LRLTOOL) langu
 LANGS ?= $(LANGUAGE)
 OUT ?= runs
 
-.PHONY: all data adapters finetune metrics report sweep sizes
-all data adapters finetune metrics report sizes: install
+.PHONY: all data adapters finetune metrics report sweep sizes protocols
+all data adapters finetune metrics report sizes protocols: install
 	+$(PIPELINE) $(call resolve,$(LANGUAGE)) $@
 
 # Several languages, then one report over all of them.

@@ -384,3 +384,55 @@ def test_fetch_flores_reads_facebook_flores_parquet_column_sentence(cli, tmp_pat
     pq.write_table(pa.table({"content": ["Unu."]}), neither)
     bad = cli(["fetch", "flores", "-l", "ro", "-i", neither])
     assert bad.exit_code == 1 and "no column 'text'" in bad.stderr and "column 'sentence'" in bad.stderr
+
+
+# --- make LANG=X protocols, end to end with the tiny model ---------------------------------------------
+
+
+@pytest.mark.skipif(__import__("shutil").which("make") is None, reason="needs make")
+def test_make_protocols_runs_both_protocols_and_reports_the_difference(tiny_xlmr, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    tool = tmp_path / "lrltool"
+    tool.write_text(f'#!/bin/sh\nPYTHONPATH="{root}" exec "{sys.executable}" -m lrltool "$@"\n')
+    tool.chmod(0o755)
+    out = tmp_path / "runs"
+    args = [
+        "make", "--no-print-directory", "-f", "pipeline.mk", "L=ron_Latn", "HAVE=glotcc sib200 flores",
+        f"LRLTOOL={tool}", f"OUT={out}", "DATA=examples", f"MODEL={tiny_xlmr}", "TASKS=tc", "SEEDS=1",
+        "TRAIN_ARGS=--max-steps 3 --batch-size 4 --max-seq-length 32 --eval-steps 2",
+        "FINETUNE_ARGS=--epochs 1 --batch-size 16 --max-length 64", "GLOTCC_CAP=100k", "protocols",
+    ]  # fmt: skip
+    env = {**os.environ, "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "LRLTOOL_PROGRESS": "0"}
+    result = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    p = out / "ron_Latn" / "protocols"
+    paper_run = json.loads((p / "paper" / "adapter" / "training.json").read_text())["settings"]
+    ours_run = json.loads((p / "lrltool" / "adapter" / "training.json").read_text())["settings"]
+    assert (paper_run["select"], paper_run["train_head"], paper_run["global_batch"]) == ("last", True, 32)
+    assert (ours_run["select"], ours_run["train_head"], ours_run["global_batch"]) == ("best", False, None)
+
+    def value(side: str, name: str, metric: str) -> float:
+        records = [json.loads(line) for line in (p / side / "metrics" / name).read_text().splitlines()]
+        return next(r for r in records if r["metric"] == metric and r["aggregate"] is None)["value"]
+
+    def settings(side: str, name: str) -> dict:
+        return json.loads((p / side / "metrics" / name).read_text().splitlines()[0])["settings"]
+
+    assert settings("paper", "mlm-adapter.jsonl")["paper_compat"] is True
+    assert settings("lrltool", "mlm-adapter.jsonl")["paper_compat"] is False
+    table = (p / "report" / "protocols.md").read_text()
+    for name, metric, adaptation in (
+        ("mlm-base.jsonl", "pppl_mean", "base"),
+        ("mlm-adapter.jsonl", "pppl_mean", "seq_bn/glotcc"),
+        ("tc.jsonl", "f1", "seq_bn/glotcc"),
+    ):
+        paper, ours = value("paper", name, metric), value("lrltool", name, metric)
+        task = "tc" if name == "tc.jsonl" else "mlm"
+        row = f"| {task} | {metric} | ron_Latn | {adaptation} | {paper:.4f} | {ours:.4f} |"
+        row += f" {ours - paper:+.4f} |"
+        assert row in table, (row, table)
+    assert value("paper", "mlm-base.jsonl", "pppl_mean") != value("lrltool", "mlm-base.jsonl", "pppl_mean")

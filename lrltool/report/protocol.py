@@ -256,3 +256,72 @@ if __name__ == "__main__":
     import sys
 
     sys.stdout.write(render())
+
+
+# ---------------------------------------------------------------------------------------------------
+# make LANG=X protocols: the same method and source under both protocols, side by side
+
+
+@dataclass
+class ProtocolRow:
+    task: str
+    metric: str
+    lang: str | None
+    adaptation: str  # method/source [task method]
+    paper: float | None  # mean over seeds under the paper's protocol
+    ours: float | None  # ... under lrltool's
+
+    @property
+    def difference(self) -> float | None:
+        return None if self.paper is None or self.ours is None else self.ours - self.paper
+
+
+def protocol_rows(paper_inputs: list[str], ours_inputs: list[str]) -> list[ProtocolRow]:
+    """One row per (task, metric, language, adaptation) found under either protocol, each side the mean of
+    its records' values (over seeds). Refuses (InputError, from the reader) bad metric records."""
+    from statistics import fmean
+
+    from lrltool.report.load import expand_inputs, load_metric_records
+
+    sides: list[dict[tuple[str, str, str | None, str], list[float]]] = []
+    for inputs in (paper_inputs, ours_inputs):
+        files, _ = expand_inputs(inputs)
+        entries, _ = load_metric_records(files)
+        values: dict[tuple[str, str, str | None, str], list[float]] = {}
+        for entry in entries:
+            r = entry.metric_record
+            if r.aggregate:
+                continue
+            adaptation = (r.method or "base") + (f"/{r.source}" if r.source else "")
+            if r.task_method and r.task_method != "adapter":
+                adaptation += f" [{r.task_method}]"
+            values.setdefault((r.task, r.metric, entry.lang, adaptation), []).append(r.value)
+        sides.append(values)
+    keys = sorted(set(sides[0]) | set(sides[1]), key=lambda k: (k[0], k[1], k[2] or "", k[3]))
+    return [
+        ProtocolRow(*key, *(fmean(side[key]) if key in side else None for side in sides))  # type: ignore[arg-type]
+        for key in keys
+    ]
+
+
+def render_protocols(rows: list[ProtocolRow]) -> str:
+    """The comparison as a markdown table (what `report --protocols` prints and writes)."""
+
+    def number(value: float | None, signed: bool = False) -> str:
+        return "" if value is None else (f"{value:+.4f}" if signed else f"{value:.4f}")
+
+    lines = [
+        "# The paper's protocol against lrltool's",
+        "",
+        "The same method and source trained and evaluated under both protocols (docs/paper-protocol.md):",
+        "`paper` = the presets and --paper-compat (what the paper's code did), `lrltool` = the defaults.",
+        "",
+        "| task | metric | language | adaptation | paper | lrltool | lrltool - paper |",
+        "|---|---|---|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.task} | {row.metric} | {row.lang or '-'} | {_cell(row.adaptation)} | {number(row.paper)}"
+            f" | {number(row.ours)} | {number(row.difference, True)} |"
+        )
+    return "\n".join(lines) + "\n"
