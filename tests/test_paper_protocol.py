@@ -428,7 +428,7 @@ def test_make_protocols_runs_both_protocols_and_reports_the_difference(tiny_xlmr
     for name, metric, adaptation in (
         ("mlm-base.jsonl", "pppl_mean", "base"),
         ("mlm-adapter.jsonl", "pppl_mean", "seq_bn/glotcc"),
-        ("tc.jsonl", "f1", "seq_bn/glotcc"),
+        ("tc.jsonl", "macro_f1", "seq_bn/glotcc"),
     ):
         paper, ours = value("paper", name, metric), value("lrltool", name, metric)
         task = "tc" if name == "tc.jsonl" else "mlm"
@@ -436,3 +436,19 @@ def test_make_protocols_runs_both_protocols_and_reports_the_difference(tiny_xlmr
         row += f" {ours - paper:+.4f} |"
         assert row in table, (row, table)
     assert value("paper", "mlm-base.jsonl", "pppl_mean") != value("lrltool", "mlm-base.jsonl", "pppl_mean")
+
+
+def test_train_head_and_global_batch_refuse_what_they_cannot_do(cli, tiny_llama, tiny_xlmr, tmp_path):
+    train = tmp_path / "t.jsonl"
+    train.write_text(
+        "".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(corpus_lines()[:20]))
+    )
+    decoder = cli(["train-adapter", "-m", tiny_llama, "--train", train, "-o", tmp_path / "a", "--train-head"])
+    assert decoder.exit_code == 2 and "--train-head applies to MLM" in decoder.stderr
+    assert not (tmp_path / "a" / "adapter").exists()
+    base = ["train-adapter", "-m", tiny_xlmr, "--train", train]
+    odd = cli([*base, "-o", tmp_path / "b", "--global-batch", "10", "--batch-size", "4"])
+    assert odd.exit_code == 2 and "--global-batch 10 is not a multiple of --batch-size 4" in odd.stderr
+    assert not (tmp_path / "b").exists()  # refused before anything is written
+    bad = cli([*base, "-o", tmp_path / "c", "--select", "worst"])
+    assert bad.exit_code == 2 and "unknown --select 'worst'" in bad.stderr

@@ -530,6 +530,8 @@ def _check_inputs(
         )
     if settings.whole_word_mask and objective != "mlm":
         raise UsageError("--whole-word-mask applies to MLM only")
+    if settings.train_head and objective != "mlm":
+        raise UsageError("--train-head applies to MLM (the head's dense + LayerNorm); a decoder has none")
     recorded = {
         "model": source.name,
         "model_revision": source.revision,

@@ -331,7 +331,8 @@ def save_adapter(model: Any, name: str, out_dir: str | Path, *, with_head: bool 
 
             params = dict(model.named_parameters())
             tensors = {n: params[n].detach().cpu().contiguous() for n in head_parameter_names(model)}
-            save_file(tensors, str(tmp / HEAD_SAFETENSORS))
+            if tensors:  # a model without an MLM head transform has nothing to save
+                save_file(tensors, str(tmp / HEAD_SAFETENSORS))
 
 
 def load_head(model: Any, folder: Path) -> bool:
