@@ -100,12 +100,12 @@ def evaluate_mlm(
         models.load_adapter(lm, adapter_dir)
         head = models.load_head(lm, adapter_dir)  # the head transform trained with it (--train-head)
     models.place(lm, device=torch_device, dtype=torch_dtype)  # adapters included
-    protocol = _paper_protocol(paper_compat, language, max_length, lm, tokenizer)
+    protocol = _paper_protocol(
+        paper_compat, language, max_length, lm, tokenizer, head=head, editions=editions
+    )
     if protocol["split_long_words"]:
         texts = [split_long_words(text, PAPER_WORD_SPLIT) for text in texts]
     max_length = protocol.pop("max_length")
-    protocol["adapter_head"] = head
-    protocol["flores_edition"] = ",".join(sorted(editions)) or None
     result = score_pll(
         lm,
         tokenizer,
@@ -137,11 +137,18 @@ def evaluate_mlm(
 
 
 def _paper_protocol(
-    paper_compat: bool, language: str | None, max_length: int | None, model: Any, tokenizer: Any
+    paper_compat: bool,
+    language: str | None,
+    max_length: int | None,
+    model: Any,
+    tokenizer: Any,
+    *,
+    head: bool,
+    editions: set[str],
 ) -> dict[str, Any]:
     """The settings of the paper's PPPL script that ``--paper-compat`` adds (recorded in the records):
     special tokens scored, inputs cut at 512 tokens (unless --max-length), Thai words split at 99
-    characters."""
+    characters; with what was scored whatever the protocol (the adapter's saved head, the FLORES edition)."""
     limit = default_max_length(model, tokenizer)
     if paper_compat and max_length is None:
         max_length = min(PAPER_MAX_LENGTH, limit)
@@ -149,6 +156,8 @@ def _paper_protocol(
         "score_special_tokens": paper_compat,
         "split_long_words": PAPER_WORD_SPLIT if paper_compat and language in PAPER_WORD_SPLIT_LANGS else None,
         "max_length": max_length,
+        "adapter_head": head,  # the MLM head saved with the adapter was used
+        "flores_edition": ",".join(sorted(editions)) or None,  # which FLORES (fetch flores meta.edition)
     }
 
 
