@@ -88,7 +88,8 @@ def make_settings(task: str, preset: str | None = None, **explicit: Any) -> Fine
 
     Defaults: lr 1e-4 (2e-5 for method full), batch 32, weight decay 0.01, warmup ratio 0.05, 10 epochs,
     the task's paper max length. ``paper`` (docs/design.md "Downstream"): lr 1e-4, batch 32, weight decay
-    0.01, warmup 0.05, epochs TC 20 / SA 25 / NER 100, max length 256 (TC) or 512, evaluation every epoch.
+    0.01, warmup 0.05, epochs TC 20 / SA 25 / NER 100, max length 256 (TC) or 512, evaluation every epoch,
+    NER with every sub-token labelled and scored (``label_all_subwords``, the paper's code).
     """
     spec = get_task(task, among=TRAINABLE_TASKS)
     method = explicit.get("method") or "adapter"
@@ -106,6 +107,8 @@ def make_settings(task: str, preset: str | None = None, **explicit: Any) -> Fine
             epochs=float(spec.paper_epochs),
             max_length=spec.paper_max_length,
             eval_steps=None,
+            # src/ner/train_ner.py (4213cd5):80-105 labels every sub-token, :44-55 scores them
+            label_all_subwords=spec.name == "ner",
         )
     values["preset"] = preset
     settings = training.make_settings(FinetuneSettings, values, explicit)
