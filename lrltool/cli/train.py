@@ -335,6 +335,17 @@ def finetune_cli(
         int | None,
         typer.Option("--reduction-factor", help=_f("Task adapter bottleneck reduction.", "reduction_factor")),
     ] = None,
+    task_head: Annotated[
+        str | None,
+        typer.Option(
+            "--task-head",
+            help=_f(
+                "The task head: model (the transformers class's) or adapters (the adapters library's"
+                " flexible head, a 2-layer tanh MLP on the first token: the seed's; --preset paper).",
+                "task_head",
+            ),
+        ),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", help=_f("Random seed of a single run.", "seed"))
     ] = None,

@@ -34,15 +34,18 @@ from lrltool.models.adapters import (
     weights_sha256,
 )
 from lrltool.models.heads import (
+    TASK_HEAD_KINDS,
     TASK_HEADS,
     adapter_parameter_names,
     add_task_adapter,
     fusion_parameter_names,
+    install_task_head,
     load_fusion,
     load_task_adapter,
     load_task_model,
     save_fusion,
     save_task_adapter,
+    seed_classification_head,
     set_trainable,
 )
 from lrltool.models.loading import (
@@ -76,6 +79,7 @@ __all__ = [
     "HEAD_SAFETENSORS",
     "SUPPORTED_MODEL_TYPES",
     "TASK_HEADS",
+    "TASK_HEAD_KINDS",
     "AdapterMethod",
     "ModelSource",
     "adaptation_of",
@@ -91,6 +95,7 @@ __all__ = [
     "find_adapter_dir",
     "fusion_parameter_names",
     "head_parameter_names",
+    "install_task_head",
     "is_adapter_parameter",
     "lm_head",
     "load_adapter",
@@ -111,6 +116,7 @@ __all__ = [
     "save_adapter",
     "save_fusion",
     "save_task_adapter",
+    "seed_classification_head",
     "set_trainable",
     "trainable_parameters",
     "validate_config",
