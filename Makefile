@@ -61,8 +61,8 @@ resolve = L=$(call code_of,$(1)) HAVE="$$($(LRLTOOL) languages $(1) --field sour
 LANGS ?= $(LANGUAGE)
 OUT ?= runs
 
-.PHONY: all data adapters finetune metrics report sweep sizes plan
-all data adapters finetune metrics report sizes plan: $(ENV)
+.PHONY: all data adapters finetune metrics report sweep sizes plan protocols
+all data adapters finetune metrics report sizes plan protocols: $(ENV)
 	+$(PIPELINE) $(call resolve,$(LANGUAGE)) $@
 
 # Several languages, then one report over all of them. Each language is a sub-make of its own, so

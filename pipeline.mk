@@ -54,6 +54,9 @@ SUBMIT ?=
 # holds (tools/with-gpu: a lock file per GPU under OUT/.gpu-locks, CUDA_VISIBLE_DEVICES); with make -jN.
 GPUS ?=
 GPU := $(if $(strip $(GPUS)),tools/with-gpu $(OUT)/.gpu-locks "$(strip $(GPUS))" )
+# Under a PRESET the data are prepared and PPPL scored as the paper's code did (docs/paper-protocol.md):
+# verbalize/cap --paper-compat (split first, then these caps by line share), eval --task mlm --paper-compat.
+PAPER_CAPS ?= train=1GiB,validation=200MiB
 
 # The sources that have the language (the top-level Makefile passes them); steps without data are skipped.
 HAVE ?= $(shell $(LRLTOOL) languages $(L) --field sources)
@@ -71,6 +74,8 @@ SEEDS_CSV := $(subst $(space),$(comma),$(strip $(SEEDS)))
 input = $(if $(DATA),--input $(DATA)/$(1))
 train_preset = $(if $(PRESET),--preset $(PRESET)-$(1))
 finetune_preset = $(if $(PRESET),--preset $(PRESET))
+paper_compat = $(if $(PRESET),--paper-compat)
+mlm_compat = $(if $(and $(PRESET),$(filter mlm,$(LM_TASK))),$(space)--paper-compat)
 
 # Task -> fetch source (the task registry's, lrltool/tasks.py; a test keeps the two equal).
 source_tc := sib200
@@ -121,7 +126,8 @@ $(D)/data/glotcc-raw.jsonl.zst:
 
 $(D)/data/glotcc/.done: $(D)/data/glotcc-raw.jsonl.zst
 	rm -rf $(@D)
-	$(LRLTOOL) cap $< --max-bytes $(GLOTCC_CAP) --split $(SPLIT) -o $(@D) --stats $(D)/data/glotcc-cap.json
+	$(LRLTOOL) cap $< $(if $(PRESET),--paper-compat --max-bytes $(PAPER_CAPS),--max-bytes $(GLOTCC_CAP) \
+		--split $(SPLIT)) -o $(@D) --stats $(D)/data/glotcc-cap.json
 	touch $@
 
 $(D)/data/conceptnet-triples.jsonl.zst:
@@ -129,7 +135,8 @@ $(D)/data/conceptnet-triples.jsonl.zst:
 
 $(D)/data/conceptnet/.done: $(D)/data/conceptnet-triples.jsonl.zst
 	rm -rf $(@D)
-	$(LRLTOOL) verbalize $< | $(LRLTOOL) cap --split $(SPLIT) -o $(@D) --stats $(D)/data/conceptnet-cap.json
+	$(LRLTOOL) verbalize $< $(paper_compat) | $(LRLTOOL) cap $(if $(PRESET),--paper-compat,--split $(SPLIT)) \
+		-o $(@D) --stats $(D)/data/conceptnet-cap.json
 	touch $@
 
 $(D)/data/flores.jsonl.zst:
@@ -160,7 +167,7 @@ endef
 # $(call eval_mlm_cmd,OPTIONS) with the FLORES file as $$<: --task mlm, or clm for a decoder (LM_TASK)
 define eval_mlm_cmd
 mkdir -p $$(@D)
-	$(SUBMIT) $(GPU)$(LRLTOOL) eval --task $(LM_TASK) --model $(MODEL) $(1) $$< $(EVAL_ARGS) > $$@
+	$(SUBMIT) $(GPU)$(LRLTOOL) eval --task $(LM_TASK) --model $(MODEL) $(1)$(mlm_compat) $$< $(EVAL_ARGS) > $$@
 endef
 
 # $(call eval_task_cmd,TASK) with the finetune run's .done as $$<
@@ -276,3 +283,68 @@ $(D)/sizes/metrics/$(1)-$(2).jsonl: $(D)/sizes/tasks/$(1)/$(2)/.done
 	$(call eval_task_cmd,$(1))
 endef
 $(foreach t,$(TASKS),$(foreach a,$(SIZE_ADAPTERS),$(eval $(call size_task_rule,$(t),$(a)))))
+
+# --- the paper's protocol against lrltool's (make LANG=X protocols) ------------------------------------
+# One method and source trained and evaluated twice: under the presets and --paper-compat (what the
+# paper's code did) and under lrltool's defaults; the report puts them side by side with the difference
+# (docs/paper-protocol.md lists every setting that differs).
+
+PROTOCOL_METHOD ?= seq_bn
+PROTOCOL_SOURCE ?= glotcc
+PROTOCOL_TASKS ?= $(TASKS)
+PROTOCOL_PRESET ?= paper
+P := $(D)/protocols
+is_paper = $(filter paper,$(1))
+PROTOCOL_METRICS := $(foreach p,paper lrltool,$(if $(HAVE_FLORES),$(P)/$(p)/metrics/$(LM_TASK)-base.jsonl \
+	$(P)/$(p)/metrics/$(LM_TASK)-adapter.jsonl) $(foreach t,$(filter $(TASKS),$(PROTOCOL_TASKS)),$(P)/$(p)/metrics/$(t).jsonl))
+
+.PHONY: protocols
+protocols: $(P)/report/protocols.md
+
+$(P)/report/protocols.md: $(PROTOCOL_METRICS)
+	$(LRLTOOL) report --protocols '$(P)/paper/metrics/*.jsonl' --protocols '$(P)/lrltool/metrics/*.jsonl' -o $(@D)
+
+# $(1) protocol: paper | lrltool
+define protocol_rule
+$(P)/$(1)/data/glotcc/.done: $(D)/data/glotcc-raw.jsonl.zst
+	rm -rf $$(@D)
+	$(LRLTOOL) cap $$< $(if $(call is_paper,$(1)),--paper-compat --max-bytes $(PAPER_CAPS),--max-bytes $(GLOTCC_CAP) \
+		--split $(SPLIT)) -o $$(@D)
+	touch $$@
+
+$(P)/$(1)/data/conceptnet/.done: $(D)/data/conceptnet-triples.jsonl.zst
+	rm -rf $$(@D)
+	$(LRLTOOL) verbalize $$< $(if $(call is_paper,$(1)),--paper-compat) | $(LRLTOOL) cap \
+		$(if $(call is_paper,$(1)),--paper-compat,--split $(SPLIT)) -o $$(@D)
+	touch $$@
+
+$(P)/$(1)/adapter/.done: $(P)/$(1)/data/$(PROTOCOL_SOURCE)/.done
+	$(SUBMIT) $(GPU)$(LRLTOOL) train-adapter --model $(MODEL) --method $(PROTOCOL_METHOD) \
+		$(if $(call is_paper,$(1)),--preset $(PROTOCOL_PRESET)-$(PROTOCOL_SOURCE)) \
+		--train $(P)/$(1)/data/$(PROTOCOL_SOURCE)/train.jsonl.zst \
+		--validation $(P)/$(1)/data/$(PROTOCOL_SOURCE)/validation.jsonl.zst $(TRAIN_ARGS) --force -o $$(@D)
+	touch $$@
+
+$(P)/$(1)/metrics/$(LM_TASK)-base.jsonl: $(D)/data/flores.jsonl.zst
+	mkdir -p $$(@D)
+	$(SUBMIT) $(GPU)$(LRLTOOL) eval --task $(LM_TASK) --model $(MODEL)$(if $(call is_paper,$(1)),$(if $(filter mlm,$(LM_TASK)),$(space)--paper-compat)) $$< $(EVAL_ARGS) > $$@
+
+$(P)/$(1)/metrics/$(LM_TASK)-adapter.jsonl: $(D)/data/flores.jsonl.zst $(P)/$(1)/adapter/.done
+	mkdir -p $$(@D)
+	$(SUBMIT) $(GPU)$(LRLTOOL) eval --task $(LM_TASK) --model $(MODEL) --adapter $(P)/$(1)/adapter$(if $(call is_paper,$(1)),$(if $(filter mlm,$(LM_TASK)),$(space)--paper-compat)) \
+		--source $(PROTOCOL_SOURCE) $$< $(EVAL_ARGS) > $$@
+endef
+$(foreach p,paper lrltool,$(eval $(call protocol_rule,$(p))))
+
+# $(1) protocol, $(2) task
+define protocol_task_rule
+$(P)/$(1)/tasks/$(2)/.done: $(D)/data/$(2)/.done $(P)/$(1)/adapter/.done
+	$(SUBMIT) $(GPU)$(LRLTOOL) finetune --task $(2) --model $(MODEL) --data $(D)/data/$(2) --lang $(L) \
+		--lang-adapter $(P)/$(1)/adapter --seeds $(SEEDS_CSV) $(if $(call is_paper,$(1)),--preset $(PROTOCOL_PRESET)) \
+		$(FINETUNE_ARGS) --force -o $$(@D)
+	touch $$@
+
+$(P)/$(1)/metrics/$(2).jsonl: $(P)/$(1)/tasks/$(2)/.done
+	$(call eval_task_cmd,$(2))
+endef
+$(foreach p,paper lrltool,$(foreach t,$(filter $(TASKS),$(PROTOCOL_TASKS)),$(eval $(call protocol_task_rule,$(p),$(t)))))

@@ -145,19 +145,25 @@ def test_flores_200_tarball_layout_devtest_and_dev(cli, tmp_path):
             "text": "Prima propoziție.",
             "lang": "ron_Latn",
             "source": "flores",
-            "meta": {"split": "devtest"},
+            "meta": {"split": "devtest", "edition": "flores200"},
         },
         {
             "id": "devtest:2",
             "text": "A doua.",
             "lang": "ron_Latn",
             "source": "flores",
-            "meta": {"split": "devtest"},
+            "meta": {"split": "devtest", "edition": "flores200"},
         },
     ]
     dev = cli(["fetch", "flores", "-l", "ro", "-i", root, "--split", "dev"])
     assert jsonl(dev.stdout) == [
-        {"id": "dev:1", "text": "Alta.", "lang": "ron_Latn", "source": "flores", "meta": {"split": "dev"}}
+        {
+            "id": "dev:1",
+            "text": "Alta.",
+            "lang": "ron_Latn",
+            "source": "flores",
+            "meta": {"split": "dev", "edition": "flores200"},
+        }
     ]
 
 
@@ -187,6 +193,7 @@ def test_flores_plus_parquet_and_jsonl(cli, tmp_path):
                 "url": "https://en.wikinews.org/a",
                 "domain": "wikinews",
                 "topic": "science",
+                "edition": "flores_plus",
             },
         },
         {
@@ -199,6 +206,7 @@ def test_flores_plus_parquet_and_jsonl(cli, tmp_path):
                 "url": "https://en.wikibooks.org/b",
                 "domain": "wikibooks",
                 "topic": "travel",
+                "edition": "flores_plus",
             },
         },
     ]

@@ -75,14 +75,19 @@ def test_make_all_plans_the_whole_chain_for_the_resolved_language():
     plan = _make_dry_run("LANG=ro", "all")
     for expected in (
         "lrltool fetch glotcc --lang ron_Latn  -o runs/ron_Latn/data/glotcc-raw.jsonl.zst",
-        "lrltool verbalize runs/ron_Latn/data/conceptnet-triples.jsonl.zst | .venv/bin/lrltool cap --split",
+        # PRESET=paper (the default): the paper's data preparation and PPPL (docs/paper-protocol.md)
+        "lrltool verbalize runs/ron_Latn/data/conceptnet-triples.jsonl.zst --paper-compat |"
+        " .venv/bin/lrltool cap --paper-compat",
+        "lrltool cap runs/ron_Latn/data/glotcc-raw.jsonl.zst --paper-compat --max-bytes"
+        " train=1GiB,validation=200MiB -o runs/ron_Latn/data/glotcc",
         "lrltool train-adapter --model xlm-roberta-base --method seq_bn_inv --preset paper-glotcc",
         "lrltool train-adapter --model xlm-roberta-base --method full --preset paper-conceptnet",
         "--lang-adapter runs/ron_Latn/adapters/seq_bn-conceptnet --lang-adapter"
         " runs/ron_Latn/adapters/seq_bn-glotcc --fusion --seeds 1,2,3 --preset paper",
         "lrltool finetune --task sa --model xlm-roberta-base --data runs/ron_Latn/data/sa --lang ron_Latn"
         " --task-method full --seeds 1,2,3",
-        "lrltool eval --task mlm --model xlm-roberta-base --adapter runs/ron_Latn/adapters/lora-glotcc",
+        "lrltool eval --task mlm --model xlm-roberta-base --adapter runs/ron_Latn/adapters/lora-glotcc"
+        " --paper-compat",
         "lrltool eval --task ner --run runs/ron_Latn/tasks/ner/baseline",
         "lrltool report runs/ron_Latn/metrics/mlm-base.jsonl",
     ):
@@ -90,6 +95,9 @@ def test_make_all_plans_the_whole_chain_for_the_resolved_language():
     # 3 methods + full, 2 sources; 3 tasks x (baseline, full FT, 8 adapters, 1 fusion) with 3 seeds each
     assert plan.count("lrltool train-adapter") == 8
     assert plan.count("lrltool finetune") == 3 * 11
+    ours = _make_dry_run("LANG=ro", "all", "PRESET=")  # lrltool's corrected protocol
+    assert "--paper-compat" not in ours and "--preset" not in ours
+    assert "lrltool cap runs/ron_Latn/data/glotcc-raw.jsonl.zst --max-bytes 1G --split" in ours
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

@@ -500,10 +500,15 @@ def test_shipped_paper_numbers_are_exactly_those_design_md_quotes():
     assert "arXiv:2502.10140" in paper_citation() and "Gurgurov" in paper_citation()
 
 
+PAPER_PPPL = {"paper_compat": True}  # the paper's PPPL definition (eval --paper-compat)
+
+
 def test_compare_paper_column_and_comparison(tmp_path, cli):
     mbert = "bert-base-multilingual-cased"
     recs = [
-        metric_record(metric="pppl_mean", value=11.49, lang="ron", model=mbert, task="mlm", n=1012),
+        metric_record(
+            metric="pppl_mean", value=11.49, lang="ron", model=mbert, task="mlm", n=1012, settings=PAPER_PPPL
+        ),
         metric_record(
             metric="pppl_mean",
             value=6.10,
@@ -513,8 +518,11 @@ def test_compare_paper_column_and_comparison(tmp_path, cli):
             method="seq_bn",
             source="glotcc",
             n=1012,
+            settings=PAPER_PPPL,
         ),
-        metric_record(metric="pppl_mean", value=600.0, lang="mlt", model=mbert, task="mlm", n=1012),
+        metric_record(
+            metric="pppl_mean", value=600.0, lang="mlt", model=mbert, task="mlm", n=1012, settings=PAPER_PPPL
+        ),
         metric_record(
             metric="pppl_mean",
             value=7.25,
@@ -524,6 +532,7 @@ def test_compare_paper_column_and_comparison(tmp_path, cli):
             method="seq_bn_inv",
             source="glotcc",
             n=1012,
+            settings=PAPER_PPPL,
         ),
         metric_record(
             metric="pppl_mean",
@@ -534,6 +543,7 @@ def test_compare_paper_column_and_comparison(tmp_path, cli):
             method="lora",
             source="conceptnet",
             n=1012,
+            settings=PAPER_PPPL,
         ),
     ]
     path = write_jsonl(tmp_path / "m.jsonl", recs)
@@ -1105,3 +1115,26 @@ def test_markdown_escaping_keeps_the_text():
         assert rendered == f"<ul>\n<li>{text.replace('<', '&lt;').replace('>', '&gt;')}</li>\n</ul>\n"
         code = MarkdownIt("commonmark").renderInline(_code(text))
         assert code == f"<code>{text.replace('<', '&lt;').replace('>', '&gt;')}</code>"
+
+
+def test_compare_paper_sets_no_number_beside_another_pppl_definition(tmp_path, cli):
+    """Our default PPPL (special tokens not scored) is not the paper's: the comparison says so."""
+    mbert = "bert-base-multilingual-cased"
+    recs = [
+        metric_record(metric="pppl_mean", value=9.0, lang="ron", model=mbert, task="mlm", n=1012,
+                      settings={"paper_compat": False}),
+        metric_record(metric="pppl_mean", value=5.0, lang="ron", model=mbert, task="mlm", method="seq_bn",
+                      source="glotcc", n=1012, settings=PAPER_PPPL),
+    ]  # fmt: skip
+    path = write_jsonl(tmp_path / "m.jsonl", recs)
+    report = report_metrics(inputs=[str(path)], compare_paper=True)
+    got = {c.number.label: c for c in report.comparisons if c.number.lang == "ron_Latn"}
+    assert (got["base"].ours, got["base"].ours_label) == (None, "definitions differ")
+    assert got["base"].note == "ours lack paper_compat=true" and got["base"].difference is None
+    assert got["seq_bn/glotcc"].ours == 5.0 and got["seq_bn/glotcc"].difference == pytest.approx(5.0 - 5.94)
+    table = next(t for t in report.tables if t.task == "mlm")
+    assert [n.label for n in table.paper["ron_Latn"]] == ["seq_bn/glotcc"]  # 11.49 is not set beside 9.0
+    result = cli(["report", path, "--compare-paper", "-o", tmp_path / "out"])
+    assert result.exit_code == 0, result.stderr
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| 11.49 |  | definitions differ (ours lack paper_compat=true) |  |" in md

@@ -225,8 +225,8 @@ def test_presets_and_explicit_settings():
     paper = adapter.make_settings("paper-conceptnet")
     assert (paper.max_steps, paper.batch_size, paper.lr, paper.eval_steps, paper.seed) == (
         25_000,
-        16,
-        1e-4,
+        64,
+        1e-5,
         500,
         42,
     )

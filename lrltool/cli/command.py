@@ -52,7 +52,8 @@ PANELS: dict[str, str] = {
         "Model",
     ),
     **dict.fromkeys(
-        ("task_method", "reduction_factor", "lora_r", "lora_alpha", "adapter_name", "label_all_subwords"),
+        ("task_method", "reduction_factor", "lora_r", "lora_alpha", "adapter_name", "label_all_subwords",
+         "task_head"),
         "Adapter",
     ),
     **dict.fromkeys(

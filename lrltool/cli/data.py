@@ -230,13 +230,22 @@ def verbalize_cli(
     keep_duplicates: Annotated[
         bool, typer.Option("--keep-duplicates", help="Keep sentences that occurred before.")
     ] = False,
+    paper_compat: Annotated[
+        bool,
+        typer.Option(
+            "--paper-compat",
+            help="The paper's verbalizer: the word is the node URI's last segment (a POS or sense"
+            " tag when the URI has one), only exact self-loops dropped, duplicates kept.",
+        ),
+    ] = False,
     skip_bad_lines: SkipBadOpt = False,
     stats: StatsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Turn ConceptNet triples (from 'fetch conceptnet') into text records "<start> <predicate> <end>.".
 
-    Drops self-loops, relations without a template (counted by relation) and repeated sentences.
+    Drops self-loops (ignoring case), relations without a template (counted by relation) and repeated
+    sentences.
     """
     from lrltool.corpus.verbalize import verbalize_triples
 
@@ -247,6 +256,7 @@ def verbalize_cli(
         templates_path=templates,
         keep_duplicates=keep_duplicates,
         skip_bad_lines=skip_bad_lines,
+        paper_compat=paper_compat,
     ).finish(stats)
 
 
@@ -271,7 +281,8 @@ def cap_cli(
         typer.Option(
             "--max-bytes",
             help="Keep records until their texts reach this many UTF-8 bytes: 100k, 500M, 1G "
-            "(powers of 1000), 1GiB (powers of 1024) or a plain number. Default: no cap.",
+            "(powers of 1000), 1GiB (powers of 1024) or a plain number. Default: no cap. With"
+            " --paper-compat, per split: train=1GiB,validation=200MiB.",
         ),
     ] = None,
     min_chars: Annotated[
@@ -296,6 +307,15 @@ def cap_cli(
         int | None,
         typer.Option("--workers", min=1, help="Processes that clean batches (default: the CPUs, at most 8)."),
     ] = None,
+    paper_compat: Annotated[
+        bool,
+        typer.Option(
+            "--paper-compat",
+            help="The paper's data preparation into -o DIR: no cleaning, no dedup, scikit-learn's"
+            " train_test_split 80/10/10 (random_state 42) in file order, then each split cut by line share"
+            " to --max-bytes train=...,validation=... (docs/paper-protocol.md).",
+        ),
+    ] = False,
     skip_bad_lines: SkipBadOpt = False,
     stats: StatsOpt = None,
     quiet: QuietOpt = False,
@@ -305,9 +325,23 @@ def cap_cli(
     Records are kept in input order until the next would push the UTF-8 bytes of the kept texts over
     --max-bytes; other keys pass through unchanged.
     """
-    from lrltool.corpus.cap import cap_records, parse_size, parse_split
+    from lrltool.corpus.cap import cap_records, paper_cap_records, parse_size, parse_split, parse_split_sizes
+    from lrltool.errors import UsageError
 
     ui.configure(quiet=quiet)
+    if paper_compat:
+        if split is not None or keep_duplicates or min_chars != 1:
+            raise UsageError("--paper-compat makes its own split and neither cleans nor deduplicates",
+                             hint="drop --split, --keep-duplicates and --min-chars")  # fmt: skip
+        paper_cap_records(
+            input_path=input,
+            output=output,
+            max_bytes=None if max_bytes is None else parse_split_sizes(max_bytes),
+            skip_bad_lines=skip_bad_lines,
+        ).finish(stats)
+        return
+    if max_bytes is not None and "=" in max_bytes:
+        raise UsageError("per-split --max-bytes (name=size) needs --paper-compat", hint="give one size")
     cap_records(
         input_path=input,
         output=output,

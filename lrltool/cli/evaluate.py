@@ -112,7 +112,12 @@ def eval_cli(
         str | None, typer.Option(help="PLL variant: original (Salazar et al.) or within_word_l2r.")
     ] = None,
     paper_compat: Annotated[
-        bool, typer.Option("--paper-compat", help="Score the special tokens too, as the paper's script.")
+        bool,
+        typer.Option(
+            "--paper-compat",
+            help="mlm: the paper's PPPL script: special tokens scored, inputs cut at 512 tokens, tha_Thai"
+            " words split every 99 characters (docs/paper-protocol.md).",
+        ),
     ] = False,
     per_sentence: Annotated[
         str | None, typer.Option("--per-sentence", help="Also write one record per sentence here.")

@@ -51,6 +51,14 @@ def report_cli(
     note: Annotated[
         str | None, typer.Option("--note", help="A paragraph shown first: what these numbers are.")
     ] = None,
+    protocols: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--protocols",
+            help="Give twice: the metric files (glob) made under the paper's protocol, then lrltool's; prints"
+            " them side by side with the difference (-o: DIR/protocols.md). What `make protocols` runs.",
+        ),
+    ] = None,
     skip_bad_lines: SkipBadOpt = False,
     stats: StatsOpt = None,
     quiet: QuietOpt = False,
@@ -66,6 +74,9 @@ def report_cli(
     from lrltool.streams import Stats
 
     ui.configure(quiet=quiet)
+    if protocols is not None:
+        _protocols(protocols, output)
+        return
     if not metrics:
         if sys.stdin.isatty() and not runs:
             raise UsageError(
@@ -100,3 +111,21 @@ def report_cli(
     summary.finish(stats)
     if output is not None:
         ui.info(f"report written to {output / 'report.md'}")
+
+
+def _protocols(inputs: list[str], output: Path | None) -> None:
+    from lrltool.errors import UsageError
+    from lrltool.report.protocol import protocol_rows, render_protocols
+    from lrltool.streams import atomic_output
+
+    if len(inputs) != 2:
+        raise UsageError(
+            f"--protocols takes two inputs (the paper's, then lrltool's), not {len(inputs)}",
+            hint="give --protocols 'paper/metrics/*.jsonl' --protocols 'lrltool/metrics/*.jsonl'",
+        )
+    text = render_protocols(protocol_rows([inputs[0]], [inputs[1]]))
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        with atomic_output(output / "protocols.md") as stream:
+            stream.write(text.encode())
+    sys.stdout.write(text)

@@ -139,6 +139,37 @@ def train_adapter_cli(
         int | None, typer.Option(help=_t("Validate (and checkpoint) every N steps.", "eval_steps"))
     ] = None,
     seed: Annotated[int | None, typer.Option(help=_t("Random seed.", "seed"))] = None,
+    global_batch: Annotated[
+        int | None,
+        typer.Option(
+            help="Examples per optimizer step over all processes: sets --grad-accum to reach it"
+            " (the paper: 32 GlotCC, 64 ConceptNet)."
+        ),
+    ] = None,
+    select: Annotated[
+        str | None,
+        typer.Option(
+            help=_t("Exported weights: best (by validation loss) or last (the paper's code).", "select")
+        ),
+    ] = None,
+    train_head: Annotated[
+        bool | None,
+        typer.Option(
+            "--train-head/--no-train-head",
+            help=_t(
+                "Train the MLM head's dense + LayerNorm with the adapter and save them with it.", "train_head"
+            ),
+        ),
+    ] = None,
+    train_inverse: Annotated[
+        bool | None,
+        typer.Option(
+            "--train-inverse/--no-train-inverse",
+            help=_t(
+                "seq_bn_inv: apply the inverse before the output embedding while training.", "train_inverse"
+            ),
+        ),
+    ] = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = None,
@@ -303,6 +334,17 @@ def finetune_cli(
     reduction_factor: Annotated[
         int | None,
         typer.Option("--reduction-factor", help=_f("Task adapter bottleneck reduction.", "reduction_factor")),
+    ] = None,
+    task_head: Annotated[
+        str | None,
+        typer.Option(
+            "--task-head",
+            help=_f(
+                "The task head: model (the transformers class's) or adapters (the adapters library's"
+                " flexible head, a 2-layer tanh MLP on the first token: the seed's; --preset paper).",
+                "task_head",
+            ),
+        ),
     ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", help=_f("Random seed of a single run.", "seed"))

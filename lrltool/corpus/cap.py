@@ -45,6 +45,7 @@ from lrltool.streams import (
     not_an_object_error,
     nothing_written,
     parse_jsonl_lines,
+    read_records,
     require,
 )
 
@@ -642,3 +643,80 @@ def cap_records(
 def _single_output(path: str | os.PathLike[str], **zstd: int) -> Iterator[list[IO[bytes]]]:
     with atomic_output(path, **zstd) as stream:
         yield [stream]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The paper's split and truncation (cap --paper-compat; docs/paper-protocol.md)
+
+PAPER_SPLITS = ("train", "validation", "test")
+
+
+def parse_split_sizes(text: str) -> dict[str, int]:
+    """``train=1GiB,validation=200MiB`` -> bytes per split (names of :data:`PAPER_SPLITS`)."""
+    sizes: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in PAPER_SPLITS:
+            raise UsageError(
+                f"cannot read '{part.strip()}' in '{text}'",
+                hint="give split=size pairs of train, validation, test, e.g. train=1GiB,validation=200MiB",
+            )
+        sizes[name] = parse_size(value)
+    return sizes
+
+
+def paper_cap_records(
+    *,
+    input_path: str | os.PathLike[str] = "-",
+    output: str | os.PathLike[str],
+    max_bytes: dict[str, int] | None = None,
+    skip_bad_lines: bool = False,
+) -> Stats:
+    """What src/glot/glot_get.py:33-34 (cn_to_nl.py:81-82) and glot_truncate.py:26-47 did, on text records.
+
+    All records in file order, no cleaning and no deduplication; scikit-learn's
+    ``train_test_split(records, test_size=0.2, random_state=42)``, the 20% split again with
+    ``test_size=0.5`` into validation and test; then each split's file cut to its ``max_bytes`` share by
+    line count: ``int(lines x max / size)`` first lines, where size is the split's UTF-8 bytes of text
+    plus one newline a record (the seed measured its CSV files), only when size > max. Writes
+    ``output``/{train,validation,test}.jsonl.zst (together, or none). Holds the records in memory, as the
+    seed did. Refuses a record without a string ``text`` (unless ``skip_bad_lines``) and fewer than 10
+    records (the 10% splits would be empty).
+    """
+    from sklearn.model_selection import train_test_split
+
+    if str(output) == "-" or Path(output).is_file():
+        raise UsageError("--paper-compat writes one file per split into a folder", hint="give -o DIR")
+    stats = Stats("cap")
+    reader = read_records(input_path, skip_bad_lines=skip_bad_lines, stats=stats)
+    records = []
+    for record in reader:
+        try:
+            require(record, "text")
+        except InputError as exc:
+            reader.reject(exc)
+            continue
+        records.append(record)
+    if len(records) < 10:
+        raise InputError(
+            f"{len(records)} records: too few to split 80/10/10",
+            hint="give at least 10 text records",
+            path=display_name(input_path),
+        )
+    train, rest = train_test_split(records, test_size=0.2, random_state=42)
+    validation, test = train_test_split(rest, test_size=0.5, random_state=42)
+    parts = {"train": train, "validation": validation, "test": test}
+    for name, limit in (max_bytes or {}).items():
+        size = sum(len(r["text"].encode()) + 1 for r in parts[name])
+        if size > limit:
+            keep = int(len(parts[name]) * (limit / size))
+            stats.drop(f"cap_{name}", len(parts[name]) - keep)
+            parts[name] = parts[name][:keep]
+    with _split_outputs(Path(output), list(PAPER_SPLITS)) as streams:
+        for stream, name in zip(streams, PAPER_SPLITS, strict=True):
+            for record in parts[name]:
+                stream.write(orjson.dumps(record) + b"\n")
+    stats.records_out = sum(len(p) for p in parts.values())
+    stats.extra.update({f"{name}_records": len(parts[name]) for name in PAPER_SPLITS})
+    return stats

@@ -171,6 +171,49 @@ def verbalize_triple(triple: Record, templates: dict[str, str]) -> tuple[Record 
     return record, None
 
 
+def edge_nodes(edge: str) -> tuple[str, str, str] | None:
+    """``(rel, start, end)`` URIs of a ConceptNet edge URI ``/a/[/r/IsA/,/c/fr/test/n/wikt/fr_2/,/c/fr/x/]``
+    (the triple record's ``id``); None when ``edge`` is not of that form."""
+    if not (edge.startswith("/a/[") and edge.endswith("]")):
+        return None
+    parts = edge[4:-1].split("/,/")
+    if len(parts) != 3:
+        return None
+    rel, start, end = parts
+    return rel.rstrip("/"), "/" + start.rstrip("/"), "/" + end.rstrip("/")
+
+
+def paper_verbalize_triple(triple: Record, templates: dict[str, str]) -> tuple[Record | None, str | None]:
+    """What src/conceptnet/cn_to_nl.py:43-62 does with a triple (``verbalize --paper-compat``): the words
+    are the last ``/`` segment of each node URI with ``_`` -> space (``/c/fr/test/n/wikt/fr_2`` gives
+    ``fr 2``, ``/c/ro/câine/n`` gives ``n``), the relation the last segment of its URI; dropped only when
+    start == end exactly (``self_loop``) or the relation has no template. The URIs come from the edge
+    URI (the record's ``id``); a record whose id is no edge URI is refused (InputError)."""
+    edge = require(triple, "id", what="triple")
+    nodes = edge_nodes(edge)
+    if nodes is None:
+        raise InputError(
+            f"'{edge[:60]}' is not a ConceptNet edge URI (/a/[/r/.../,/c/.../,/c/.../])",
+            hint="--paper-compat reads the node URIs from the id that 'fetch conceptnet' writes",
+        )
+    rel = nodes[0].split("/")[-1]
+    start, end = (uri.split("/")[-1].replace("_", " ") for uri in nodes[1:])
+    if start == end:
+        return None, "self_loop"
+    predicate = templates.get(rel)
+    if predicate is None:
+        return None, f"no_template:{rel}"
+    lang = triple.get("start_lang") or triple.get("end_lang")
+    record: Record = {
+        "id": edge,
+        "text": f"{start} {predicate} {end}.",
+        "lang": text_language(lang if isinstance(lang, str) else None),
+        "source": "conceptnet",
+        "meta": {"rel": rel, "edge": edge, "start": start, "end": end, "paper_compat": True},
+    }
+    return record, None
+
+
 def verbalize_records(
     triples: Iterable[Record],
     *,
@@ -178,14 +221,17 @@ def verbalize_records(
     keep_duplicates: bool = False,
     stats: Stats | None = None,
     reject: Any = None,
+    paper_compat: bool = False,
 ) -> Iterator[Record]:
     """Text records for ``triples`` in order; drops self-loops, relations without a template and (unless
     ``keep_duplicates``) sentences seen before, counting each in ``stats`` by reason. A bad triple goes to
-    ``reject(error)`` (which raises or counts it), or raises when ``reject`` is None."""
-    seen = None if keep_duplicates else DigestSet()
+    ``reject(error)`` (which raises or counts it), or raises when ``reject`` is None. ``paper_compat``:
+    :func:`paper_verbalize_triple` instead of :func:`verbalize_triple`, duplicates kept."""
+    seen = None if keep_duplicates or paper_compat else DigestSet()
+    one = paper_verbalize_triple if paper_compat else verbalize_triple
     for triple in triples:
         try:
-            record, reason = verbalize_triple(triple, templates)
+            record, reason = one(triple, templates)
         except InputError as exc:
             if reject is None:
                 raise
@@ -211,6 +257,7 @@ def verbalize_triples(
     templates_path: str | os.PathLike[str] | None = None,
     keep_duplicates: bool = False,
     skip_bad_lines: bool = False,
+    paper_compat: bool = False,
 ) -> Stats:
     """Read triple records (``fetch conceptnet``) from ``input_path``, write text records to ``output``.
 
@@ -221,6 +268,7 @@ def verbalize_triples(
     known keys go into ``meta``, unknown keys pass through at the top level. Refuses a bad templates
     file, a line that is not a JSON object and a triple without its keys (unless ``skip_bad_lines``),
     and input that gives no sentence (writing nothing, as every command does; :func:`nothing_written`).
+    ``paper_compat``: the paper's verbalizer (:func:`paper_verbalize_triple`), duplicates kept.
     """
     from lrltool import ui
 
@@ -238,6 +286,7 @@ def verbalize_triples(
                 keep_duplicates=keep_duplicates,
                 stats=stats,
                 reject=reader.reject,
+                paper_compat=paper_compat,
             )
         ):
             out.write(record)

@@ -76,6 +76,7 @@ class FinetuneSettings:
     patience: int | None = None  # evaluations without improvement before stopping; None: never
     reduction_factor: int = 16
     label_all_subwords: bool = False
+    task_head: str = "model"  # model: the transformers class's head | adapters: the library's flexible head
     seed: int = 42
     preset: str | None = None
 
@@ -88,7 +89,8 @@ def make_settings(task: str, preset: str | None = None, **explicit: Any) -> Fine
 
     Defaults: lr 1e-4 (2e-5 for method full), batch 32, weight decay 0.01, warmup ratio 0.05, 10 epochs,
     the task's paper max length. ``paper`` (docs/design.md "Downstream"): lr 1e-4, batch 32, weight decay
-    0.01, warmup 0.05, epochs TC 20 / SA 25 / NER 100, max length 256 (TC) or 512, evaluation every epoch.
+    0.01, warmup 0.05, epochs TC 20 / SA 25 / NER 100, max length 256 (TC) or 512, evaluation every epoch,
+    NER with every sub-token labelled and scored (``label_all_subwords``, the paper's code).
     """
     spec = get_task(task, among=TRAINABLE_TASKS)
     method = explicit.get("method") or "adapter"
@@ -106,10 +108,24 @@ def make_settings(task: str, preset: str | None = None, **explicit: Any) -> Fine
             epochs=float(spec.paper_epochs),
             max_length=spec.paper_max_length,
             eval_steps=None,
+            # src/ner/train_ner.py (4213cd5):80-105 labels every sub-token, :44-55 scores them
+            label_all_subwords=spec.name == "ner",
+            # src/tc/train_tc.py (0cf3abd):181, 189 add_classification_head (2-layer tanh MLP, first token)
+            task_head="adapters",
         )
     values["preset"] = preset
     settings = training.make_settings(FinetuneSettings, values, explicit)
     _check_settings(settings)
+    if settings.task_head not in models.TASK_HEAD_KINDS:
+        raise UsageError(
+            f"unknown task head '{settings.task_head}'",
+            hint=f"choose one of {', '.join(models.TASK_HEAD_KINDS)}",
+        )
+    if settings.task_head != "model" and settings.method == "full":
+        raise UsageError(
+            "--task-head adapters is for task adapters (the seed's MAD-X setup)",
+            hint="drop --task-head, or train with --task-method adapter",
+        )
     return settings
 
 
@@ -567,6 +583,7 @@ def _train_run(
         reduction_factor=settings.reduction_factor,
         seed=settings.seed,
         device=accelerator.device,
+        task_head=settings.task_head,
     )
     for note in prep.notes:
         ui.warn(note)

@@ -100,6 +100,7 @@ def build_task_model(
     reduction_factor: int,
     seed: int,
     device: Any,
+    task_head: str = "model",
 ) -> TaskModel:
     """Load the base model with the task head, the language adapter(s), and add what trains.
 
@@ -108,12 +109,16 @@ def build_task_model(
     (train_adapter resets the active set); fusion: ``add_adapter_fusion`` + ``train_adapter_fusion``, then
     the task adapter and the head are unfrozen and ``Stack(Fuse(a, b), task)`` is active. The trainable
     set is then pinned explicitly (task adapter + fusion layer + head; everything for ``full``).
+    ``task_head``: "model" (the transformers class's head) or "adapters" (the adapters library's flexible
+    head, as the seed: :func:`lrltool.models.install_task_head`).
     """
     import torch
 
     torch.manual_seed(seed)  # the head's (and the task adapter's) initialisation
     with models.adapters_warnings_off():
-        return _build_task_model(task, labels, base, lang_infos, method, fusion, reduction_factor, device)
+        return _build_task_model(
+            task, labels, base, lang_infos, method, fusion, reduction_factor, device, task_head
+        )
 
 
 def _build_task_model(
@@ -125,10 +130,12 @@ def _build_task_model(
     fusion: bool,
     reduction_factor: int,
     device: Any,
+    task_head: str = "model",
 ) -> TaskModel:
     from adapters import Fuse
 
     model, head_names = models.load_task_model(base, head=task.head, labels=labels, device=device)
+    head_names = models.install_task_head(model, task_head, head=task.head, head_names=head_names)
     adapters_ = [info for info in lang_infos if info["kind"] == "adapter"]
     lang_names = lang_adapter_names(adapters_) if adapters_ else []
     for info, name in zip(adapters_, lang_names, strict=True):
@@ -311,6 +318,7 @@ def _load_trained_adapters(
         reduction_factor=int(info["settings"]["reduction_factor"]),
         seed=0,
         device=device,
+        task_head=str(info["settings"].get("task_head") or "model"),
     )
     model = built.model
     model.delete_adapter(task.name)  # replaced by the trained one

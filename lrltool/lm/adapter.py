@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,16 +70,37 @@ class TrainSettings:
     seed: int = 42
     validation_fraction: float = 0.01
     max_validation_records: int = 2000
+    # None: batch_size x grad_accum x processes as given; N: grad_accum is set so that the product is N
+    global_batch: int | None = None
+    select: str = "best"  # the exported weights: best by validation loss, or the last step's
+    train_head: bool = False  # the MLM head's transform (dense + LayerNorm) trains and is saved too
+    train_inverse: bool = True  # apply the invertible adapter's inverse before the output embedding
 
 
-# docs/design.md "Paper settings": 100k (GlotCC) / 25k (ConceptNet) steps, batch 16, lr 1e-4, MLM 0.15,
-# length 512, eval every 500 steps, seed 42, linear schedule without warmup, one text per example.
+SELECT = ("best", "last")
+
+# What the paper's code ran (docs/paper-protocol.md, generated from these dicts): src/mlm/glot_lang_adapter.sh
+# and cn_lang_adapter.sh through run_mlm.py (HF Trainer defaults: linear schedule, no warmup, weight decay
+# 0, gradient clipping at 1.0, a checkpoint every 500 steps), the last checkpoint used downstream.
 _PAPER_COMMON: dict[str, Any] = dict(
-    batch_size=16, lr=1e-4, mlm_probability=0.15, eval_steps=500, seed=42, warmup_ratio=0.0, line_by_line=True
+    mlm_probability=0.15,
+    eval_steps=500,
+    seed=42,
+    warmup_ratio=0.0,
+    weight_decay=0.0,
+    max_grad_norm=1.0,
+    max_seq_length=512,
+    line_by_line=True,
+    whole_word_mask=False,
+    select="last",
+    train_head=True,
+    train_inverse=False,
 )
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper-glotcc": dict(_PAPER_COMMON, max_steps=100_000),
-    "paper-conceptnet": dict(_PAPER_COMMON, max_steps=25_000),
+    # torchrun --nproc_per_node=2 x 16 per device = 32; on one process: 16 x grad_accum 2
+    "paper-glotcc": dict(_PAPER_COMMON, max_steps=100_000, batch_size=16, global_batch=32, lr=1e-4),
+    # python run_mlm.py (one process) x 64
+    "paper-conceptnet": dict(_PAPER_COMMON, max_steps=25_000, batch_size=64, global_batch=64, lr=1e-5),
 }
 
 
@@ -112,6 +133,27 @@ def check_settings(s: TrainSettings) -> None:
         raise UsageError(f"--validation-fraction must be in [0, 1), not {s.validation_fraction}")
     if s.objective not in (None, "mlm", "clm"):
         raise UsageError(f"unknown objective '{s.objective}'", hint="choose mlm or clm")
+    if s.select not in SELECT:
+        raise UsageError(f"unknown --select '{s.select}'", hint=f"choose {' or '.join(SELECT)}")
+    if s.global_batch is not None and s.global_batch < 1:
+        raise UsageError(f"--global-batch must be positive, not {s.global_batch}")
+
+
+def resolve_global_batch(s: TrainSettings, processes: int) -> TrainSettings:
+    """``s`` with grad_accum set so that batch_size x grad_accum x processes == global_batch (when set).
+
+    Refuses (UsageError) a global batch that batch_size x processes does not divide.
+    """
+    if s.global_batch is None:
+        return s
+    per_step = s.batch_size * processes
+    if s.global_batch % per_step:
+        raise UsageError(
+            f"--global-batch {s.global_batch} is not a multiple of --batch-size {s.batch_size} x"
+            f" {processes} process(es)",
+            hint=f"give a --batch-size that divides {s.global_batch // processes or 1}",
+        )
+    return replace(s, grad_accum=s.global_batch // per_step)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -360,6 +402,8 @@ def train_language_adapter(
     settings = settings or TrainSettings()
     check_settings(settings)
     method = models.adapter_method(settings.method)
+    if settings.train_head and method.name == "full":
+        raise UsageError("--train-head applies to adapters; method full trains the head anyway")
     with devices.deterministic(deterministic), runs.Run.open(output, resume=resume, force=force) as run:
         accelerator = devices.make_accelerator(
             device,
@@ -367,6 +411,7 @@ def train_language_adapter(
             report_to=devices.parse_report_to(report_to),
             logging_dir=run.path / training.TENSORBOARD_DIR,
         )
+        settings = resolve_global_batch(settings, accelerator.num_processes)
         if accelerator.num_processes > 1 and str(train) == "-":
             raise UsageError(
                 "reading training data from stdin does not work with several processes",
@@ -457,6 +502,8 @@ def _build(
         reduction_factor=settings.reduction_factor,
         lora_r=settings.lora_r,
         lora_alpha=settings.lora_alpha,
+        train_head=settings.train_head,
+        inverse=settings.train_inverse,
     )
     names = {n for n, p in net.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(
@@ -507,6 +554,8 @@ def _check_inputs(
         )
     if settings.whole_word_mask and objective != "mlm":
         raise UsageError("--whole-word-mask applies to MLM only")
+    if settings.train_head and objective != "mlm":
+        raise UsageError("--train-head applies to MLM (the head's dense + LayerNorm); a decoder has none")
     recorded = {
         "model": source.name,
         "model_revision": source.revision,
@@ -637,14 +686,17 @@ def _export(
     method: str,
     name: str,
 ) -> TrainResult:
-    """Export the best weights by validation loss (the last ones without a validation set), then the card
-    and training.json (last)."""
+    """Export the best weights by validation loss (``select`` best; the last ones without a validation set)
+    or the last step's (``select`` last, the paper's code), then the card and training.json (last)."""
     state = result.state
     net = trainable.model
-    exported = training.load_best(run, trainable, state, device=accelerator.device)
+    if info.settings.get("select") == "last":
+        exported = state.step  # the weights in the model are the last step's
+    else:
+        exported = training.load_best(run, trainable, state, device=accelerator.device)
     net.eval()
     out = run.output(method == "full")
-    info.steps, info.best_step = state.step, exported
+    info.steps, info.best_step = state.step, state.best_step if state.best_step is not None else state.step
     info.seconds = round(state.seconds, 2)
     info.extra.update(
         best_eval_loss=state.best_score,
@@ -656,16 +708,17 @@ def _export(
         if method == "full":
             save_full_model(net, tokenizer, out)
         else:
-            models.save_adapter(net, name, out)
+            models.save_adapter(net, name, out, with_head=bool(info.settings.get("train_head")))
         from lrltool.lm.publish import write_card
 
         write_card(out, info)  # the AdapterHub card of the folder (the run's README.md is the run's)
         run.finish(info, language_adapter_card(info).render())
         best_text = (
-            f"best eval loss {state.best_score:.4f} at step {exported:,}"
+            f"best eval loss {state.best_score:.4f} at step {info.best_step:,}"
             if state.best_score is not None
             else "no validation set"
         )
+        best_text += f"; exported the step {exported:,} weights ({info.settings.get('select')})"
         ui.info(f"train-adapter: {state.step:,} steps, {best_text}; wrote {out}")
     accelerator.wait_for_everyone()
     return TrainResult(info=info.to_json(), model=net, output=out)
@@ -701,8 +754,9 @@ def language_adapter_card(info: runs.RunInfo) -> runs.Card:
         )
     facts.append(f"- trainable parameters: {info.trainable_parameters:,}")
     facts.append(
-        f"- steps: {info.steps}; best validation loss {info.get('best_eval_loss')} at step {info.best_step}"
-        f" (the exported weights); {info.seconds:.0f} s"
+        f"- steps: {info.steps}; best validation loss {info.get('best_eval_loss')} at step {info.best_step};"
+        f" exported weights: step {info.get('exported_step')} ({info.settings.get('select', 'best')});"
+        f" {info.seconds:.0f} s"
     )
     usage = ["```python"]
     if method == "full":

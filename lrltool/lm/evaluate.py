@@ -17,7 +17,16 @@ from lrltool import devices, models, ui
 from lrltool.errors import InputError, LanguageError, ModelError, UsageError
 from lrltool.languages import resolve_language
 from lrltool.lm.perplexity import PerplexityResult, score_clm
-from lrltool.lm.pppl import DEFAULT_BATCH_TOKENS, PllResult, score_pll
+from lrltool.lm.pppl import (
+    DEFAULT_BATCH_TOKENS,
+    PAPER_MAX_LENGTH,
+    PAPER_WORD_SPLIT,
+    PAPER_WORD_SPLIT_LANGS,
+    PllResult,
+    default_max_length,
+    score_pll,
+    split_long_words,
+)
 from lrltool.records import METHODS, MetricRecord
 from lrltool.streams import Record, Stats, read_records, require, write_records
 from lrltool.tasks import TASKS
@@ -62,7 +71,10 @@ def evaluate_mlm(
         raise UsageError("--task mlm needs --model", hint="give a model folder or hub id with --model")
     torch_device, torch_dtype = devices.resolve_device(device), devices.resolve_dtype(dtype)  # misuse first
     stats = stats if stats is not None else Stats("eval mlm")
-    texts, ids, langs, splits = _read_texts(input_path, skip_bad_lines=skip_bad_lines, stats=stats)
+    editions: set[str] = set()
+    texts, ids, langs, splits = _read_texts(
+        input_path, skip_bad_lines=skip_bad_lines, stats=stats, editions=editions
+    )
     language = _language(lang, langs, input_path)
     model_source = models.resolve_model(model, revision=revision)
     if model_source.is_decoder:
@@ -83,9 +95,17 @@ def evaluate_mlm(
 
     tokenizer = models.load_tokenizer(scored_source)
     lm = models.load_model(scored_source, head="lm", dtype=torch_dtype)
+    head = False
     if adapter_dir is not None:
         models.load_adapter(lm, adapter_dir)
+        head = models.load_head(lm, adapter_dir)  # the head transform trained with it (--train-head)
     models.place(lm, device=torch_device, dtype=torch_dtype)  # adapters included
+    protocol = _paper_protocol(
+        paper_compat, language, max_length, lm, tokenizer, head=head, editions=editions
+    )
+    if protocol["split_long_words"]:
+        texts = [split_long_words(text, PAPER_WORD_SPLIT) for text in texts]
+    max_length = protocol.pop("max_length")
     result = score_pll(
         lm,
         tokenizer,
@@ -109,8 +129,36 @@ def evaluate_mlm(
         tokens_per_s=round(result.tokens / max(result.seconds, 1e-9), 1),
         pppl_mean=round(result.pppl_mean, 4),
     )
-    return _records(result, texts, language, model_source, adapter, method, source, splits, variant,
-                    paper_compat, torch_dtype)  # fmt: skip
+    records = _records(result, texts, language, model_source, adapter, method, source, splits, variant,
+                       paper_compat, torch_dtype)  # fmt: skip
+    for record in records:
+        record.settings.update(protocol)
+    return records
+
+
+def _paper_protocol(
+    paper_compat: bool,
+    language: str | None,
+    max_length: int | None,
+    model: Any,
+    tokenizer: Any,
+    *,
+    head: bool,
+    editions: set[str],
+) -> dict[str, Any]:
+    """The settings of the paper's PPPL script that ``--paper-compat`` adds (recorded in the records):
+    special tokens scored, inputs cut at 512 tokens (unless --max-length), Thai words split at 99
+    characters; with what was scored whatever the protocol (the adapter's saved head, the FLORES edition)."""
+    limit = default_max_length(model, tokenizer)
+    if paper_compat and max_length is None:
+        max_length = min(PAPER_MAX_LENGTH, limit)
+    return {
+        "score_special_tokens": paper_compat,
+        "split_long_words": PAPER_WORD_SPLIT if paper_compat and language in PAPER_WORD_SPLIT_LANGS else None,
+        "max_length": max_length,
+        "adapter_head": head,  # the MLM head saved with the adapter was used
+        "flores_edition": ",".join(sorted(editions)) or None,  # which FLORES (fetch flores meta.edition)
+    }
 
 
 def evaluate_clm(
@@ -291,7 +339,7 @@ def _records(
 
 
 def _read_texts(
-    input_path: str, *, skip_bad_lines: bool, stats: Stats
+    input_path: str, *, skip_bad_lines: bool, stats: Stats, editions: set[str] | None = None
 ) -> tuple[list[str], list[str], set[str], set[str]]:
     texts: list[str] = []
     ids: list[str] = []
@@ -314,6 +362,10 @@ def _read_texts(
         split = record.get("split", meta.get("split"))
         if isinstance(split, str):
             splits.add(split)
+        if editions is not None and isinstance(meta.get("edition"), str):
+            editions.add(
+                meta["edition"]
+            )  # which FLORES (fetch flores): flores200, flores_plus, facebook/flores
     if not texts:
         raise InputError(
             "nothing to evaluate: no text records",

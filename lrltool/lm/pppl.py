@@ -144,6 +144,25 @@ def mlm_parts(model: Any) -> tuple[Any, Any]:
     return body, head
 
 
+PAPER_MAX_LENGTH = (
+    512  # get_pppl_flores_adapter.py:34: tokenizer.encode(..., truncation=True, max_length=512)
+)
+PAPER_WORD_SPLIT = 99  # get_pppl_flores_adapter.py:68-74 split_long_words, applied to tha_Thai only (:95-96)
+PAPER_WORD_SPLIT_LANGS = frozenset({"tha_Thai"})
+
+
+def split_long_words(text: str, max_chars: int = PAPER_WORD_SPLIT) -> str:
+    """Every whitespace word longer than ``max_chars`` characters cut into pieces of ``max_chars``, the
+    words joined by single spaces (what the paper's PPPL script did to Thai, which writes no spaces)."""
+    words = text.split()
+    return " ".join(
+        " ".join(word[i : i + max_chars] for i in range(0, len(word), max_chars))
+        if len(word) > max_chars
+        else word
+        for word in words
+    )
+
+
 def default_max_length(model: Any, tokenizer: Any) -> int:
     """The longest input the model's position embeddings allow (and the tokenizer declares)."""
     limit = max_positions(model.config.model_type, model.config.to_dict())

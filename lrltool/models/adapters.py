@@ -35,6 +35,9 @@ from lrltool.streams import atomic_dir, file_sha256
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_SAFETENSORS = "adapter.safetensors"
 ADAPTER_PICKLE = "pytorch_adapter.bin"
+HEAD_SAFETENSORS = (
+    "lm_head.safetensors"  # the MLM head's trained transform, saved with the adapter (train_head)
+)
 HUB_ADAPTER_FILES = [ADAPTER_CONFIG, ADAPTER_SAFETENSORS, ADAPTER_PICKLE]  # .bin: weights_only
 
 
@@ -147,12 +150,17 @@ def add_adapter(
     reduction_factor: int = 16,
     lora_r: int = 8,
     lora_alpha: int = 8,
+    train_head: bool = False,
+    inverse: bool = True,
 ) -> int:
     """Add adapter ``name`` of ``method``, activate it, and freeze everything else; return trainable count.
 
     Only the adapter's weights train: every base weight and the MLM head (dense, LayerNorm, decoder,
-    bias) are frozen, which ``train_adapter`` alone does not do. ``full``: nothing is added and every
-    weight trains. The model's train/eval mode is left as it was.
+    bias) are frozen, which ``train_adapter`` alone does not do. ``train_head``: the paper's code instead
+    (``train_adapter`` on a static ``*ForMaskedLM``): the head weights ``train_adapter`` leaves trainable
+    (the transform's dense + LayerNorm) train too. ``inverse=False``: no inverse of an invertible adapter
+    before the output embedding (what the paper's training on the static classes did). ``full``: nothing
+    is added and every weight trains. The model's train/eval mode is left as it was.
     """
     spec = adapter_method(method)
     was_training = model.training
@@ -165,15 +173,28 @@ def add_adapter(
     with _adapters_log_level(logging.ERROR):
         # train_adapter resets the active set on the way and warns that "none are activated": noise.
         model.train_adapter(name)
+    head = set(head_parameter_names(model)) if train_head else set()
     for param_name, param in model.named_parameters():
-        param.requires_grad = is_adapter_parameter(param_name, name)
-    if spec.invertible:
+        param.requires_grad = is_adapter_parameter(param_name, name) or param_name in head
+    if spec.invertible and inverse:
         ensure_inverse_hook(model)
     model.train(was_training)
     count = trainable_parameters(model)
     if count == 0:
         raise ModelError(f"adapter '{name}' added no trainable weights to this model")
     return count
+
+
+def head_parameter_names(model: Any) -> list[str]:
+    """The MLM head weights that ``train_adapter`` leaves trainable on a static ``*ForMaskedLM`` class:
+    those outside the base model and not tied to its embeddings (XLM-R ``lm_head.dense``/``layer_norm``,
+    BERT ``cls.predictions.transform``); none for a model without an LM head transform."""
+    base = {id(p) for p in model.base_model.parameters()}
+    return [
+        n
+        for n, p in model.named_parameters()
+        if id(p) not in base and any(part in n.lower() for part in (".dense.", "layer_norm.", "layernorm."))
+    ]
 
 
 @contextlib.contextmanager
@@ -293,7 +314,7 @@ def load_adapter(model: Any, path: str | Path, *, name: str | None = None, set_a
     return loaded
 
 
-def save_adapter(model: Any, name: str, out_dir: str | Path) -> None:
+def save_adapter(model: Any, name: str, out_dir: str | Path, *, with_head: bool = False) -> None:
     """Write adapter ``name`` to ``out_dir`` (created or replaced atomically), without any head.
 
     The folder holds adapter_config.json, adapter.safetensors (what lrltool reads) and
@@ -302,10 +323,45 @@ def save_adapter(model: Any, name: str, out_dir: str | Path) -> None:
     ``torch.load(weights_only=True)``) unless the caller passes ``use_safetensors=True``
     (tests/test_publish.py loads a saved adapter with plain adapters code both ways). No embedding
     matrix: a few MB for a base-size model.
+    ``with_head``: also lm_head.safetensors, the MLM head transform (:func:`head_parameter_names`) trained
+    with the adapter (``train_head``), which :func:`load_adapter` puts back.
     """
     with atomic_dir(out_dir) as tmp:
         model.save_adapter(str(tmp), name, with_head=False, use_safetensors=True)
         _write_pickle_copy(tmp)
+        if with_head:
+            from safetensors.torch import save_file
+
+            params = dict(model.named_parameters())
+            tensors = {n: params[n].detach().cpu().contiguous() for n in head_parameter_names(model)}
+            if tensors:  # a model without an MLM head transform has nothing to save
+                save_file(tensors, str(tmp / HEAD_SAFETENSORS))
+
+
+def load_head(model: Any, folder: Path) -> bool:
+    """Put the MLM head transform saved with an adapter (lm_head.safetensors) into ``model``; False when
+    the adapter has none. Refuses (ModelError) weights that do not fit the model's head."""
+    path = folder / HEAD_SAFETENSORS
+    if not path.is_file():
+        return False
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    params = dict(model.named_parameters())
+    wanted = set(head_parameter_names(model))
+    bad = [n for n, t in tensors.items() if n not in wanted or params[n].shape != t.shape]
+    if bad or not tensors:
+        raise ModelError(
+            f"the saved MLM head does not fit this model ({bad[0] if bad else 'no tensors'})",
+            hint="load it into the model it was trained on",
+            path=str(path),
+        )
+    import torch
+
+    with torch.no_grad():
+        for n, t in tensors.items():
+            params[n].copy_(t.to(params[n].device, params[n].dtype))
+    return True
 
 
 def _write_pickle_copy(folder: Path) -> None:

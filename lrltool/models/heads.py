@@ -202,3 +202,85 @@ def load_fusion(model: Any, path: str | Path, adapter_names: Sequence[str]) -> N
         ) from None
     if fusion_parameter_names(model) == before:
         raise ModelError("the fusion layer's weights did not load", path=str(folder))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The seed's task head: the adapters library's flexible head, built on the static classes
+
+TASK_HEAD_KINDS: tuple[str, ...] = ("model", "adapters")  # the transformers class's head | the library's
+_FIRST_TOKEN_CLASSIFIERS = ("xlm-roberta", "roberta", "camembert")  # classifier(sequence_output)
+_POOLER_CLASSIFIERS = ("bert",)  # classifier(dropout(pooler(sequence_output)))
+
+
+def _head_dropout(config: Any) -> float:
+    """The dropout of the adapters library's heads (PredictionHead._get_dropout_prob)."""
+    for key in ("classifier_dropout", "hidden_dropout_prob"):
+        value = getattr(config, key, None)
+        if value is not None:
+            return float(value)
+    return 0.0
+
+
+def seed_classification_head(model: Any, num_labels: int) -> Any:
+    """The adapters library's ``ClassificationHead`` (layers=2, tanh, no pooler) as a plain module.
+
+    Dropout, Linear(h, h), Tanh, Dropout, Linear(h, num_labels) on the first token's hidden state, the
+    modules numbered 0-4 as the library numbers them (so its weights load by name) and initialised with
+    the model's ``_init_weights`` as the library does. Called with (batch, seq, hidden) it takes the first
+    token; with (batch, hidden) it is applied as is.
+    """
+    from torch import nn
+
+    class SeedClassificationHead(nn.Sequential):
+        def forward(self, features: Any, *args: Any, **kwargs: Any) -> Any:
+            return super().forward(features[:, 0] if features.dim() == 3 else features)
+
+    hidden, dropout = model.config.hidden_size, _head_dropout(model.config)
+    head = SeedClassificationHead(
+        nn.Dropout(dropout),
+        nn.Linear(hidden, hidden),
+        nn.Tanh(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, num_labels),
+    )
+    head.apply(model._init_weights)
+    return head
+
+
+def install_task_head(model: Any, kind: str, *, head: str, head_names: Sequence[str]) -> list[str]:
+    """Give a static task model the task head ``kind``; return the names of its head parameters.
+
+    ``model``: the transformers class's own head, as loaded. ``adapters``: the adapters library's
+    flexible head as src/tc/train_tc.py (0cf3abd:181, 189) adds it with ``add_classification_head``: for
+    sequence classification :func:`seed_classification_head` replaces the classifier (BERT: its pooler
+    becomes the first token and the dropout before the classifier moves into the head, so no pretrained
+    pooler is used, as in the library); for tagging the library's ``TaggingHead`` (layers=1: Dropout,
+    Linear) is what the token-classification classes already have, so nothing changes.
+    """
+    if kind not in TASK_HEAD_KINDS:
+        raise ModelError(f"unknown task head '{kind}'", hint=f"choose one of {', '.join(TASK_HEAD_KINDS)}")
+    if kind == "model" or head == "token-classification":
+        return list(head_names)
+    from torch import nn
+
+    model_type = model.config.model_type
+    new = seed_classification_head(model, model.config.num_labels)
+    if model_type in _FIRST_TOKEN_CLASSIFIERS:
+        model.classifier = new
+    elif model_type in _POOLER_CLASSIFIERS:
+
+        class FirstToken(nn.Module):
+            def forward(self, hidden: Any) -> Any:
+                return hidden[:, 0]
+
+        getattr(model, model.base_model_prefix).pooler = FirstToken()
+        model.dropout = nn.Identity()
+        model.classifier = new
+    else:
+        raise ModelError(
+            f"the adapters library's classification head is built here for BERT and XLM-R models, "
+            f"not {model_type}",
+            hint="use --task-head model",
+        )
+    kept = set(head_names)
+    return [name for name, _ in model.named_parameters() if name in kept or name.startswith("classifier.")]

@@ -34,6 +34,7 @@ def paper_numbers() -> list[PaperNumber]:
             task_method=n["task_method"],
             value=float(n["value"]),
             where=n["where"],
+            protocol=tuple(sorted((n.get("protocol") or {}).items())),
         )
         for n in _paper_data()["numbers"]
     ]
@@ -58,6 +59,7 @@ class PaperComparison:
     ours: float | None  # in the paper's unit (percent for F1)
     ours_label: str
     ours_langs: int | None  # for averages: over how many of our languages
+    note: str = ""  # why ours is not set beside the paper's number
 
     @property
     def difference(self) -> float | None:
@@ -78,9 +80,29 @@ def attach_paper_numbers(tables: Sequence[Table], numbers: Sequence[PaperNumber]
                 if not table.langs:
                     continue
                 add_average_row(table, "all", list(table.langs))
-            table.paper.setdefault(row, []).append(number)
-            comparisons.append(_compare(table, number, row))
+            comparison = _compare(table, number, row)
+            if comparison.ours_label != DEFINITIONS_DIFFER:
+                table.paper.setdefault(row, []).append(number)  # beside a cell of the same definition only
+            comparisons.append(comparison)
     return comparisons
+
+
+DEFINITIONS_DIFFER = "definitions differ"
+
+
+def same_protocol(cell: Any, number: PaperNumber) -> bool:
+    """Whether every record behind ``cell`` was made under the paper's definition of ``number`` (its
+    ``protocol`` settings, e.g. PPPL with ``paper_compat``: special tokens scored, the 512 cut, the Thai
+    split; docs/paper-protocol.md)."""
+    return all(
+        entry.metric_record.settings.get(key) == value
+        for entry in cell.entries
+        for key, value in number.protocol
+    )
+
+
+def _protocol_text(number: PaperNumber) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in number.protocol)
 
 
 def _value_at(table: Table, row: str, column: Column) -> tuple[float | None, int | None]:
@@ -89,6 +111,12 @@ def _value_at(table: Table, row: str, column: Column) -> tuple[float | None, int
         return (None, None) if average is None or average.mean is None else (average.mean, average.n_langs)
     cell = table.cells.get((row, column))
     return (None, None) if cell is None else (cell.mean, None)
+
+
+def _same_protocol_at(table: Table, row: str, column: Column, number: PaperNumber) -> bool:
+    langs = table.groups.get(row[4:], []) if row.startswith("avg:") else [row]
+    cells = [table.cells[(lang, column)] for lang in langs if (lang, column) in table.cells]
+    return all(same_protocol(cell, number) for cell in cells)
 
 
 def _compare(table: Table, number: PaperNumber, row: str) -> PaperComparison:
@@ -117,6 +145,12 @@ def _compare(table: Table, number: PaperNumber, row: str) -> PaperComparison:
     ]
     if not found:
         return PaperComparison(table, number, None, "no matching records", None)
+    same = [item for item in found if _same_protocol_at(table, row, item[2], number)]
+    if not same:
+        return PaperComparison(
+            table, number, None, DEFINITIONS_DIFFER, None, f"ours lack {_protocol_text(number)}"
+        )
+    found = same
     pick = min if table.lower_is_better else max
     value, n_langs, column = pick(found, key=lambda item: item[0])
     return PaperComparison(table, number, value * table.scale, f"{label}: {column.label}", n_langs)

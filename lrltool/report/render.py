@@ -434,7 +434,9 @@ def _paper_section(report: Report) -> list[str]:
         f"Source: {paper_citation()} Only the numbers docs/design.md quotes are shipped"
         " (lrltool/data/paper_numbers.json); 'adapted' marks a number whose adapter architecture is not"
         " stated there, compared with our best adapter of that source. Averages: the paper's over its"
-        " languages, ours over the languages in this report.",
+        " languages, ours over the languages in this report. A number is set beside ours only when ours"
+        " was made under the paper's definition (PPPL: eval --paper-compat, docs/paper-protocol.md);"
+        " otherwise the row says the definitions differ.",
         "",
     ]
     if not report.comparisons:
@@ -448,9 +450,8 @@ def _paper_section(report: Report) -> list[str]:
             ours += f" (over {comp.ours_langs} lang{'s' if comp.ours_langs != 1 else ''})"
         diff = "" if comp.difference is None else f"{comp.difference:+.2f}"
         short = short_model(comp.table.model)
-        rows.append(
-            [short, n.task, n.metric, lang, n.label, f"{n.value:.2f}", ours, comp.ours_label, diff, n.where]
-        )
+        origin = comp.ours_label + (f" ({comp.note})" if comp.note else "")
+        rows.append([short, n.task, n.metric, lang, n.label, f"{n.value:.2f}", ours, origin, diff, n.where])
     lines += _md_table(_PAPER_HEADER, rows, _PAPER_ALIGN)
     return [*lines, ""]
 

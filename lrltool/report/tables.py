@@ -128,6 +128,8 @@ class PaperNumber:
     task_method: str | None
     value: float
     where: str
+    # the record settings that define the number as the paper computed it (("paper_compat", True), ...)
+    protocol: tuple[tuple[str, Any], ...] = ()
 
     @property
     def label(self) -> str:

@@ -11,9 +11,17 @@ Published formats:
   ``--input`` both patterns are requested and whichever the revision has is downloaded. Not confirmed
   here: the other FLORES+ columns (``url``, ``domain``, ``topic`` are carried into ``meta`` if present).
 
+- FLORES-200 as the hub's ``facebook/flores`` publishes it (what the paper's PPPL script loaded,
+  get_pppl_flores_adapter.py:91): parquet with the sentence in column ``sentence`` (and ``id``, ``URL``,
+  ``domain``, ``topic``, ...), one folder per language config: ``<code>/<split>/*.parquet`` as the hub's
+  parquet export lays it out, or a single file. Read only from ``--input`` (the hub dataset is a loading
+  script); the export's exact file names were not available here to check.
+
 ``--input`` is one of those files, or a folder holding ``<split>/<code>.<split|parquet|jsonl>`` (or
-``flores200_dataset/<split>/...``). Records: ``id`` ``"<split>:<n>"`` (the FLORES+ id or the line
-number), ``text``, ``lang`` (FLORES code), ``source`` ``"flores"``, ``meta`` with the split.
+``flores200_dataset/<split>/...``, or ``<code>/<split>/*.parquet``). Records: ``id`` ``"<split>:<n>"``
+(the FLORES+ id or the line number), ``text``, ``lang`` (FLORES code), ``source`` ``"flores"``, ``meta``
+with the split and the ``edition`` read: ``flores200`` (the tarball's text files), ``flores_plus``
+(column ``text``) or ``facebook/flores`` (column ``sentence``).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from lrltool.sources.base import FetchRequest, first_match, input_root, no_files
 from lrltool.streams import Record, Stats, iter_lines, read_records, require
 
 REPO = "openlanguagedata/flores_plus"
+PARQUET_FORM = "FLORES+ parquet (column 'text') or facebook/flores parquet (column 'sentence')"
 SPLITS = ("devtest", "dev")
 META_COLUMNS = ("url", "domain", "topic")
 
@@ -37,6 +46,7 @@ def _patterns(code: str, split: str) -> list[str]:
         f"flores200_dataset/{split}/{code}.{split}",
         f"{split}/{code}.parquet",
         f"{split}/{code}.jsonl",
+        f"{code}/{split}/*.parquet",  # facebook/flores, the hub's parquet export of config <code>
     ]
 
 
@@ -59,15 +69,17 @@ def locate(request: FetchRequest, splits: tuple[str, ...]) -> dict[str, list[Pat
                 _patterns(code, split),
                 hint="give the file itself or the folder that holds <split>/ (check the code with --code)",
             )
-        located[split] = files[:1]
+        located[split] = (
+            files if files[0].parent.name == split and files[0].parent.parent.name == code else files[:1]
+        )
     return located
 
 
 def read(paths: list[Path], request: FetchRequest, split: str) -> Iterator[Record]:
-    path = paths[0]
     lang = request.language.code
     stats = request.stats
-    for number, text, meta in _rows(path, request):
+    rows = (row for path in paths for row in _rows(path, request))
+    for number, text, meta in rows:
         stats.records_in += 1
         if not text.strip():
             stats.drop("empty_text")
@@ -84,18 +96,17 @@ def read(paths: list[Path], request: FetchRequest, split: str) -> Iterator[Recor
 def _rows(path: Path, request: FetchRequest) -> Iterator[tuple[object, str, dict[str, object]]]:
     """``(id, text, meta)`` of a FLORES+ parquet/jsonl file or a FLORES-200 plain-text file."""
     if path.suffix == ".parquet":
+        column, edition = _parquet_text_column(path)
         row = 0
-        for batch in parquet_batches(
-            path, ["id", "text", *META_COLUMNS], ["text"], what="FLORES+ parquet (column 'text')"
-        ):
+        for batch in parquet_batches(path, ["id", column, *META_COLUMNS], [column], what=PARQUET_FORM):
             ids = batch.get("id")
-            for i, text in enumerate(batch["text"]):
+            for i, text in enumerate(batch[column]):
                 row += 1
                 if not isinstance(text, str):
-                    request.reject(InputError(f"row {row}: 'text' is not a string"), path)
+                    request.reject(InputError(f"row {row}: '{column}' is not a string"), path)
                     continue
                 meta = {key: batch[key][i] for key in META_COLUMNS if key in batch}
-                yield (ids[i] if ids is not None else row), text, meta
+                yield (ids[i] if ids is not None else row), text, {**meta, "edition": edition}
     elif path.suffix == ".jsonl":
         bad_json = Stats("flores")  # lines the reader itself skips under --skip-bad-lines
         reader = read_records(path, skip_bad_lines=request.skip_bad_lines, stats=bad_json)
@@ -106,7 +117,7 @@ def _rows(path: Path, request: FetchRequest) -> Iterator[tuple[object, str, dict
                 request.reject(exc, path, reader.line)
                 continue
             meta = {key: record[key] for key in META_COLUMNS if key in record}
-            yield record.get("id", reader.line), text, meta
+            yield record.get("id", reader.line), text, {**meta, "edition": "flores_plus"}
         if bad_json.dropped:
             request.stats.drop("bad_line", bad_json.dropped["bad_line"])
     else:
@@ -118,4 +129,19 @@ def _rows(path: Path, request: FetchRequest) -> Iterator[tuple[object, str, dict
                     InputError("line is not valid UTF-8", hint="expected UTF-8 text"), path, number
                 )
                 continue
-            yield number, text, {}
+            yield number, text, {"edition": "flores200"}
+
+
+def _parquet_text_column(path: Path) -> tuple[str, str]:
+    """(column, edition): ``text`` for FLORES+, ``sentence`` for facebook/flores; else FLORES+'s ``text``
+    (whose absence :func:`parquet_batches` then reports)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        names = set(pq.read_schema(path).names)
+    except (pa.ArrowException, OSError):
+        return "text", "flores_plus"  # parquet_batches says what is wrong with the file
+    if "text" not in names and "sentence" in names:
+        return "sentence", "facebook/flores"
+    return "text", "flores_plus"
