@@ -144,6 +144,31 @@ def test_paper_preset_and_explicit_values():
         ft.parse_seeds("1,1")
 
 
+@pytest.mark.parametrize("select_by", ["loss", "metric"])
+def test_the_exported_step_is_the_best_by_the_chosen_criterion(tiny_xlmr, data_dirs, tmp_path, select_by):
+    """--select-by loss (the seed's Trainer, set by --preset paper) or metric, checked against log.jsonl."""
+    from lrltool import runs
+
+    assert (
+        ft.make_settings("tc", "paper").select_by == "loss" and ft.make_settings("tc").select_by == "metric"
+    )
+    with pytest.raises(UsageError, match="unknown --select-by 'f1'"):
+        ft.make_settings("tc", select_by="f1")
+    prep = ft.prepare(task="tc", model=str(tiny_xlmr), data=data_dirs["tc"], lang_adapters=[], fusion=False)
+    settings = ft.make_settings("tc", max_steps=8, batch_size=8, eval_steps=2, lr=1e-3, select_by=select_by)
+    result = ft.train_run(prep, settings, out=tmp_path / "run", device="cpu")
+    evals = [e for e in runs.read_log(tmp_path / "run" / "log.jsonl") if "eval_loss" in e]
+    assert [e["step"] for e in evals] == [2, 4, 6, 8]
+    if select_by == "loss":  # the first of the lowest, as the Trainer keeps the first best
+        expected = min(evals, key=lambda e: e["eval_loss"])
+        assert result.info["best_score"] == pytest.approx(expected["eval_loss"], abs=1e-6)
+    else:
+        expected = max(evals, key=lambda e: e["eval_macro_f1"])
+        assert result.info["best_score"] == expected["eval_macro_f1"]
+    assert result.info["best_step"] == expected["step"]
+    assert result.info["settings"]["select_by"] == select_by
+
+
 # --- MAD-X and fusion -----------------------------------------------------------------------------
 
 

@@ -59,7 +59,7 @@ PANELS: dict[str, str] = {
     **dict.fromkeys(
         ("preset", "max_steps", "epochs", "batch_size", "grad_accum", "lr", "weight_decay", "warmup_ratio",
          "max_seq_length", "max_length", "mlm_probability", "whole_word_mask", "line_by_line", "eval_steps",
-         "eval_every_epoch", "patience", "seed", "seeds", "batch_tokens"),
+         "eval_every_epoch", "patience", "select_by", "seed", "seeds", "batch_tokens"),
         "Optimisation",
     ),
     **dict.fromkeys(("resume", "force", "config"), "Run folder"),

@@ -346,6 +346,17 @@ def finetune_cli(
             ),
         ),
     ] = None,
+    select_by: Annotated[
+        str | None,
+        typer.Option(
+            "--select-by",
+            help=_f(
+                "The exported step: metric (the best validation F1) or loss (the lowest validation loss:"
+                " the seed's Trainer; --preset paper).",
+                "select_by",
+            ),
+        ),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", help=_f("Random seed of a single run.", "seed"))
     ] = None,

@@ -42,7 +42,8 @@ def task_model_card(info: dict[str, Any]) -> runs.Card:
         f" {data.get('validation_records', 0):,} validation"
         f" examples from `{data.get('dir')}` (sha256 {str(data.get('hash', ''))[:16]}...)",
         f"- trainable parameters: {info.get('trainable_parameters', 0):,}",
-        f"- steps: {info.get('steps')}; best validation {info.get('metric')}"
+        f"- steps: {info.get('steps')}; best validation"
+        f" {'loss' if (info.get('settings') or {}).get('select_by') == 'loss' else info.get('metric')}"
         f" {_score_text(info.get('best_score'))} at step {info.get('best_step')} (the exported weights);"
         f" {info.get('seconds', 0):.0f} s",
     ]

@@ -77,11 +77,15 @@ class FinetuneSettings:
     reduction_factor: int = 16
     label_all_subwords: bool = False
     task_head: str = "model"  # model: the transformers class's head | adapters: the library's flexible head
+    # The exported step: metric (the best validation F1) | loss (the lowest validation loss: the HF Trainer's
+    # load_best_model_at_end without metric_for_best_model, as the seed's scripts ran it)
+    select_by: str = "metric"
     seed: int = 42
     preset: str | None = None
 
 
 PRESETS = ("paper",)
+SELECT_BY = ("metric", "loss")  # FinetuneSettings.select_by
 
 
 def make_settings(task: str, preset: str | None = None, **explicit: Any) -> FinetuneSettings:
@@ -112,6 +116,9 @@ def make_settings(task: str, preset: str | None = None, **explicit: Any) -> Fine
             label_all_subwords=spec.name == "ner",
             # src/tc/train_tc.py (0cf3abd):181, 189 add_classification_head (2-layer tanh MLP, first token)
             task_head="adapters",
+            # train_tc.py (0cf3abd):194-208, train_sa.py (4213cd5):209, train_ner.py (08d2c23):254:
+            # load_best_model_at_end=True without metric_for_best_model, i.e. the lowest eval loss
+            select_by="loss",
         )
     values["preset"] = preset
     settings = training.make_settings(FinetuneSettings, values, explicit)
@@ -120,6 +127,10 @@ def make_settings(task: str, preset: str | None = None, **explicit: Any) -> Fine
         raise UsageError(
             f"unknown task head '{settings.task_head}'",
             hint=f"choose one of {', '.join(models.TASK_HEAD_KINDS)}",
+        )
+    if settings.select_by not in SELECT_BY:
+        raise UsageError(
+            f"unknown --select-by '{settings.select_by}'", hint=f"choose one of {', '.join(SELECT_BY)}"
         )
     if settings.task_head != "model" and settings.method == "full":
         raise UsageError(
@@ -518,9 +529,8 @@ class TaskTraining:
         )
         self.task.model.train()
         score = float(scores[spec.metric])
-        return training.Evaluation(
-            score=score, logged={"eval_loss": round(loss, 6), f"eval_{spec.metric}": score}
-        )
+        logged = {"eval_loss": round(loss, 6), f"eval_{spec.metric}": score}
+        return training.Evaluation(score=loss if self.settings.select_by == "loss" else score, logged=logged)
 
 
 def train_run(
@@ -613,7 +623,7 @@ def _train_run(
             warmup_steps=math.ceil(settings.warmup_ratio * work.total_steps),
             max_grad_norm=settings.max_grad_norm,
             eval_every=work.eval_every,
-            higher_is_better=True,
+            higher_is_better=settings.select_by != "loss",
             patience=settings.patience,
         ),
         train_step=work.train_step,
@@ -621,7 +631,7 @@ def _train_run(
         log_format=training.LogFormat(
             name="finetune",
             epoch=lambda step: round(step / work.steps_per_epoch, 4),
-            score_name=prep.spec.metric,
+            score_name=_selection_name(prep, settings),
             loss_digits=6,
         ),
         command=command,
@@ -639,12 +649,17 @@ def _train_run(
     )
     run.finish(info, task_model_card(info.to_json()).render())
     best_text = (
-        f"best validation {prep.spec.metric} {state.best_score:.4f} at step {best_step:,}"
+        f"best validation {_selection_name(prep, settings)} {state.best_score:.4f} at step {best_step:,}"
         if state.best_score is not None
         else "no validation split: exported the last step"
     )
     ui.info(f"finetune: {where}{state.step:,} steps, {best_text}; wrote {output}")
     return FinetuneResult(info=info.to_json(), task=task, output=output)
+
+
+def _selection_name(prep: Prepared, settings: FinetuneSettings) -> str:
+    """What the best step is chosen by: the task's metric or the validation loss (``select_by``)."""
+    return "loss" if settings.select_by == "loss" else prep.spec.metric
 
 
 def _start(
