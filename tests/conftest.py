@@ -10,6 +10,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.pop("LRLTOOL_DEBUG", None)
+os.environ.pop(
+    "MAKELEVEL", None
+)  # `make test` must not look like a pipeline recipe (sources/hub.py messages)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Parallel test workers share the cores: one intra-op thread each, or they only oversubscribe them.
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -131,13 +131,22 @@ def test_a_real_recipe_runs_through_the_stub_srun(tmp_path, tiny_xlmr):
     calls = (tmp_path / "srun.log").read_text().splitlines()
     # Only the evaluation went through srun, with its options first; fetch ran where make runs.
     assert calls == [
-        f"--gres=gpu:1 --time=24:00:00 {LRLTOOL} eval --task mlm --model {tiny_xlmr} {flores}".replace(
-            "  ", " "
-        )
+        # PRESET=paper, the pipeline's default, scores PPPL as the paper's code did (--paper-compat)
+        f"--gres=gpu:1 --time=24:00:00 {LRLTOOL} eval --task mlm --model {tiny_xlmr} --paper-compat"
+        f" {flores}".replace("  ", " ")
     ]
     # What srun ran is what the command gives when run directly.
     direct = subprocess.run(
-        [*shlex.split(LRLTOOL), "eval", "--task", "mlm", "--model", str(tiny_xlmr), str(flores)],
+        [
+            *shlex.split(LRLTOOL),
+            "eval",
+            "--task",
+            "mlm",
+            "--model",
+            str(tiny_xlmr),
+            "--paper-compat",
+            str(flores),
+        ],
         env=env,
         capture_output=True,
         text=True,
