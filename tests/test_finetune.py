@@ -383,6 +383,37 @@ def test_resume_after_interrupt_ends_with_the_same_weights(
     assert finished.exit_code == 1 and "already finished" in finished.stderr
 
 
+def test_resume_follows_the_model_folder_and_refuses_other_weights_there(
+    cli, tiny_xlmr, data_dirs, tmp_path, monkeypatch
+):
+    shutil.copytree(tiny_xlmr, tmp_path / "model")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    args = [
+        *_words("finetune --task tc --max-steps 4 --eval-steps 2 -b 8 --device cpu"),
+        "--data",
+        data_dirs["tc"],
+    ]
+    cut = cli([*args, "--model", "model", "-o", out], env={"LRLTOOL_TEST_INTERRUPT_AT_STEP": "2"})
+    assert cut.exit_code == 130, cut.stderr
+    info = json.loads((out / "training.json").read_text())
+    assert info["model"] == "model" and info["model_path"] == str((tmp_path / "model").resolve())
+    assert info["model_hash"] == models.model_fingerprint(models.resolve_model(str(tmp_path / "model")))
+    weights = tmp_path / "model" / "model.safetensors"
+    original = weights.read_bytes()
+    weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # the folder rebuilt: other weights
+    refused = cli([*args, "--model", "model", "-o", out, "--resume"])
+    assert refused.exit_code == 1 and "--resume with a different model_hash" in refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]  # after the info line on the max length
+    assert last.startswith(f"error: {out}") and "Traceback" not in refused.stderr
+    weights.write_bytes(original)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the same model, typed otherwise from another folder
+    resumed = cli([*args, "--model", "../model", "-o", out, "--resume"])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "resuming" in resumed.stderr and (out / "adapter").is_dir()
+
+
 def test_seeds_write_one_full_run_each(cli, tiny_xlmr, data_dirs, tmp_path):
     out = tmp_path / "seeds"
     common = [*_words("finetune --task sa --max-steps 2 -b 8 --device cpu"), "--model", tiny_xlmr,
