@@ -20,37 +20,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 from tests.paths import EXAMPLES, ROOT  # noqa: F401 - re-exported for older helpers
 
 
-def _seconds(item) -> float:
-    mark = item.get_closest_marker("slow")
-    return float(mark.kwargs.get("seconds", 1)) if mark else 0.0
-
-
 def pytest_collection_modifyitems(config, items):
-    """The tests marked slow (``@pytest.mark.slow(seconds=N)``, N a rough figure) run first, longest
-    first, shared out among `make test`'s workers so that none ends waiting on a long test.
+    """The tests marked slow run first, the longest first (``@pytest.mark.slow(seconds=N)``, a rough
+    figure), so that `make test`'s workers (pytest-xdist, --dist load: dealt out in turn) share them and do
+    not end waiting on one long test."""
 
-    pytest-xdist's worksteal scheduler gives worker k the k-th contiguous share of this list (then lets
-    idle workers steal from the busy ones' tails), so each share starts with its part of the slow tests.
-    """
-    slow = sorted((item for item in items if _seconds(item)), key=lambda item: -_seconds(item))
-    rest = [item for item in items if not _seconds(item)]
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers <= 1:
-        items[:] = slow + rest
-        return
-    heads: list[list] = [[] for _ in range(workers)]
-    loads = [0.0] * workers
-    for item in slow:  # the longest to the least loaded worker
-        k = loads.index(min(loads))
-        heads[k].append(item)
-        loads[k] += _seconds(item)
-    ordered, remaining, fill = [], len(items), iter(rest)
-    for k in range(workers):  # the scheduler's shares: remaining // workers left, in turn
-        size = remaining // (workers - k)
-        remaining -= size
-        ordered += heads[k] + [next(fill) for _ in range(max(size - len(heads[k]), 0))]
-    ordered += list(fill)
-    items[:] = ordered
+    def order(item) -> tuple[bool, float]:
+        mark = item.get_closest_marker("slow")
+        return (mark is None, -float(mark.kwargs.get("seconds", 0)) if mark else 0.0)
+
+    items.sort(key=order)
 
 
 @pytest.fixture
