@@ -46,7 +46,7 @@ lint: install
 # Tests run in TEST_WORKERS processes (pytest-xdist; `auto` = one per core, 0 = in this process).
 TEST_WORKERS ?= auto
 test: install lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 # --- the pipeline (pipeline.mk) --------------------------------------------------------------------
 # Variables (defaults in pipeline.mk, all documented in README.md): MODEL, METHODS, SOURCES, TASKS,

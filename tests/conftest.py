@@ -21,15 +21,8 @@ from tests.paths import EXAMPLES, ROOT  # noqa: F401 - re-exported for older hel
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests marked slow run first, the longest first (``@pytest.mark.slow(seconds=N)``, a rough
-    figure), so that `make test`'s workers (pytest-xdist, --dist load: dealt out in turn) share them and do
-    not end waiting on one long test."""
-
-    def order(item) -> tuple[bool, float]:
-        mark = item.get_closest_marker("slow")
-        return (mark is None, -float(mark.kwargs.get("seconds", 0)) if mark else 0.0)
-
-    items.sort(key=order)
+    """The tests marked slow run first, so that parallel workers do not end waiting on one long test."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture

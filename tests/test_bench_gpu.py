@@ -82,7 +82,6 @@ def test_without_cuda_one_line_and_exit_0(tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.slow(seconds=30)
 def test_dry_run_measures_every_figure_on_the_cpu(tmp_path):
     out = tmp_path / "dry.json"
     done = subprocess.run(

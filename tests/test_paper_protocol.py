@@ -389,7 +389,6 @@ def test_fetch_flores_reads_facebook_flores_parquet_column_sentence(cli, tmp_pat
 # --- make LANG=X protocols, end to end with the tiny model ---------------------------------------------
 
 
-@pytest.mark.slow(seconds=200)
 @pytest.mark.skipif(__import__("shutil").which("make") is None, reason="needs make")
 def test_make_protocols_runs_both_protocols_and_reports_the_difference(tiny_xlmr, tmp_path):
     import os

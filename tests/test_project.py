@@ -109,7 +109,7 @@ def test_make_sizes_caps_glotcc_at_each_size():
     assert "-o runs/mlt_Latn/sizes/report" in plan
 
 
-@pytest.mark.slow(seconds=240)
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_demo_runs_the_chain_offline_and_prints_its_report(tmp_path):
     out = tmp_path / "demo"

@@ -40,7 +40,6 @@ def _example_invocations(text: str = README) -> list[list[str]]:
     return invocations
 
 
-@pytest.mark.slow(seconds=180)
 def test_readme_walkthrough_runs_as_written(tmp_path):
     commands = _console_commands()
     assert len(commands) >= 10 and commands[0] == "lrltool tiny-model -o tiny"

@@ -99,7 +99,7 @@ def test_without_submit_no_recipe_is_prefixed():
     assert any(line.startswith("lrltool train-adapter ") for line in lines)
 
 
-@pytest.mark.slow(seconds=40)
+@pytest.mark.slow
 def test_a_real_recipe_runs_through_the_stub_srun(tmp_path, tiny_xlmr):
     env = {**_env(tmp_path), "OMP_NUM_THREADS": "1"}
     data = tmp_path / "data" / "flores" / "devtest"  # the first 20 bundled FLORES sentences

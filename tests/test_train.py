@@ -411,7 +411,7 @@ def test_resume_with_other_settings_is_refused(cli, tiny_xlmr, corpus, tmp_path)
     _one_line_error(other, "--resume with different settings than the interrupted run: lr 0.0001 -> 0.001")
 
 
-@pytest.mark.slow(seconds=30)
+@pytest.mark.slow
 def test_ctrl_c_in_a_real_pipeline(tiny_xlmr, corpus, tmp_path):
     """A real process reading a pipe, a real SIGINT: exit 130 and the resume command on stderr."""
     out = tmp_path / "run"
@@ -543,7 +543,7 @@ def _run_group(command: list[str], env: dict[str, str], timeout: float = 300) ->
     return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
-@pytest.mark.slow(seconds=90)
+@pytest.mark.slow
 def test_torchrun_and_accelerate_launch_equal_one_process_with_the_global_batch(tiny_xlmr, corpus, tmp_path):
     model = tmp_path / "m"
     shutil.copytree(tiny_xlmr, model)
