@@ -702,6 +702,9 @@ def _export(
         best_eval_loss=state.best_score,
         exported_step=exported,
         tokens_per_second=round(result.tokens_per_second),
+        steady_tokens_per_second=(
+            round(result.steady_tokens_per_second) if result.steady_tokens_per_second is not None else None
+        ),
         first_step_seconds=round(result.first_step_seconds or 0.0, 3),  # reading + tokenizing + loading
     )
     if accelerator.is_main_process:
