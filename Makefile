@@ -43,10 +43,11 @@ $(STAMP): pyproject.toml constraints.txt
 lint: install
 	$(BIN)/ruff check lrltool tests benchmarks
 
-# Tests run in TEST_WORKERS processes (pytest-xdist; `auto` = one per core, 0 = in this process).
+# Tests run in TEST_WORKERS processes (pytest-xdist; `auto` = one per core, 0 = in this process); the 20
+# slowest are listed at the end, so that a CI log shows where its time went.
 TEST_WORKERS ?= auto
 test: install lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=20
 
 # --- the pipeline (pipeline.mk) --------------------------------------------------------------------
 # Variables (defaults in pipeline.mk, all documented in README.md): MODEL, METHODS, SOURCES, TASKS,

@@ -5,8 +5,9 @@ For each model shape (XLM-R base: 250,002 vocabulary, 768 hidden, 12 layers; mBE
 and a tokenizer trained on the bundled text (``lrltool.tiny``), it runs lrltool's own code on the GPU:
 
 - ``train-adapter`` (seq_bn; MLM for the encoders, CLM for the decoder), batch 16 x 512, packed blocks,
-  in fp32 and with bf16 autocast: real tokens per second (training.json's ``tokens_per_second``, the
-  whole loop: first step and final validation included);
+  in fp32 and with bf16 autocast: real tokens per second (training.json's ``steady_tokens_per_second``:
+  from the end of the first step to the end of the last, so CUDA start-up and the first step's
+  allocations are left out; the whole loop's ``tokens_per_second`` is recorded beside it);
 - ``finetune --task tc`` (a seq_bn task adapter + head on the bundled SIB-200 sample, batch 32, fp32,
   lrltool's default precision for finetune): examples per second;
 - pseudo-perplexity (``eval --task mlm``'s scorer, encoders only) of 1,012 sentences in fp32 and bf16:
@@ -237,7 +238,7 @@ def measure_train(run: Run) -> list[Figure]:
         del result.model
         body, head = run.counts
         per_token = training_flops_per_token(body, head, run.shape.arch)
-        tokens_per_second = float(result.info["tokens_per_second"])
+        tokens_per_second = float(result.info["steady_tokens_per_second"] or result.info["tokens_per_second"])
         figures.append(
             run.figure(
                 "train-adapter",
@@ -250,6 +251,7 @@ def measure_train(run: Run) -> list[Figure]:
                 batch=f"{settings.batch_size} x {settings.max_seq_length}",
                 objective="clm" if run.shape.arch == "llama" else "mlm",
                 flops_per_token=per_token,
+                whole_loop_tokens_per_second=result.info["tokens_per_second"],
             )
         )
     return figures

@@ -31,13 +31,15 @@ from typing import IO, Any, BinaryIO
 import jsonlines
 import orjson
 import zstandard
-from isal import isal_zlib
+from isal import igzip, isal_zlib
 
 from lrltool.errors import InputError, LrlError, OutputError, UsageError
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20
+#: Decompressed bytes per block of a gzip input.
+GZIP_BLOCK = 8 << 20
 #: Compressed inputs: blocks (of CHUNK compressed bytes) decompressed ahead of the reader by a thread.
 READ_AHEAD = 2
 
@@ -55,11 +57,10 @@ def display_name(path: str | os.PathLike[str]) -> str:
 class _DecompressingReader(io.RawIOBase):
     """Streaming decompression across frames/members that notices a truncated last one.
 
-    One loop for zstd and gzip: both decompressor objects expose ``decompress``, ``eof`` and
-    ``unused_data``. ``zstandard``'s own ``stream_reader`` returns a short read, not an error, when the
-    input ends mid-frame, and ``gzip.GzipFile`` is slower than zlib driven directly; a truncated download
-    must not pass as a shorter data set. gzip is inflated by ISA-L (python-isal), 3-4x faster than zlib
-    with the same interface (benchmarks/README.md "fetch").
+    zstd is driven frame by frame here: ``zstandard``'s own ``stream_reader`` returns a short read, not an
+    error, when the input ends mid-frame, and a truncated download must not pass as a shorter data set.
+    gzip goes through ISA-L's reader (python-isal's ``igzip``), which raises on a truncated member and
+    inflates 5x faster than ``gzip``/zlib (benchmarks/README.md "fetch").
 
     With ``read_ahead``, a background thread reads and decompresses up to ``read_ahead`` blocks ahead of
     the reader (both libraries release the GIL while they decompress), so decompression overlaps with
@@ -71,13 +72,8 @@ class _DecompressingReader(io.RawIOBase):
         self._raw = raw
         self._name = name
         self._kind = kind
-        if kind == "zstd":
-            dctx = zstandard.ZstdDecompressor()
-            self._new = dctx.decompressobj
-            self._errors: tuple[type[Exception], ...] = (zstandard.ZstdError,)
-        else:
-            self._new = lambda: isal_zlib.decompressobj(16 + isal_zlib.MAX_WBITS)  # gzip header, trailer
-            self._errors = (isal_zlib.error,)
+        self._new = zstandard.ZstdDecompressor().decompressobj  # zstd; gzip: _gunzipped
+        self._errors: tuple[type[Exception], ...] = (zstandard.ZstdError,)
         self._read_ahead = read_ahead
         self._source: Iterator[bytes] | None = None
         self._buffer = memoryview(b"")
@@ -87,6 +83,9 @@ class _DecompressingReader(io.RawIOBase):
 
     def _decompressed(self) -> Iterator[bytes]:
         """The decompressed data, one block per compressed chunk read (blocks are never empty)."""
+        if self._kind == "gzip":
+            yield from self._gunzipped()
+            return
         dobj = self._new()
         frame_open = False
         while chunk := self._raw.read(CHUNK):
@@ -116,6 +115,27 @@ class _DecompressingReader(io.RawIOBase):
                 path=self._name,
             )
 
+    def _gunzipped(self) -> Iterator[bytes]:
+        """gzip through ISA-L's own reader (``isal.igzip``, members, CRC and length checked in C): blocks
+        of ``GZIP_BLOCK`` bytes, twice as fast as driving ``isal_zlib.decompressobj`` from Python and
+        releasing the GIL while it inflates (benchmarks/README.md "fetch")."""
+        try:
+            with igzip.GzipFile(fileobj=self._raw, mode="rb") as gz:
+                while data := gz.read(GZIP_BLOCK):
+                    yield data
+        except EOFError:
+            raise InputError(
+                "the gzip stream ends early (truncated file)",
+                hint="download or write the file again",
+                path=self._name,
+            ) from None
+        except (isal_zlib.error, igzip.BadGzipFile) as exc:
+            raise InputError(
+                f"not a valid gzip stream ({exc})",
+                hint="check that the file is a complete gzip file",
+                path=self._name,
+            ) from exc
+
     def blocks(self) -> Iterator[bytes]:
         """The decompressed data in the blocks it comes in (no copy); use this or ``read``, not both."""
         if self._source is None:
@@ -138,6 +158,16 @@ class _DecompressingReader(io.RawIOBase):
 
 
 _END = object()
+
+
+def read_ahead(source: Iterator[Any], depth: int) -> Iterator[Any]:
+    """``source``'s items, produced by a background thread at most ``depth`` items ahead of the consumer
+    (for work that releases the GIL: decompression, numpy). The thread stops when the consumer stops."""
+    ahead = _ReadAhead(source, depth)
+    try:
+        yield from ahead
+    finally:
+        ahead.close()
 
 
 class _ReadAhead:
@@ -703,10 +733,21 @@ class AtomicFile:
 
 
 class _Stdout:
+    """Data to stdout through a buffer of its own (CHUNK bytes): with ``PYTHONUNBUFFERED`` (``python -u``,
+    set in many container images) ``sys.stdout.buffer`` is the bare file and each record cost two system
+    calls (a third of ``fetch conceptnet``'s time here). The buffer wraps file descriptor 1 without owning
+    it; a replaced ``sys.stdout`` without a descriptor (a test runner's) is written directly."""
+
     path = "<stdout>"
 
     def __init__(self) -> None:
-        self.stream = sys.stdout.buffer
+        try:
+            fd = sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+            self.stream: IO[bytes] = sys.stdout.buffer
+            return
+        sys.stdout.flush()
+        self.stream = io.BufferedWriter(io.FileIO(fd, "wb", closefd=False), CHUNK)
 
     def commit(self) -> None:
         try:

@@ -315,6 +315,9 @@ class FitResult:
     seconds: float  # this process's time in the loop (training and validation)
     tokens_per_second: float
     first_step_seconds: float | None  # from the command's start to the end of its first step here
+    #: tokens of steps 2..N over the time from the end of step 1 to the end of step N (warm-up, model
+    #: load and the first step's allocations left out: what a longer run sustains); None under 2 steps
+    steady_tokens_per_second: float | None
     stopped_early: bool
 
 
@@ -345,6 +348,8 @@ def fit(
         "total_steps": settings.total_steps,
     }
     first_step: float | None = None
+    steady_from: tuple[float, int] | None = None  # (time, tokens) at the end of this process's first step
+    steady: float | None = None
     stopped_early = False
 
     def checkpoint(best: bool = False) -> None:
@@ -370,6 +375,10 @@ def fit(
                 first_step = first_step if first_step is not None else time.perf_counter() - started
                 _refuse_non_finite(result, run)
                 tokens_seen += result.tokens
+                if steady_from is None:
+                    steady_from = (time.perf_counter(), tokens_seen)
+                else:
+                    steady = (tokens_seen - steady_from[1]) / max(time.perf_counter() - steady_from[0], 1e-9)
                 if log is not None:
                     _log_step(log, result, log_format)
                 if tracking:
@@ -408,6 +417,7 @@ def fit(
         seconds=elapsed,
         tokens_per_second=tokens_seen / elapsed if elapsed > 0 else 0.0,
         first_step_seconds=first_step,
+        steady_tokens_per_second=steady,
         stopped_early=stopped_early,
     )
 

@@ -159,6 +159,33 @@ def test_atomic_output_to_stdout(capsysbinary):
     assert capsysbinary.readouterr().out == b"hello\n"
 
 
+def test_records_to_stdout_are_buffered_even_unbuffered(tmp_path):
+    """PYTHONUNBUFFERED (python -u, common in container images) leaves sys.stdout.buffer a bare file;
+    records still arrive whole and in order, through one buffer, and what was printed before them
+    comes first."""
+    import os
+    import subprocess
+
+    from tests.paths import ROOT
+
+    code = (
+        "import sys\n"
+        "from lrltool.streams import _Stdout, write_records\n"
+        "print('first', flush=False)\n"
+        "with write_records('-') as w:\n"
+        "    for i in range(5000): w.write({'i': i, 'text': 'x' * (i % 50)})\n"
+        "sys.stderr.write(type(_Stdout().stream).__name__)\n"
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == "first"
+    assert [orjson.loads(line) for line in lines[1:]] == [
+        {"i": i, "text": "x" * (i % 50)} for i in range(5000)
+    ]
+    assert result.stderr.decode() == "BufferedWriter"
+
+
 def test_stats_summary_line_and_json(tmp_path):
     stats = Stats("cap")
     stats.records_in = 10

