@@ -39,7 +39,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20
 #: Decompressed bytes per block of a gzip input.
-GZIP_BLOCK = 8 << 20
+GZIP_BLOCK = 4 << 20
 #: Compressed inputs: blocks (of CHUNK compressed bytes) decompressed ahead of the reader by a thread.
 READ_AHEAD = 2
 

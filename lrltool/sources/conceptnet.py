@@ -15,7 +15,7 @@ five tab-separated columns:
 - The JSON column holds ``weight`` (required), ``dataset``, ``surfaceText`` (optional), raw UTF-8.
 - Indonesian has no ``id`` nodes in 5.7 (merged into ``ms``); the language table gives ``ms`` for it.
 
-Speed: the dump is read in 8 MiB blocks of decompressed bytes; only lines holding ``<TAB>/c/<code>/``
+Speed: the dump is read in 4 MiB blocks of decompressed bytes; only lines holding ``<TAB>/c/<code>/``
 (a start or end node in the language) are located and parsed, everything else is counted by
 numpy (in a thread of its own). A malformed row is therefore only noticed when it mentions the language.
 """
@@ -151,7 +151,7 @@ def _blocks(blocks: Iterator[bytes]) -> Iterator[tuple[bytes, int, int, int]]:
     so counting overlaps with the scan of the block before.
     """
     carry = b""
-    for chunk, newlines in streams.read_ahead(((c, _newlines(c)) for c in _at_most(blocks, BLOCK)), 2):
+    for chunk, newlines in streams.read_ahead(((c, _newlines(c)) for c in _at_most(blocks, BLOCK)), 1):
         first = chunk.find(b"\n") + 1
         if first == 0:  # no line ends in this block
             carry += chunk
