@@ -140,7 +140,7 @@ $(D)/data/conceptnet/.done: $(D)/data/conceptnet-triples.jsonl.zst
 	touch $@
 
 $(D)/data/flores.jsonl.zst:
-	$(LRLTOOL) fetch flores --lang $(L) $(call input,flores) -o $@
+	$(LRLTOOL) fetch flores --lang $(L) $(call input,flores)$(if $(PRESET), --edition flores200) -o $@
 
 $(D)/data/%/.done:
 	rm -rf $(@D)

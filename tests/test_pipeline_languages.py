@@ -41,7 +41,10 @@ def _plan(lrltool_bin, *args: str) -> str:
 def test_faroese_plans_everything_but_sentiment(lrltool_bin):
     plan = _plan(lrltool_bin, "LANG=fo", "all")
     assert "lrltool pipeline, skipped for fao_Latn: sentiment has no fao_Latn: no sa task.\n" in plan
-    assert f"{lrltool_bin} fetch flores --lang fao_Latn  -o runs/fao_Latn/data/flores.jsonl.zst" in plan
+    assert (
+        f"{lrltool_bin} fetch flores --lang fao_Latn  --edition flores200"
+        " -o runs/fao_Latn/data/flores.jsonl.zst" in plan
+    )  # PRESET=paper (the default): FLORES-200 as the paper loaded it, facebook/flores
     assert f"{lrltool_bin} fetch sib200 --lang fao_Latn  -o runs/fao_Latn/data/tc" in plan
     assert f"{lrltool_bin} fetch wikiann --lang fao_Latn  -o runs/fao_Latn/data/ner" in plan
     assert "fetch sentiment" not in plan and "--task sa" not in plan

@@ -127,6 +127,7 @@ class MatchMode(str, Enum):
     examples=[
         "lrltool fetch sib200 --lang mlt -o data/sib200",
         "lrltool fetch flores --lang ron --input examples/flores | head",
+        "lrltool fetch flores --lang mlt --edition flores200 -o data/flores.jsonl.zst",
         "lrltool fetch glotcc --lang mlt | lrltool cap --max-bytes 1G -o data/glotcc",
     ],
 )
@@ -178,6 +179,13 @@ def fetch_cli(
             "--code", help="This source's code for the language (overrides the one lrltool resolves)."
         ),
     ] = None,
+    edition: Annotated[
+        str | None,
+        typer.Option(
+            help="flores: what to download, flores_plus (openlanguagedata/flores_plus, default) or flores200"
+            " (facebook/flores, the paper's); --input files say their edition themselves."
+        ),
+    ] = None,
     revision: RevisionOpt = None,
     skip_bad_lines: SkipBadOpt = False,
     stats: StatsOpt = None,
@@ -205,6 +213,7 @@ def fetch_cli(
         revision=revision,
         skip_bad_lines=skip_bad_lines,
         stats_path=stats,
+        edition=edition,
     )
 
 

@@ -66,6 +66,9 @@ PROMPT_OPTIONS = frozenset(
         "adapter",
         "template",
         "score",
+        "answer",
+        "max_new_tokens",
+        "paper_compat",
         "predictions",
         "batch_size",
         "dtype",
@@ -89,6 +92,8 @@ _ALWAYS = frozenset(
         " >> results.jsonl",
         "lrltool eval -t tc --run runs/tc-seq_bn >> results.jsonl",
         "lrltool eval -t mlm -m xlm-roberta-base --input-format text < sentences.txt",
+        "lrltool eval -t tc --prompt --paper-compat -m deepseek-ai/DeepSeek-R1-Distill-Qwen-7B -d data/sib200"
+        " >> results.jsonl",
     ],
 )
 def eval_cli(
@@ -116,7 +121,8 @@ def eval_cli(
         typer.Option(
             "--paper-compat",
             help="mlm: the paper's PPPL script: special tokens scored, inputs cut at 512 tokens, tha_Thai"
-            " words split every 99 characters (docs/paper-protocol.md).",
+            " words split every 99 characters. tc --prompt: the paper's prompting script: its prompt,"
+            " --answer generate (docs/paper-protocol.md).",
         ),
     ] = False,
     per_sentence: Annotated[
@@ -172,7 +178,8 @@ def eval_cli(
     prompt: Annotated[
         bool,
         typer.Option(
-            "--prompt", help="tc/sa: classify by prompting a causal LM (--model), answer by label likelihood."
+            "--prompt",
+            help="tc/sa: classify by prompting a causal LM (--model): label likelihood, or --answer generate",
         ),
     ] = False,
     shots: Annotated[
@@ -184,6 +191,16 @@ def eval_cli(
     ] = None,
     score: Annotated[
         str | None, typer.Option(help="--prompt: label score, sum (default) or mean of token log-probs.")
+    ] = None,
+    answer: Annotated[
+        str | None,
+        typer.Option(
+            help="--prompt: score (default: the label with the highest log-likelihood) or generate (the"
+            " paper's: greedy answer, the one label named in it; answers naming none or several dropped)."
+        ),
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="--prompt --answer generate: most tokens of an answer (100).")
     ] = None,
     split: Annotated[str | None, typer.Option(help="--prompt: the split to classify (test).")] = None,
     output: OutputOpt = "-",
@@ -301,7 +318,9 @@ def _prompted(task: str, input_path: str, device: str, given: dict[str, Any]) ->
 def _summarize(summary: Stats, task: str, prompt: bool, records: list[Any]) -> None:
     """The figures of the one-line summary each evaluator adds (examples and runs, or scores)."""
     if prompt:
-        summary.records_in = records[0].n if records else 0
+        summary.records_in = records[0].details.get("examples", records[0].n) if records else 0
+        if records and "dropped" in records[0].details:
+            summary.extra["dropped"] = records[0].details["dropped"]
         summary.extra.update({r.metric: round(r.value, 4) for r in records})
     elif task in TRAINABLE_TASKS:
         first = TASKS[task].metrics[0]

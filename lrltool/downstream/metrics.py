@@ -64,12 +64,18 @@ def predict_with_loss(
     return out, loss_sum / max(count, 1)
 
 
-def classification_metrics(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
-    """Macro-F1 (over the labels present in gold or predictions, scikit-learn's default) and accuracy."""
+def classification_metrics(
+    gold: Sequence[str], predicted: Sequence[str], *, labels: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Macro-F1 (over the labels present in gold or predictions, scikit-learn's default, or over ``labels``:
+    one absent from both counts 0) and accuracy."""
     from sklearn.metrics import accuracy_score, f1_score
 
+    over = None if labels is None else list(labels)
     return {
-        "macro_f1": float(f1_score(list(gold), list(predicted), average="macro", zero_division=0)),
+        "macro_f1": float(
+            f1_score(list(gold), list(predicted), average="macro", labels=over, zero_division=0)
+        ),
         "accuracy": float(accuracy_score(list(gold), list(predicted))),
     }
 

@@ -40,6 +40,25 @@ Shots: ``K`` examples from the train split, drawn per query from a generator see
 so a query gets the same shots whatever the order of the file; balanced over labels where possible
 (round-robin over the labels in a seeded order), never the query itself (same id or same text), then
 shuffled.
+
+``answer="generate"`` (``eval --prompt --answer generate``): the paper's prompting rows, as
+src/tc/get_deepseek.py of the seed repository ran them (at commit 8638155, unchanged up to 150ad4f):
+the model writes an answer (greedy, at most ``max_new_tokens`` = 100 new tokens, :45; no KV cache, :46),
+the prompt and answer are decoded together without special tokens (:50), the text after the first
+"Answer:" (case-insensitive, ``\\s*(.*)``: to the end of that line, :53-57) is the answer, and the label is
+the one verbalizer found in it as a substring, both lower-cased (:60-67); no verbalizer or several make the
+example unparseable, and it is dropped before macro-F1 (:77-80; over all labels, ``labels=categories``,
+:93; 0.0 when none is left, :94-95); lrltool adds accuracy over the same kept examples.
+Nothing strips a ``<think>`` part: with 100 tokens a reasoning model's answer
+line is whatever follows "Answer:". lrltool searches from the query's start (the shots before it hold
+their own "Answer:"); with 0 shots and the seed's prompt that is the seed's search from the text's start.
+The seed's prompt (``paper_compat``, :19-22, :33-36): "Classify the following text into one of these
+categories: {categories}. Text: {input_text} Answer:", the categories lower-cased in the order they first
+appear in the train split (``dataset["train"].unique("category")``, :14-17). One difference: the seed
+called ``generate`` without ``do_sample``, so the model's own generation_config.json decided (sampling
+where it says so); lrltool always decodes greedily (reproducible, what the brief of the paper's rows says).
+Batches are left-padded (position ids from the attention mask, as ``generate`` computes them) and equal
+one ``generate`` per example (tests/test_prompting_generate.py).
 """
 
 from __future__ import annotations
@@ -47,6 +66,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +83,28 @@ from lrltool.streams import write_records
 from lrltool.tasks import PROMPT_TASKS, TASKS
 
 SCORES = ("sum", "mean")
+ANSWERS = ("score", "generate")  # label log-likelihoods (lrltool's default) or the paper's generation
+PAPER_MAX_NEW_TOKENS = 100  # src/tc/get_deepseek.py:45 `max_new_tokens=100`
+#: The seed's prompt (get_deepseek.py:19-22) as a template: instruction, separator, query "Text: ... Answer:".
+PAPER_PROMPTS: dict[str, dict[str, str]] = {
+    "tc": {
+        "instruction": "Classify the following text into one of these categories: {labels}.",
+        "example": "Text: {text} Answer: {answer}",
+        "separator": " ",
+    }
+}
+#: SIB-200's categories in the order they first appear in its train split (measured on ron_Latn's
+#: train.tsv; the splits are parallel): the seed's `dataset["train"].unique("category")` order, used when
+#: the data folder has no train split to read it from.
+PAPER_TC_ORDER = (
+    "geography",
+    "science/technology",
+    "entertainment",
+    "politics",
+    "health",
+    "travel",
+    "sports",
+)
 _TEMPLATE_KEYS = ("instruction", "example", "separator", "verbalizers")
 
 
@@ -134,9 +176,12 @@ def _template_error(message: str, path: str | None) -> InputError:
     return InputError(message, hint=hint, path=path)
 
 
-def load_template(task: str, path: str | Path | None = None) -> PromptTemplate:
-    """The default template of ``task`` (its :class:`lrltool.tasks.PromptSpec`), with the keys of the JSON
-    file ``path`` (if given) replacing its own.
+def load_template(
+    task: str, path: str | Path | None = None, *, paper_order: Sequence[str] | None = None
+) -> PromptTemplate:
+    """The default template of ``task`` (its :class:`lrltool.tasks.PromptSpec`), or with ``paper_order``
+    the seed's prompt (:data:`PAPER_PROMPTS`, each label its own lower-cased name, in that order), with the
+    keys of the JSON file ``path`` (if given) replacing its own.
 
     Refuses (InputError) an unreadable file, unknown keys, an ``example`` without ``{text}`` or not ending
     with ``{answer}``, empty or duplicate verbalizers.
@@ -150,6 +195,9 @@ def load_template(task: str, path: str | Path | None = None) -> PromptTemplate:
         "separator": default.separator,
         "verbalizers": dict(default.verbalizers),
     }
+    if paper_order is not None:
+        values.update(PAPER_PROMPTS[task])
+        values["verbalizers"] = {label: label.lower() for label in paper_order}
     where = None
     if path is not None:
         where = str(path)
@@ -187,7 +235,7 @@ def load_template(task: str, path: str | Path | None = None) -> PromptTemplate:
         example=example,
         separator=values["separator"],
         verbalizers={str(label): str(word) for label, word in verbalizers.items()},
-        origin="default" if path is None else Path(path).name,
+        origin=Path(path).name if path is not None else "paper" if paper_order is not None else "default",
     )
 
 
@@ -381,6 +429,87 @@ def score_continuations(
     return scores
 
 
+def generate_answers(
+    model: Any,
+    contexts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int = PAPER_MAX_NEW_TOKENS,
+    batch_size: int = 8,
+    pad_id: int = 0,
+    eos_ids: Sequence[int] = (),
+    on_batch: Callable[[int], None] | None = None,
+) -> list[list[int]]:
+    """The tokens each context makes the model write: greedy, at most ``max_new_tokens``, up to (without)
+    the first of ``eos_ids``.
+
+    Contexts are sorted by length and left-padded into batches; ``generate`` derives position ids from the
+    attention mask, so a padded row writes what it writes alone. No KV cache (``use_cache=False``, as the
+    seed; adapters 1.3.0's LLaMA attention ignores one).
+    """
+    import torch
+    from transformers import GenerationConfig
+
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if max_new_tokens < 1:
+        raise UsageError("--max-new-tokens must be at least 1")
+    device = next(model.parameters()).device
+    config = GenerationConfig(
+        bos_token_id=getattr(getattr(model, "generation_config", None), "bos_token_id", None),
+        do_sample=False,
+        num_beams=1,
+        max_new_tokens=max_new_tokens,
+        use_cache=False,
+        pad_token_id=pad_id,
+        eos_token_id=list(eos_ids) or None,
+    )
+    stops = set(eos_ids)
+    answers: list[list[int]] = [[] for _ in contexts]
+    order = sorted(range(len(contexts)), key=lambda i: -len(contexts[i]))
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = max(len(contexts[i]) for i in rows)
+            ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for r, i in enumerate(rows):
+                ids[r, width - len(contexts[i]) :] = torch.tensor(list(contexts[i]), dtype=torch.long)
+                mask[r, width - len(contexts[i]) :] = 1
+            out = model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config
+            )
+            for r, i in enumerate(rows):
+                written = [int(t) for t in out[r, width:].tolist()]
+                cut = next((k for k, t in enumerate(written) if t in stops), len(written))
+                answers[i] = written[:cut]
+            if on_batch is not None:
+                on_batch(len(rows))
+    return answers
+
+
+#: Why a generated answer gave no label (the seed dropped all three alike, get_deepseek.py:57, :64-67).
+UNPARSED = ("no_answer_prefix", "no_label", "several_labels")
+
+
+def extract_answer(text: str, prefix: str = "Answer:", start: int = 0) -> str | None:
+    """The seed's answer: what follows the first ``prefix`` (case-insensitive) at or after ``start``, after
+    any whitespace, to the end of that line, stripped (get_deepseek.py:53-57); None if there is none."""
+    match = re.compile(re.escape(prefix) + r"\s*(.*)", re.IGNORECASE).search(text, start)
+    return match.group(1).strip() if match else None
+
+
+def match_label(answer: str | None, verbalizers: dict[str, str]) -> tuple[str | None, str | None]:
+    """(label, None) when exactly one verbalizer occurs in ``answer`` (substring, both lower-cased; tested in
+    label order, get_deepseek.py:60-65), else (None, why: one of :data:`UNPARSED`)."""
+    if answer is None:
+        return None, "no_answer_prefix"
+    lowered = answer.lower()
+    found = [label for label, word in verbalizers.items() if word.lower() in lowered]
+    if len(found) == 1:
+        return found[0], None
+    return None, "no_label" if not found else "several_labels"
+
+
 # ---------------------------------------------------------------------------------------------------
 # Classification and metrics
 
@@ -390,11 +519,13 @@ class PromptPredictions:
     """What prompting produced for a list of examples."""
 
     labels: list[str]  # the label set, in template order
-    predictions: list[str]
-    scores: Any  # float64 [examples, labels]: the chosen score (sum or mean log-prob)
+    predictions: list[str | None]  # None: a generated answer that named no label or several
+    scores: Any  # float64 [examples, labels]: the chosen score (sum or mean log-prob); None when generated
     shots: list[list[str]] = field(default_factory=list)  # ids of each example's shots
     truncated: int = 0
     label_tokens: list[int] = field(default_factory=list)  # tokens of each label's continuation
+    answers: list[str] = field(default_factory=list)  # answer="generate": what the model wrote
+    unparsed: list[str | None] = field(default_factory=list)  # ... and why it gave no label (UNPARSED)
 
 
 def classify_by_prompt(
@@ -455,6 +586,70 @@ def classify_by_prompt(
     )
 
 
+def classify_by_generation(
+    model: Any,
+    tokenizer: Any,
+    template: PromptTemplate,
+    examples: Sequence[Example],
+    *,
+    train: Sequence[Example] = (),
+    shots: int = 0,
+    seed: int = 1,
+    batch_size: int = 8,
+    max_length: int = 2048,
+    max_new_tokens: int = PAPER_MAX_NEW_TOKENS,
+) -> PromptPredictions:
+    """Let the model answer each prompt (:func:`generate_answers`) and read the label from the answer as
+    the seed did (:func:`extract_answer` from the query's start, then :func:`match_label`); an example
+    whose answer gives no label gets prediction None and the reason in ``unparsed``."""
+    chosen = [select_shots(train, ex, shots, seed=seed, labels=template.labels) for ex in examples]
+    prompts = [template.render(ex.text, shot_list) for ex, shot_list in zip(examples, chosen, strict=True)]
+    contexts, truncated = context_ids(tokenizer, prompts, max_length=max_length, reserve=max_new_tokens)
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    eos_ids = {*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id} - {None}
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids, default=0)
+    with ui.progress("generating", total=len(contexts), unit="examples") as bar:
+        written = generate_answers(
+            model,
+            contexts,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            pad_id=pad_id,
+            eos_ids=sorted(eos_ids),
+            on_batch=lambda n: bar.update(advance=n),
+        )
+    prefix = template.answer_prefix.strip()
+    result = PromptPredictions(
+        labels=template.labels,
+        predictions=[],
+        scores=None,
+        shots=[[s.id for s in shot_list] for shot_list in chosen],
+        truncated=truncated,
+    )
+    for ex, context, answer_ids in zip(examples, contexts, written, strict=True):
+        # The seed decodes prompt + answer together (get_deepseek.py:50); the search starts at the query.
+        full = tokenizer.decode(list(context) + answer_ids, skip_special_tokens=True)
+        shown = tokenizer.decode(list(context), skip_special_tokens=True)
+        start = max(0, len(shown) - len(template.query.replace("{text}", ex.text)))
+        label, why = match_label(extract_answer(full, prefix, start), template.verbalizers)
+        result.predictions.append(label)
+        result.unparsed.append(why)
+        result.answers.append(tokenizer.decode(answer_ids, skip_special_tokens=True))
+    return result
+
+
+def generation_metrics(
+    gold: Sequence[str], predicted: Sequence[str | None], labels: Sequence[str]
+) -> tuple[dict[str, float], int]:
+    """Macro-F1 over all ``labels`` and accuracy, on the examples with a prediction (the seed's
+    ``f1_score(..., average='macro', labels=categories)`` on the parsed ones, 0.0 when there are none,
+    get_deepseek.py:92-95); and how many were scored."""
+    kept = [(g, p) for g, p in zip(gold, predicted, strict=True) if p is not None]
+    if not kept:
+        return {"macro_f1": 0.0, "accuracy": 0.0}, 0
+    return classification_metrics([g for g, _ in kept], [p for _, p in kept], labels=labels), len(kept)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The `eval --prompt` core
 
@@ -469,7 +664,10 @@ def evaluate_prompt(
     seed: int = 1,
     adapter: str | None = None,
     template: str | Path | None = None,
-    score: str = "sum",
+    score: str | None = None,
+    answer: str | None = None,
+    max_new_tokens: int | None = None,
+    paper_compat: bool = False,
     predictions: str | None = None,
     batch_size: int = 8,
     device: str | None = None,
@@ -482,36 +680,35 @@ def evaluate_prompt(
 ) -> list[MetricRecord]:
     """Classify ``data``'s ``split`` by prompting the causal LM ``model``; return metric records.
 
-    Reads DIR/<split>.jsonl(.zst) and, with ``shots`` > 0, DIR/train.jsonl(.zst); writes ``predictions``
-    (one record per example: id, label, prediction, scores, shots) atomically if given; the metric
-    records are returned, not written. Returns a ``macro_f1`` and an ``accuracy`` record (method
-    "prompt", or the adapter's ``method``; task_method "prompt-<K>shot"). Refuses: a task other than
-    tc/sa, an encoder model (ModelError), a missing split, ``shots`` larger than the train split or
-    without one (InputError), labels outside the template.
+    ``answer``: "score" (label log-likelihoods, the default) or "generate" (the paper's: the model writes,
+    the label is read from its answer, unparseable answers are dropped); ``paper_compat`` (tc only) puts
+    the seed's prompt in place of the task's and makes "generate" the default answer.
+    Reads DIR/<split>.jsonl(.zst) and, with ``shots`` > 0 (or ``paper_compat``, for the label order),
+    DIR/train.jsonl(.zst); writes ``predictions`` (one record per example: id, label, prediction, scores or
+    the generated answer, shots) atomically if given; the metric records are returned, not written.
+    Returns a ``macro_f1`` and an ``accuracy`` record (method "prompt", or the adapter's ``method``;
+    task_method "prompt-<K>shot"; with "generate", ``n`` is the number of parsed examples scored and
+    details say how many were dropped). Refuses: a task other than tc/sa, an encoder model (ModelError), a
+    missing split, ``shots`` larger than the train split or without one (InputError), labels outside the
+    template, ``score`` with "generate" and ``max_new_tokens`` with "score" (UsageError).
     """
     check_prompt_task(task)
-    if score not in SCORES:
-        raise UsageError(f"unknown --score '{score}'", hint=f"choose one of {', '.join(SCORES)}")
+    answer = _check_answer_options(task, answer, score, max_new_tokens, paper_compat)
+    score = score or "sum"
+    max_new_tokens = max_new_tokens or PAPER_MAX_NEW_TOKENS
     if shots < 0:
         raise UsageError("--shots must be 0 or more")
     code = resolve_language(lang).code if lang is not None else None
-    prompt_template = load_template(task, template)
+    order = paper_label_order(task, data) if paper_compat else None
+    prompt_template = load_template(task, template, paper_order=order)
     test_path, examples, train = _read_prompt_data(task, data, split, shots, prompt_template)
     lm = _load_lm(
         model, revision=revision, adapter=adapter, device=device, dtype=dtype, max_length=max_length
     )
-    result = classify_by_prompt(
-        lm.model,
-        lm.tokenizer,
-        prompt_template,
-        examples,
-        train=train,
-        shots=shots,
-        seed=seed,
-        score=score,
-        batch_size=batch_size,
-        max_length=lm.max_length,
-    )
+    result = _classify(
+        lm, prompt_template, examples, answer=answer, score=score, max_new_tokens=max_new_tokens,
+        train=train, shots=shots, seed=seed, batch_size=batch_size,
+    )  # fmt: skip
     if result.truncated:
         ui.warn(
             f"{result.truncated} of {len(examples)} prompts were longer than {lm.max_length} tokens"
@@ -537,41 +734,119 @@ def evaluate_prompt(
         n=len(examples),
         seed=seed if shots > 0 else None,
     )
-    return _prompt_records(
-        common, prompt_template, lm, result, examples, test_path, shots=shots, seed=seed, score=score
+    settings = {
+        "shots": shots,
+        "seed": seed,
+        "answer": answer,
+        "score": score if answer == "score" else None,
+        "max_new_tokens": max_new_tokens if answer == "generate" else None,
+        "decoding": "greedy" if answer == "generate" else None,
+        "paper_compat": paper_compat,
+    }
+    return _prompt_records(common, settings, prompt_template, lm, result, examples, test_path)
+
+
+def _classify(
+    lm: _LoadedLM,
+    template: PromptTemplate,
+    examples: Sequence[Example],
+    *,
+    answer: str,
+    score: str,
+    max_new_tokens: int,
+    **common: Any,
+) -> PromptPredictions:
+    """:func:`classify_by_generation` or :func:`classify_by_prompt`, as ``answer`` says."""
+    if answer == "generate":
+        return classify_by_generation(
+            lm.model, lm.tokenizer, template, examples, max_length=lm.max_length,
+            max_new_tokens=max_new_tokens, **common,
+        )  # fmt: skip
+    return classify_by_prompt(
+        lm.model, lm.tokenizer, template, examples, score=score, max_length=lm.max_length, **common
     )
+
+
+def _check_answer_options(
+    task: str, answer: str | None, score: str | None, max_new_tokens: int | None, paper_compat: bool
+) -> str:
+    """The answer mode (``paper_compat``: "generate" unless given); UsageError for options that do not fit."""
+    if paper_compat and task not in PAPER_PROMPTS:
+        raise UsageError(
+            f"--paper-compat prompting reproduces the paper's tc script (src/tc/get_deepseek.py); it has none"
+            f" for --task {task}",
+            hint="drop --paper-compat, or use --task tc",
+        )
+    answer = answer or ("generate" if paper_compat else "score")
+    if answer not in ANSWERS:
+        raise UsageError(f"unknown --answer '{answer}'", hint=f"choose one of {', '.join(ANSWERS)}")
+    if score is not None and score not in SCORES:
+        raise UsageError(f"unknown --score '{score}'", hint=f"choose one of {', '.join(SCORES)}")
+    if answer == "generate" and score is not None:
+        raise UsageError("--score applies to --answer score", hint="drop --score, or use --answer score")
+    if answer == "score" and max_new_tokens is not None:
+        raise UsageError(
+            "--max-new-tokens applies to --answer generate", hint="drop it, or add --answer generate"
+        )
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise UsageError("--max-new-tokens must be at least 1")
+    return answer
+
+
+def paper_label_order(task: str, data: str | Path) -> list[str]:
+    """The seed's category order: as they first appear in the data folder's train split
+    (``dataset["train"].unique("category")``, get_deepseek.py:14), any label it lacks after them; without a
+    train split, :data:`PAPER_TC_ORDER` (what SIB-200's train splits give)."""
+    labels = list(TASKS[task].labels)
+    folder = data_folder(data, hint="give the folder that 'fetch sib200 -o DIR' wrote")
+    train_path = find_split(folder, "train")
+    if train_path is None:
+        return list(PAPER_TC_ORDER)
+    seen: list[str] = []
+    for example in _read_examples(train_path, task, load_template(task)):
+        if example.label not in seen:
+            seen.append(example.label)
+    return seen + [label for label in labels if label not in seen]
 
 
 def _prompt_records(
     common: dict[str, Any],
+    settings: dict[str, Any],
     template: PromptTemplate,
     lm: _LoadedLM,
     result: PromptPredictions,
     examples: Sequence[Example],
     test_path: Path,
-    *,
-    shots: int,
-    seed: int,
-    score: str,
 ) -> list[MetricRecord]:
     """The macro_f1 and accuracy records (``common``: the fields that say what was evaluated)."""
     settings = {
-        "shots": shots,
-        "seed": seed,
+        **settings,
         "template": template.origin,
         "template_hash": template.digest,
-        "score": score,
         "max_length": lm.max_length,
         "model_revision": lm.source.revision,
     }
-    details = {
+    details: dict[str, Any] = {
         "labels": result.labels,
         "verbalizers": template.verbalizers,
-        "label_tokens": result.label_tokens,
         "truncated": result.truncated,
         "data": str(test_path),
     }
-    values = classification_metrics([ex.label for ex in examples], result.predictions)
+    gold = [ex.label for ex in examples]
+    if settings["answer"] == "generate":
+        values, scored = generation_metrics(gold, result.predictions, result.labels)
+        unparsed = {why: result.unparsed.count(why) for why in UNPARSED}
+        details.update(
+            examples=len(examples), scored=scored, dropped=len(examples) - scored, unparsed=unparsed
+        )
+        common = {**common, "n": scored}
+        if scored == 0:
+            ui.warn(
+                f"none of the {len(examples)} answers named exactly one label: macro_f1 and accuracy are 0"
+            )
+    else:
+        details["label_tokens"] = result.label_tokens
+        values = classification_metrics(gold, [str(p) for p in result.predictions])
     return [
         MetricRecord(metric=name, value=value, details=details, settings=settings, **common)
         for name, value in values.items()
@@ -665,15 +940,15 @@ def _load_lm(
 
 
 def _write_predictions(path: str, examples: Sequence[Example], result: PromptPredictions) -> None:
-    """One record per example: id, label, prediction, each label's score, the shots' ids (atomically)."""
+    """One record per example: id, label, prediction, each label's score (or the generated answer and why
+    it gave no label), the shots' ids (atomically)."""
     with write_records(path) as writer:
         for i, ex in enumerate(examples):
-            writer.write(
-                {
-                    "id": ex.id,
-                    "label": ex.label,
-                    "prediction": result.predictions[i],
-                    "scores": {lab: float(result.scores[i, j]) for j, lab in enumerate(result.labels)},
-                    "shots": result.shots[i],
-                }
-            )
+            record: dict[str, Any] = {"id": ex.id, "label": ex.label, "prediction": result.predictions[i]}
+            if result.scores is not None:
+                record["scores"] = {lab: float(result.scores[i, j]) for j, lab in enumerate(result.labels)}
+            else:
+                record["answer"] = result.answers[i]
+                record["unparsed"] = result.unparsed[i]
+            record["shots"] = result.shots[i]
+            writer.write(record)

@@ -120,9 +120,28 @@ OTHER: list[tuple[str, str, str, str, Seed]] = [
         "fetch flores: edition",
         "FLORES-200 tarball or FLORES+ (column `text`); `meta.edition` and the eval record's"
         " `settings.flores_edition` say which",
-        "facebook/flores parquet (column `sentence`) from `--input`",
+        "facebook/flores (column `sentence`) downloaded by `fetch flores --edition flores200` (the"
+        " pipeline's PRESET=paper), or its parquet from `--input`",
         "FLORES-200 devtest",
         Seed("", "get_pppl_flores_adapter.py:91-92 `load_dataset(\"facebook/flores\")`, `['sentence']`"),
+    ),
+    (
+        "eval tc --prompt: the prompt",
+        "the task's template (`What is the topic of the text? ...`, verbalizers: first words)",
+        "`Classify the following text into one of these categories: {categories}. Text: {text} Answer:`,"
+        " the categories lower-cased in the order of the train split (`eval --prompt --paper-compat`)",
+        "",
+        Seed("", "src/tc/get_deepseek.py:14-22, 33-36 (at 8638155, unchanged to the commit above)"),
+    ),
+    (
+        "eval tc --prompt: the answer",
+        "the label with the highest log-likelihood (`--answer score`)",
+        "greedy generation of at most 100 tokens; the label is the one category named (substring,"
+        " lower-cased) after the first `Answer:`, to the end of that line; answers naming none or several"
+        " are dropped and macro-F1 is over the rest, all categories averaged (`--answer generate`, the"
+        " default under `--paper-compat`; records: `details.dropped`, `details.scored`)",
+        "",
+        Seed("", "get_deepseek.py:41-67 (generate, decode, regex, match), :77-80, :92-95 (F1 on the parsed)"),
     ),
     (
         "eval mlm: special tokens",
@@ -197,10 +216,6 @@ NOT_REPRODUCED: list[tuple[str, str]] = [
     ("fusion", "ConceptNet + GlotCC fusion with seq_bn and seq_bn_inv adapters for NER"
      " (src/ner/train_ner.py at 08d2c23:200); lrltool's pipeline fuses FUSION_METHODS (seq_bn)"),
     ("decoders", "the LLaMA task scripts' lr 2e-5, batch 16 (NER 8), 25 NER epochs"),
-    ("prompting", "0-shot generation with the script's prompt, the label by substring match, unparseable"
-     " answers dropped (src/tc/get_deepseek.py); lrltool scores the labels' log-likelihoods"),
-    ("FLORES download", "facebook/flores from the hub (get_pppl_flores_adapter.py:91); lrltool reads its"
-     " parquet (column `sentence`) from `fetch flores --input`, and downloads FLORES+ without one"),
 ]  # fmt: skip
 
 

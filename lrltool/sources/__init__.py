@@ -170,6 +170,7 @@ def fetch_source(
     revision: str | None = None,
     skip_bad_lines: bool = False,
     stats_path: Path | None = None,
+    edition: str | None = None,
 ) -> list[Stats]:
     """Read ``source`` for language ``lang`` (or several: ``ron,mlt,bul``) and write its records.
 
@@ -180,7 +181,9 @@ def fetch_source(
     ``output`` (and ``stats_path``) becomes the language's code (ron_Latn, bre_Latn); several languages
     need it, and each gets exactly the output of a run for it alone. conceptnet reads the dump once for all of
     them and writes every file together or none; other sources are read one language after the other.
-    Refuses an unknown source, language, split or match mode and a clash of languages (usage errors),
+    ``edition`` (flores only): what is downloaded without ``input_path``, ``flores_plus`` (default) or
+    ``flores200`` (facebook/flores); a local copy says its edition itself (records' ``meta.edition``).
+    Refuses an unknown source, language, split, match mode or edition and a clash of languages (usage errors),
     missing or malformed files, and a result with no records (input errors); nothing is left behind on
     failure. Returns each language's counts, after printing its one-line summary to stderr (and writing
     ``stats_path``: one file per language with ``{lang}``, else one JSON object, by language if several).
@@ -192,6 +195,10 @@ def fetch_source(
         raise UsageError("--match applies to conceptnet only", hint="leave out --match")
     if (match or "start") not in conceptnet.MATCH_MODES:
         raise UsageError(f"unknown --match {match!r}", hint=f"use one of {', '.join(conceptnet.MATCH_MODES)}")
+    if edition is not None and source != "flores":
+        raise UsageError(f"--edition applies to flores only, not {source}", hint="leave out --edition")
+    if edition is not None and edition not in flores.EDITIONS:
+        raise UsageError(f"unknown --edition {edition!r}", hint=f"use one of {', '.join(flores.EDITIONS)}")
     jobs = _language_jobs(spec, lang, code, split, output)
     requests = [
         FetchRequest(
@@ -201,6 +208,7 @@ def fetch_source(
             input=input_path,
             revision=revision,
             match=match or "start",
+            edition=edition,
             skip_bad_lines=skip_bad_lines,
             stats=Stats(f"fetch {source}"),
         )

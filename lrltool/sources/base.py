@@ -37,6 +37,7 @@ class FetchRequest:
     input: Path | None = None
     revision: str | None = None
     match: str = "start"
+    edition: str | None = None  # flores: what to download (flores.EDITIONS); None = FLORES+
     skip_bad_lines: bool = False
     stats: Stats = field(default_factory=lambda: Stats("fetch"))
     warned: int = 0

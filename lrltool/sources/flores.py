@@ -13,9 +13,15 @@ Published formats:
 
 - FLORES-200 as the hub's ``facebook/flores`` publishes it (what the paper's PPPL script loaded,
   get_pppl_flores_adapter.py:91): parquet with the sentence in column ``sentence`` (and ``id``, ``URL``,
-  ``domain``, ``topic``, ...), one folder per language config: ``<code>/<split>/*.parquet`` as the hub's
-  parquet export lays it out, or a single file. Read only from ``--input`` (the hub dataset is a loading
-  script); the export's exact file names were not available here to check.
+  ``domain``, ``topic``, ...), one folder per language config. ``--edition flores200`` downloads it
+  (``hub.snapshot``, no dataset script is run) from the main branch or ``--revision``, asking for each
+  layout a parquet conversion of a config ``<code>`` has: ``<code>/<split>-*.parquet`` (the layout
+  ``datasets``' ``push_to_hub`` writes, which public download code uses for facebook/flores),
+  ``<code>/<split>/*.parquet`` (the hub's parquet export, ``--revision refs/convert/parquet``) and
+  ``<code>/*-<split>.parquet`` (the export's older naming, ``<config>/<name>-<split>.parquet``).
+  Not verified against the live repository from here (no network): which of them facebook/flores holds
+  today, and whether older revisions keep the script's ``flores200_dataset.tar.gz`` (the tarball is not
+  read). A download that finds none of them says so and names ``--revision refs/convert/parquet``.
 
 ``--input`` is one of those files, or a folder holding ``<split>/<code>.<split|parquet|jsonl>`` (or
 ``flores200_dataset/<split>/...``, or ``<code>/<split>/*.parquet``). Records: ``id`` ``"<split>:<n>"``
@@ -35,6 +41,9 @@ from lrltool.sources.base import FetchRequest, first_match, input_root, no_files
 from lrltool.streams import Record, Stats, iter_lines, read_records, require
 
 REPO = "openlanguagedata/flores_plus"
+FLORES200_REPO = "facebook/flores"
+#: ``fetch flores --edition``: what is downloaded without ``--input`` (the hub repository).
+EDITIONS = {"flores_plus": REPO, "flores200": FLORES200_REPO}
 PARQUET_FORM = "FLORES+ parquet (column 'text') or facebook/flores parquet (column 'sentence')"
 SPLITS = ("devtest", "dev")
 META_COLUMNS = ("url", "domain", "topic")
@@ -46,15 +55,38 @@ def _patterns(code: str, split: str) -> list[str]:
         f"flores200_dataset/{split}/{code}.{split}",
         f"{split}/{code}.parquet",
         f"{split}/{code}.jsonl",
-        f"{code}/{split}/*.parquet",  # facebook/flores, the hub's parquet export of config <code>
+        *_facebook_patterns(code, split),
     ]
+
+
+def _facebook_patterns(code: str, split: str) -> list[str]:
+    """facebook/flores config ``code`` as parquet: push_to_hub's shards, the parquet export's (new, old)."""
+    return [f"{code}/{split}-*.parquet", f"{code}/{split}/*.parquet", f"{code}/*-{split}.parquet"]
+
+
+def _download(request: FetchRequest, splits: tuple[str, ...]) -> Path:
+    """The snapshot folder of the edition's files for this language (``request.edition``, FLORES+ unless
+    it says flores200)."""
+    code = request.code
+    if request.edition == "flores200":
+        patterns = [p for split in splits for p in _facebook_patterns(code, split)]
+        what = f"FLORES-200 {code} sentences (parquet)"
+        try:
+            return hub.snapshot(FLORES200_REPO, patterns, revision=request.revision, what=what)
+        except InputError as exc:
+            if request.revision is None and not hub.offline() and "no file matches" in exc.message:
+                exc.hint = "its parquet export may have them: add --revision refs/convert/parquet; " + (
+                    exc.hint or ""
+                )
+            raise
+    patterns = [p for split in splits for p in (f"{split}/{code}.parquet", f"{split}/{code}.jsonl")]
+    return hub.snapshot(REPO, patterns, revision=request.revision, what=f"FLORES+ {code} sentences")
 
 
 def locate(request: FetchRequest, splits: tuple[str, ...]) -> dict[str, list[Path]]:
     code = request.code
     if request.input is None:
-        patterns = [p for split in splits for p in (f"{split}/{code}.parquet", f"{split}/{code}.jsonl")]
-        root = hub.snapshot(REPO, patterns, revision=request.revision, what=f"FLORES+ {code} sentences")
+        root = _download(request, splits)
     else:
         root = input_root(request)
         if root.is_file():
@@ -69,9 +101,9 @@ def locate(request: FetchRequest, splits: tuple[str, ...]) -> dict[str, list[Pat
                 _patterns(code, split),
                 hint="give the file itself or the folder that holds <split>/ (check the code with --code)",
             )
-        located[split] = (
-            files if files[0].parent.name == split and files[0].parent.parent.name == code else files[:1]
-        )
+        sharded = files[0].parent.name == code and files[0].name.startswith(f"{split}-")  # push_to_hub
+        exported = files[0].parent.name == split and files[0].parent.parent.name == code
+        located[split] = files if sharded or exported else files[:1]
     return located
 
 
