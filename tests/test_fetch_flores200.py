@@ -72,7 +72,7 @@ def test_offline_without_the_files_prints_the_hf_download_line(cli, empty_offlin
         result,
         "HF_HUB_OFFLINE=1 and FLORES-200 ron_Latn sentences (parquet) (facebook/flores:"
         " ron_Latn/devtest-*.parquet, ron_Latn/devtest/*.parquet, ron_Latn/*-devtest.parquet) are not in the"
-        " Hugging Face cache; download"
+        " Hugging Face cache; nor has its parquet export (refs/convert/parquet); download"
         " them once with internet (same HF_HOME): hf download facebook/flores --repo-type dataset --include"
         " 'ron_Latn/devtest-*.parquet' 'ron_Latn/devtest/*.parquet' 'ron_Latn/*-devtest.parquet'"
         " (make LANG=... data fetches everything); or give --input PATH",
@@ -120,19 +120,50 @@ def test_download_asks_facebook_flores_for_the_languages_parquet_in_any_layout(c
     assert fake.calls[0]["repo_id"] == "openlanguagedata/flores_plus"
 
 
-def test_online_without_the_files_names_the_parquet_export(cli, fake_hub, tmp_path, monkeypatch):  # noqa: F811
+def test_online_without_the_files_says_main_and_the_parquet_export_lack_them(
+    cli,
+    fake_hub,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     (tmp_path / "repo").mkdir()
     (tmp_path / "repo" / "flores.py").write_text("# the loading script\n")
-    fake_hub(tmp_path / "repo")
+    fake = fake_hub(tmp_path / "repo")
     assert_error(
         cli(["fetch", "flores", "-l", "ron", "--edition", "flores200"]),
         "facebook/flores has no FLORES-200 ron_Latn sentences (parquet) (no file matches"
-        " ron_Latn/devtest-*.parquet, ron_Latn/devtest/*.parquet, ron_Latn/*-devtest.parquet); its parquet"
-        " export may have them: add --revision refs/convert/parquet; the source may not have this language",
+        " ron_Latn/devtest-*.parquet, ron_Latn/devtest/*.parquet, ron_Latn/*-devtest.parquet); nor has its"
+        " parquet export (refs/convert/parquet); the source may not have this language",
     )
+    assert [call["revision"] for call in fake.calls] == [None, "refs/convert/parquet"]
+
+
+def test_a_script_only_main_branch_falls_back_to_the_parquet_export(cli, tmp_path, monkeypatch):
+    """facebook/flores is a script dataset: its main branch has flores.py and no data; the hub's parquet
+    export (refs/convert/parquet, <config>/<split>/0000.parquet) has the sentences."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    main, export = tmp_path / "main", tmp_path / "export"
+    main.mkdir()
+    (main / "flores.py").write_text("# the loading script\n")
+    _facebook_flores_parquet(export / "ron_Latn" / "devtest" / "0000.parquet", LINES)
+    calls = []
+
+    def snapshot_download(repo_id, *, revision=None, **kwargs):
+        calls.append(revision)
+        return str(export if revision == "refs/convert/parquet" else main)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    result = cli(["fetch", "flores", "-l", "ron", "--edition", "flores200"])
+    assert result.exit_code == 0, result.stderr
+    assert [r["text"] for r in jsonl(result.stdout)] == LINES
+    assert calls == [None, "refs/convert/parquet"]
+    assert "facebook/flores has no ron_Latn parquet on main; read its parquet export" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -14,14 +14,16 @@ Published formats:
 - FLORES-200 as the hub's ``facebook/flores`` publishes it (what the paper's PPPL script loaded,
   get_pppl_flores_adapter.py:91): parquet with the sentence in column ``sentence`` (and ``id``, ``URL``,
   ``domain``, ``topic``, ...), one folder per language config. ``--edition flores200`` downloads it
-  (``hub.snapshot``, no dataset script is run) from the main branch or ``--revision``, asking for each
+  (``hub.snapshot``, no dataset script is run) from ``--revision``, or else from the main branch and,
+  when that has none of the files (a script dataset's main branch holds no data), from the hub's parquet
+  export ``refs/convert/parquet``, asking for each
   layout a parquet conversion of a config ``<code>`` has: ``<code>/<split>-*.parquet`` (the layout
   ``datasets``' ``push_to_hub`` writes, which public download code uses for facebook/flores),
   ``<code>/<split>/*.parquet`` (the hub's parquet export, ``--revision refs/convert/parquet``) and
   ``<code>/*-<split>.parquet`` (the export's older naming, ``<config>/<name>-<split>.parquet``).
   Not verified against the live repository from here (no network): which of them facebook/flores holds
   today, and whether older revisions keep the script's ``flores200_dataset.tar.gz`` (the tarball is not
-  read). A download that finds none of them says so and names ``--revision refs/convert/parquet``.
+  read). A download that finds none of them in either says so.
 
 ``--input`` is one of those files, or a folder holding ``<split>/<code>.<split|parquet|jsonl>`` (or
 ``flores200_dataset/<split>/...``, or ``<code>/<split>/*.parquet``). Records: ``id`` ``"<split>:<n>"``
@@ -35,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from lrltool import ui
 from lrltool.errors import InputError
 from lrltool.sources import hub
 from lrltool.sources.base import FetchRequest, first_match, input_root, no_files_error, parquet_batches
@@ -42,6 +45,8 @@ from lrltool.streams import Record, Stats, iter_lines, read_records, require
 
 REPO = "openlanguagedata/flores_plus"
 FLORES200_REPO = "facebook/flores"
+#: The hub's parquet export of a dataset repository (the dataset viewer's conversion), a revision.
+PARQUET_EXPORT = "refs/convert/parquet"
 #: ``fetch flores --edition``: what is downloaded without ``--input`` (the hub repository).
 EDITIONS = {"flores_plus": REPO, "flores200": FLORES200_REPO}
 PARQUET_FORM = "FLORES+ parquet (column 'text') or facebook/flores parquet (column 'sentence')"
@@ -69,18 +74,35 @@ def _download(request: FetchRequest, splits: tuple[str, ...]) -> Path:
     it says flores200)."""
     code = request.code
     if request.edition == "flores200":
-        patterns = [p for split in splits for p in _facebook_patterns(code, split)]
-        what = f"FLORES-200 {code} sentences (parquet)"
-        try:
-            return hub.snapshot(FLORES200_REPO, patterns, revision=request.revision, what=what)
-        except InputError as exc:
-            if request.revision is None and not hub.offline() and "no file matches" in exc.message:
-                exc.hint = "its parquet export may have them: add --revision refs/convert/parquet; " + (
-                    exc.hint or ""
-                )
-            raise
+        return _download_facebook_flores(request, splits)
     patterns = [p for split in splits for p in (f"{split}/{code}.parquet", f"{split}/{code}.jsonl")]
     return hub.snapshot(REPO, patterns, revision=request.revision, what=f"FLORES+ {code} sentences")
+
+
+def _download_facebook_flores(request: FetchRequest, splits: tuple[str, ...]) -> Path:
+    """facebook/flores at ``--revision``; without one, its main branch and then its parquet export
+    (``refs/convert/parquet``: a script dataset's main branch holds no data files). The main branch's
+    error is the one raised when neither has the files; a gated repository stops at the first."""
+    code = request.code
+    patterns = [p for split in splits for p in _facebook_patterns(code, split)]
+    what = f"FLORES-200 {code} sentences (parquet)"
+    revisions = [request.revision] if request.revision is not None else [None, PARQUET_EXPORT]
+    first: InputError | None = None
+    for revision in revisions:
+        try:
+            folder = hub.snapshot(FLORES200_REPO, patterns, revision=revision, what=what)
+        except InputError as exc:
+            if "gated" in exc.message:
+                raise
+            first = first or exc
+            continue
+        if revision is not None and revision != request.revision:
+            ui.info(f"fetch flores: facebook/flores has no {code} parquet on main; read its parquet export")
+        return folder
+    assert first is not None
+    if request.revision is None:
+        first.hint = f"nor has its parquet export ({PARQUET_EXPORT}); " + (first.hint or "")
+    raise first
 
 
 def locate(request: FetchRequest, splits: tuple[str, ...]) -> dict[str, list[Path]]:
