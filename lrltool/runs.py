@@ -41,7 +41,8 @@ from typing import Any
 
 from lrltool import __version__, ui
 from lrltool.devices import global_rank
-from lrltool.errors import RunError
+from lrltool.errors import RunError, UsageError
+from lrltool.languages import resolve_language
 from lrltool.streams import atomic_output, exchange, write_error, write_json
 
 TRAINING_JSON = "training.json"
@@ -717,3 +718,76 @@ def library_versions() -> dict[str, str]:
 def settings_dict(settings: Any) -> dict[str, Any]:
     """A settings dataclass as the JSON object training.json records."""
     return asdict(settings)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Publishing a run on the Hugging Face hub (`push`): what train-adapter and finetune runs share
+
+
+def check_repo_id(repo: str) -> None:
+    """UsageError unless ``repo`` is a hub repository id, owner/name."""
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise UsageError(f"'{repo}' is not a repository id", hint="write it as owner/name")
+
+
+def language_tag(code: str | None) -> str | None:
+    """The hub card's ``language`` of a run's language: ISO 639-1 where there is one, else 639-3."""
+    if not code:
+        return None
+    try:
+        language = resolve_language(code.split("+")[0])
+    except Exception:  # a code the registry does not know: the code's language part as given
+        return code.split("_")[0]
+    return language.iso1 or language.iso3
+
+
+def front_matter(meta: dict[str, Any]) -> str:
+    """A model card's YAML front matter (keys in the given order; empty values left out)."""
+    import yaml
+
+    kept = {k: v for k, v in meta.items() if v not in (None, [], {}, "")}
+    return "---\n" + yaml.safe_dump(kept, sort_keys=False, allow_unicode=True, width=1000) + "---\n"
+
+
+def upload_to_hub(
+    folder: Path,
+    repo: str,
+    *,
+    public: bool,
+    token: str | None,
+    message: str,
+    extra: dict[str, Path] | None = None,
+) -> str:
+    """Create the model repository ``repo`` (private unless ``public``; kept if it exists), upload
+    ``folder``'s files to its root with ``HfApi.upload_folder``, then each ``extra`` path in the repository
+    -> local file or folder; its URL. RunError (one line) for any hub, auth or network failure."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    try:
+        url = api.create_repo(repo, private=not public, exist_ok=True, repo_type="model")
+        api.upload_folder(repo_id=repo, folder_path=str(folder), repo_type="model", commit_message=message)
+        for in_repo, local in (extra or {}).items():
+            if local.is_dir():
+                api.upload_folder(
+                    repo_id=repo,
+                    folder_path=str(local),
+                    path_in_repo=in_repo,
+                    repo_type="model",
+                    commit_message=f"{message}: {in_repo}",
+                )
+            else:
+                api.upload_file(
+                    path_or_fileobj=str(local),
+                    path_in_repo=in_repo,
+                    repo_id=repo,
+                    repo_type="model",
+                    commit_message=f"lrltool push: {in_repo}",
+                )
+    except Exception as exc:  # huggingface_hub's HTTP, auth and offline errors
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise RunError(
+            f"the upload to {repo} failed ({type(exc).__name__}: {first})",
+            hint="log in with 'hf auth login' (a token with write access) and check the network",
+        ) from None
+    return str(url)

@@ -237,6 +237,19 @@ INPUT_FORMATS = ("jsonl", "text")
 input_format: str | None = None
 
 
+def text_line_record(number: int, line: bytes) -> Record | InputError | None:
+    """The text record of plain-text line ``number`` (``{"id": "<number>", "text": line}``), None for a
+    blank line (skipped, as run_mlm.py's line-by-line reading does), an unlocated InputError for a line
+    that is not UTF-8. The one rule for every command that reads plain text (RecordReader, cap's batches)."""
+    try:
+        text = line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return InputError("line is not valid UTF-8", hint="save the text file as UTF-8")
+    if not text.strip():
+        return None
+    return {"id": str(number), "text": text}
+
+
 def is_text_input(path: str | os.PathLike[str]) -> bool:
     """Plain text (one record per line) rather than JSONL: a ``.txt`` name; a ``.jsonl`` name never;
     any other name (stdin among them) with ``--input-format text``."""
@@ -386,16 +399,15 @@ class RecordReader:
 
     def _text_records(self, stream: IO[bytes]) -> Iterator[Record]:
         for line in self._lines(stream):
-            try:
-                text = line.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                self.reject(InputError("line is not valid UTF-8", hint="save the text file as UTF-8"))
+            record = text_line_record(self.line, line)
+            if isinstance(record, InputError):
+                self.reject(record)
                 continue
-            if not text.strip():
+            if record is None:
                 continue
             if self.stats is not None:
                 self.stats.records_in += 1
-            yield {"id": str(self.line), "text": text}
+            yield record
 
     def __iter__(self) -> Iterator[Record]:
         with InputStream(self.path) as source:
@@ -537,6 +549,15 @@ def parse_jsonl_lines(data: bytes, first_line: int = 1) -> Iterator[tuple[int, A
             yield number, invalid_line_error("null")
             continue
         yield number, value
+
+
+def parse_text_lines(data: bytes, first_line: int = 1) -> Iterator[tuple[int, Any]]:
+    """``(line number, text record)`` for each non-blank line of ``data`` (a batch of whole plain-text
+    lines), as :func:`parse_jsonl_lines` gives JSON values: an unlocated InputError for a non-UTF-8 line."""
+    for number, line in enumerate(data.split(b"\n"), first_line):
+        value = text_line_record(number, line)
+        if value is not None:
+            yield number, value
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -429,15 +429,22 @@ TENSORBOARD_DIR = "tensorboard"
 def start_trackers(accelerator: Any, run: runs.Run) -> bool:
     """Start the run's ``--report-to`` trackers (none: False): TensorBoard under RUN/tensorboard,
     Weights & Biases under RUN/wandb (offline unless ``WANDB_MODE`` says otherwise), with the run's
-    settings from training.json as the tracker's configuration."""
+    settings from training.json (its scalar values: settings, the command's own fields such as the task,
+    model, method, source, language, seed) as the tracker's configuration."""
     if not accelerator.log_with:
         return False
     config: dict[str, Any] = {}
     if accelerator.is_main_process and run.training_json.is_file():
         info = runs.RunInfo.load(run.path)
-        flat = {**info.settings, "model": info.model, "method": info.method, "lang": info.lang}
+        typed = {"kind": info.kind, "model": info.model, "method": info.method, "source": info.source}
+        flat = {**info.extra, **info.settings, **typed, "lang": info.lang, "seed": info.seed}
         config = {k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool))}
-    wandb = {"dir": str(run.path), "mode": os.environ.get("WANDB_MODE", "offline"), "name": run.path.name}
+    wandb: dict[str, Any] = {}
+    if any(str(getattr(t, "value", t)) == "wandb" for t in accelerator.log_with):
+        # wandb's process-wide settings (its telemetry among them) read WANDB_MODE, not init's mode=:
+        # without it an offline run still looks up and posts to the W&B server (wandb 0.31).
+        os.environ.setdefault("WANDB_MODE", "offline")
+        wandb = {"dir": str(run.path), "mode": os.environ["WANDB_MODE"], "name": run.path.name}
     accelerator.init_trackers("lrltool", config=config, init_kwargs={"wandb": wandb})
     return True
 

@@ -658,3 +658,91 @@ def test_cli_empty_input_or_result_is_refused_like_every_command(cli, tmp_path, 
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and text in result.stderr, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+# --- plain-text input ------------------------------------------------------------------------------
+
+TEXT_LINES = [
+    "Ana are mere.",
+    "",
+    "Bună  ziua\x01 lume.",
+    "   ",
+    "Ana are mere.",
+    "Marea Neagră e la est.",
+    "x",
+]
+
+
+def _jsonl_of_lines(lines: list[str], **extra) -> bytes:
+    """The JSONL records that a plain-text input stands for: one a non-blank line, id = its line number."""
+    records = [{"id": str(n), "text": t, **extra} for n, t in enumerate(lines, 1) if t.strip()]
+    return b"".join(orjson.dumps(r) + b"\n" for r in records)
+
+
+def test_cli_cap_reads_text_files_and_stdin_as_the_equivalent_jsonl(cli, tmp_path):
+    txt = tmp_path / "corpus.txt"
+    txt.write_text("\n".join(TEXT_LINES) + "\n", encoding="utf-8")
+    jsonl = tmp_path / "corpus.jsonl"
+    jsonl.write_bytes(_jsonl_of_lines(TEXT_LINES, lang="ron_Latn"))
+    expected = cli(["cap", str(jsonl), "--min-chars", "2", "-q"])
+    assert expected.exit_code == 0, expected.stderr
+    assert [r["id"] for r in map(orjson.loads, expected.stdout.splitlines())] == ["1", "3", "6"]
+    from_file = cli(["cap", str(txt), "--min-chars", "2", "--lang", "ro", "-q"])
+    assert from_file.exit_code == 0, from_file.stderr
+    assert from_file.stdout == expected.stdout
+    from_stdin = cli(
+        ["cap", "--input-format", "text", "--min-chars", "2", "-l", "Romanian", "-q"], input=txt.read_text()
+    )
+    assert from_stdin.exit_code == 0, from_stdin.stderr
+    assert from_stdin.stdout == expected.stdout
+    # the same split files, by the same ids
+    for name, source in (("a", txt), ("b", jsonl)):
+        args = ["cap", str(source), "--split", "train=0.5,validation=0.5", "-o", str(tmp_path / name), "-q"]
+        assert cli([*args, "--lang", "ron"] if name == "a" else args).exit_code == 0
+    for split in ("train", "validation"):
+        a, b = (list(read_records(tmp_path / n / f"{split}.jsonl.zst")) for n in "ab")
+        assert a == b
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cap_text_batches_equal_the_record_reader(tmp_path, workers):
+    path = tmp_path / "big.txt"
+    rng = random.Random(3)
+    lines = [
+        " ".join(rng.choice(["ana", "are", "mere", "pere", "", "\t"]) for _ in range(5)) for _ in range(400)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    cap_records(input_path=path, output=out, workers=workers, batch_bytes=256, keep_duplicates=True)
+    expected = [
+        {"id": r["id"], "text": reference_clean(r["text"])}
+        for r in read_records(path)  # RecordReader's plain-text records (train-adapter's reader)
+        if reference_clean(r["text"])
+    ]
+    assert list(read_records(out)) == expected and len(expected) > 300
+
+
+def test_cli_cap_text_bad_utf8_line_is_one_error_naming_file_and_line(cli, tmp_path):
+    txt = tmp_path / "bad.txt"
+    txt.write_bytes(b"good line\n\nanother\n\xff\xfe broken\nlast\n")
+    result = cli(["cap", str(txt), "-o", str(tmp_path / "out.jsonl")])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"error: {txt}:4: line is not valid UTF-8; save the text file as UTF-8"
+    )
+    assert "Traceback" not in result.stderr and not (tmp_path / "out.jsonl").exists()
+    result = cli(["cap", "--input-format", "text"], input=txt.read_bytes())
+    assert (
+        result.exit_code == 1
+        and "<stdin>:4: line is not valid UTF-8" in result.stderr
+        and result.stdout == ""
+    )
+    result = cli(["cap", str(txt), "--skip-bad-lines", "-q"])
+    assert result.exit_code == 0 and [r["id"] for r in map(orjson.loads, result.stdout.splitlines())] == [
+        "1",
+        "3",
+        "5",
+    ]
+    result = cli(["cap", "--input-format", "csv"], input="x\n")
+    assert result.exit_code == 2 and "unknown --input-format 'csv'" in result.stderr

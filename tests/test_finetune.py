@@ -24,6 +24,7 @@ from lrltool.downstream.data import Example, align_words, collate, encode_exampl
 from lrltool.downstream.model import build_task_model, load_finetuned
 from lrltool.errors import InputError, ModelError, UsageError
 from lrltool.tasks import TASKS, get_task
+from tests.wandb_helpers import wandb_run
 
 SIB200_LABELS, WIKIANN_TAGS = TASKS["tc"].labels, TASKS["ner"].labels
 FAST = dict(max_steps=4, batch_size=8, eval_steps=2)
@@ -814,6 +815,28 @@ def test_finetune_reports_validation_scores_to_tensorboard(tiny_xlmr, data_dirs,
     assert [s.value for s in scalars] == pytest.approx([v for _, v in f1], rel=1e-6)
     info = json.loads((tmp_path / "run" / "training.json").read_text())
     assert info["settings"]["grad_accum"] == 2 and info["steps_per_epoch"] == 2  # 32 examples / (8 x 2)
+
+
+def test_finetune_reports_to_wandb_offline(tiny_xlmr, data_dirs, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")  # restored after the test (lrltool sets it when unset)
+    for name in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    prep = ft.prepare(task="tc", model=str(tiny_xlmr), data=data_dirs["tc"], lang_adapters=[], fusion=False)
+    ft.train_run(prep, ft.make_settings("tc", **FAST), out=tmp_path / "run", device="cpu", report_to="wandb")
+    history, config = wandb_run(tmp_path / "run")
+    log = read_jsonl(tmp_path / "run" / "log.jsonl")
+    for tag, key in (
+        ("train/learning_rate", "lr"),
+        ("eval/macro_f1", "eval_macro_f1"),
+        ("eval/loss", "eval_loss"),
+    ):
+        expected = [(e["step"], e[key]) for e in log if key in e]
+        assert [(row["_step"], row[tag]) for row in history if tag in row] == expected, tag
+    losses = [(row["_step"], round(row["train/loss"], 6)) for row in history]  # log.jsonl keeps 6 digits
+    assert losses == [(e["step"], e["loss"]) for e in log if "loss" in e]
+    assert [row["_step"] for row in history if "eval/macro_f1" in row] == [2, 4]
+    assert config["task"] == "tc" and config["max_steps"] == 4 and config["batch_size"] == 8
 
 
 def test_a_run_without_a_language_is_refused_and_takes_the_records_lang(cli, tiny_xlmr, data_dirs, tmp_path):

@@ -89,3 +89,8 @@ def test_make_plan_counts_runs_and_uses_measured_throughput_and_sizes(tmp_path):
     # tc: baseline + 2 adapters + fusion = 4 variants x 2 seeds; 20 epochs x ceil(70 / 32) = 60 steps each
     assert lines["task runs (seeds)"][-5:-2] == ["8", "480", "4.00"]
     assert "run `make LANG=... data` first" not in result.stdout
+    unmeasured = _make("-s", "LANG=ro", "plan", f"OUT={tmp_path / 'empty'}", "TASKS=tc", "FULL=no")
+    assert (
+        "pass a measured throughput for a run not yet done here: ADAPTER_STEPS_PER_SEC=" in unmeasured.stdout
+    )
+    assert "make LANG=ron_Latn plan (FINETUNE_STEPS_PER_SEC likewise)" in unmeasured.stdout

@@ -166,3 +166,152 @@ def test_plain_adapters_code_needs_the_pickle_file(tiny_xlmr, tmp_path):
     safe = plain(use_safetensors=True)
     for n in saved:
         torch.testing.assert_close(safe[n], saved[n], rtol=0, atol=0)
+
+
+# --- finetune runs ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def task_runs(tiny_xlmr, tmp_path_factory) -> dict:
+    """A finetune --seeds 1,2 root (task adapter), a full fine-tuning run, and eval's records of the root."""
+    from task_helpers import make_task_data
+    from typer.testing import CliRunner
+
+    from lrltool.cli import app
+
+    root = tmp_path_factory.mktemp("publish-tc")
+    data = make_task_data(root / "tc", "tc")
+    base = ["finetune", "-t", "tc", "-d", str(data), "-m", str(tiny_xlmr), "--device", "cpu", "-b", "8"]
+    base += ["--max-steps", "2", "--eval-steps", "2", "--lang", "ron"]
+    runner = CliRunner()
+    for extra in (
+        ["--seeds", "1,2", "-o", str(root / "seeds")],
+        ["--task-method", "full", "-o", str(root / "full")],
+    ):
+        result = runner.invoke(app, [*base, *extra])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["eval", "--task", "tc", "--run", str(root / "seeds"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    (root / "results.jsonl").write_text(result.stdout)
+    return {"seeds": root / "seeds", "full": root / "full", "results": root / "results.jsonl"}
+
+
+TASK_FILES = [
+    "README.md",
+    "adapter.safetensors",
+    "adapter_config.json",
+    "head_config.json",
+    "model_head.safetensors",
+    "pytorch_adapter.bin",
+    "pytorch_model_head.bin",
+    "training.json",
+]
+
+
+def test_push_of_a_finetune_seeds_root_names_the_seeds_and_a_seed_lists_its_files(
+    cli, task_runs, monkeypatch
+):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", None)  # any use of the hub would fail
+    result = cli(["push", str(task_runs["seeds"]), "me/xlmr-ron-tc", "--dry-run"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"{task_runs['seeds']} holds the finetune runs of several seeds (seed-1, seed-2)" in result.stderr
+    assert f"lrltool push {task_runs['seeds'] / 'seed-1'} REPO" in result.stderr
+    result = cli(["push", str(task_runs["seeds"] / "seed-2"), "me/xlmr-ron-tc", "--dry-run"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == TASK_FILES
+    assert "8 files would go to me/xlmr-ron-tc (private)" in result.stderr
+    assert not (task_runs["seeds"] / "seed-2" / "adapter" / "README.md").exists()  # dry run: nothing written
+    result = cli(["push", str(task_runs["full"]), "me/xlmr-ron-tc-full", "--dry-run"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == sorted(
+        [*(p.name for p in (task_runs["full"] / "model").iterdir()), "README.md", "training.json"]
+    )
+    assert "config.json" in result.stdout and "model.safetensors" in result.stdout
+
+
+def test_push_of_a_finetune_run_uploads_the_task_adapter_with_a_hub_card(cli, task_runs, monkeypatch):
+    import huggingface_hub
+
+    run = task_runs["seeds"] / "seed-1"
+    FakeHub.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    result = cli(
+        ["push", str(run), "me/xlmr-ron-tc", "--results", str(task_runs["results"]), "--license", "mit"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert FakeHub.calls[1] == (
+        "create_repo",
+        "me/xlmr-ron-tc",
+        {"private": True, "exist_ok": True, "repo_type": "model"},
+    )
+    _, upload, names = FakeHub.calls[2]
+    assert upload["repo_id"] == "me/xlmr-ron-tc" and Path(upload["folder_path"]) == run / "adapter"
+    assert upload["repo_type"] == "model" and names == [f for f in TASK_FILES if f != "training.json"]
+    assert FakeHub.calls[3][1]["path_in_repo"] == "training.json" and len(FakeHub.calls) == 4
+    assert Path(FakeHub.calls[3][1]["path_or_fileobj"]) == run / "training.json"
+    info = json.loads((run / "training.json").read_text())
+    test = {
+        r["metric"]: r["value"]
+        for r in map(json.loads, task_runs["results"].read_text().splitlines())
+        if r["seed"] == 1 and r["aggregate"] is None
+    }
+    card = (run / "adapter" / "README.md").read_text()
+    meta = _front_matter(card)
+    assert meta == {
+        "library_name": "adapter-transformers",
+        "pipeline_tag": "text-classification",
+        "tags": ["adapter-transformers", "xlm-roberta", "tc", "sib200", "task-adapter", "lrltool"],
+        "datasets": ["Davlan/sib200"],
+        "language": ["ro"],
+        "license": "mit",
+        "metrics": ["f1", "accuracy"],
+        "model-index": [
+            {
+                "name": "xlmr-ron-tc",
+                "results": [
+                    {
+                        "task": {"type": "text-classification", "name": "topic classification (SIB-200)"},
+                        "dataset": {
+                            "type": "Davlan/sib200",
+                            "name": "sib200",
+                            "split": split,
+                            "config": "ron_Latn",
+                        },
+                        "metrics": metrics,
+                    }
+                    for split, metrics in (
+                        (
+                            "validation",
+                            [{"type": "f1", "value": round(info["best_score"], 4), "name": "macro-F1"}],
+                        ),
+                        (
+                            "test",
+                            [
+                                {"type": "f1", "value": round(test["macro_f1"], 4), "name": "macro-F1"},
+                                {"type": "accuracy", "value": round(test["accuracy"], 4), "name": "accuracy"},
+                            ],
+                        ),
+                    )
+                ],
+            }
+        ],
+    }  # no base_model: the base is a local folder, not a hub id
+    assert f"| macro-F1 | {test['macro_f1']:.4f} | 12 |" in card
+    assert "model.load_adapter(REPO, source='hf', load_as='tc', use_safetensors=True)" in card
+
+
+def test_push_of_a_full_finetune_run_says_transformers(cli, task_runs, monkeypatch):
+    import huggingface_hub
+
+    FakeHub.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    result = cli(["push", str(task_runs["full"]), "me/full", "--public"])
+    assert result.exit_code == 0, result.stderr
+    assert FakeHub.calls[1][2]["private"] is False
+    assert Path(FakeHub.calls[2][1]["folder_path"]) == task_runs["full"] / "model"
+    meta = _front_matter((task_runs["full"] / "model" / "README.md").read_text())
+    assert meta["library_name"] == "transformers" and meta["tags"][:2] == ["transformers", "xlm-roberta"]
+    assert "task-adapter" not in meta["tags"] and meta["metrics"] == ["f1"]  # validation only: no --results
+    assert [r["dataset"]["split"] for r in meta["model-index"][0]["results"]] == ["validation"]

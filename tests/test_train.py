@@ -18,6 +18,7 @@ from lrltool import devices, models, runs, training
 from lrltool.lm import adapter, data
 from lrltool.tiny import corpus_lines
 from tests.paths import ROOT
+from tests.wandb_helpers import run_offline_wandb, wandb_run
 
 STEPS_ARGS = ["--batch-size", "4", "--max-length", "32", "--eval-steps", "3", "--log-steps", "1"]
 
@@ -943,6 +944,27 @@ def test_report_to_tensorboard_writes_the_logged_values(cli, tiny_xlmr, corpus, 
     assert [s.step for s in scalars["eval/loss"]] == [3, 6]
     assert [s.step for s in scalars["train/tokens_per_second"]] == [1, 2, 3, 4, 5, 6]
     assert all(s.value > 0 for s in scalars["train/tokens_per_second"])
+
+
+@pytest.mark.slow
+def test_report_to_wandb_logs_offline_into_the_run_folder(tiny_xlmr, corpus, tmp_path):
+    out = tmp_path / "run"
+    args = ["train-adapter", "-m", tiny_xlmr, "-o", out, "--train", corpus, *STEPS_ARGS, "--device", "cpu"]
+    proc, network = run_offline_wandb([*args, "--max-steps", "3", "--report-to", "wandb"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and network == []  # offline: no lookup, no connection (wandb's telemetry)
+    history, config = wandb_run(out)
+    log = runs.read_log(out / "log.jsonl")
+    assert [row["_step"] for row in history] == [1, 2, 3]
+    for tag, key in (("train/loss", "loss"), ("train/learning_rate", "lr"), ("eval/loss", "eval_loss")):
+        expected = [(e["step"], e[key]) for e in log if key in e]
+        assert [(row["_step"], row[tag]) for row in history if tag in row] == expected, tag
+    assert [row["_step"] for row in history if "eval/loss" in row] == [3]
+    assert all(row["train/tokens_per_second"] > 0 for row in history)
+    info = json.loads((out / "training.json").read_text())
+    assert config["lr"] == info["settings"]["lr"] == 1e-4 and config["method"] == "seq_bn"
+    assert config["max_steps"] == 3 and config["model"] == str(tiny_xlmr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "wandb-home"]  # wandb writes in RUN/wandb
 
 
 def test_report_to_refuses_unknown_trackers_and_missing_packages(

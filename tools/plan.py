@@ -103,6 +103,11 @@ def main() -> None:
             "pass a measured throughput for a run not yet done here: ADAPTER_STEPS_PER_SEC=... and"
             " FINETUNE_STEPS_PER_SEC=... (a short run prints steps and seconds in its training.json)"
         )
+        print(
+            f"  e.g. on the GPU you will use: make LANG={plan['lang']} adapters TRAIN_ARGS='--max-steps 200'"
+            f" OUT=/tmp/probe; steps / seconds in /tmp/probe/{plan['lang']}/adapters/*/training.json is"
+            f" ADAPTER_STEPS_PER_SEC for make LANG={plan['lang']} plan (FINETUNE_STEPS_PER_SEC likewise)"
+        )
 
 
 if __name__ == "__main__":

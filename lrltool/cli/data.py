@@ -11,7 +11,16 @@ import typer
 
 from lrltool import ui
 from lrltool.cli.app import command
-from lrltool.cli.options import InputArg, OutputOpt, QuietOpt, RevisionOpt, SkipBadOpt, StatsOpt
+from lrltool.cli.options import (
+    InputArg,
+    InputFormatOpt,
+    OutputOpt,
+    QuietOpt,
+    RevisionOpt,
+    SkipBadOpt,
+    StatsOpt,
+    set_input_format,
+)
 
 # --- languages ------------------------------------------------------------------------------------
 
@@ -273,6 +282,7 @@ def verbalize_cli(
     "cap",
     examples=[
         "lrltool cap corpus.jsonl.zst --max-bytes 1G --split train=0.9,validation=0.1 -o data/glotcc",
+        "cat corpus.txt | lrltool cap --input-format text --lang mlt -o corpus.jsonl.zst",
     ],
 )
 def cap_cli(
@@ -325,6 +335,16 @@ def cap_cli(
             " to --max-bytes train=...,validation=... (docs/paper-protocol.md).",
         ),
     ] = False,
+    input_format: InputFormatOpt = None,
+    lang: Annotated[
+        str | None,
+        typer.Option(
+            "--lang",
+            "-l",
+            help="Set this language (an ISO 639 or FLORES code, a name) as 'lang' on records that have"
+            " none: the lines of a plain-text input.",
+        ),
+    ] = None,
     skip_bad_lines: SkipBadOpt = False,
     stats: StatsOpt = None,
     quiet: QuietOpt = False,
@@ -332,12 +352,16 @@ def cap_cli(
     """Clean text records (NFC, no control characters, single spaces), drop exact duplicates, cap the bytes.
 
     Records are kept in input order until the next would push the UTF-8 bytes of the kept texts over
-    --max-bytes; other keys pass through unchanged.
+    --max-bytes; other keys pass through unchanged. Plain text (a .txt file, or stdin with --input-format
+    text) is one record a line, as train-adapter reads it.
     """
     from lrltool.corpus.cap import cap_records, paper_cap_records, parse_size, parse_split, parse_split_sizes
     from lrltool.errors import UsageError
+    from lrltool.languages import resolve_language
 
     ui.configure(quiet=quiet)
+    set_input_format(input_format)
+    code = None if lang is None else resolve_language(lang).code
     if paper_compat:
         if split is not None or keep_duplicates or min_chars != 1:
             raise UsageError("--paper-compat makes its own split and neither cleans nor deduplicates",
@@ -347,6 +371,7 @@ def cap_cli(
             output=output,
             max_bytes=None if max_bytes is None else parse_split_sizes(max_bytes),
             skip_bad_lines=skip_bad_lines,
+            lang=code,
         ).finish(stats)
         return
     if max_bytes is not None and "=" in max_bytes:
@@ -361,6 +386,7 @@ def cap_cli(
         keep_duplicates=keep_duplicates,
         skip_bad_lines=skip_bad_lines,
         workers=workers,
+        lang=code,
     ).finish(stats)
 
 

@@ -66,7 +66,8 @@ ReportToOpt = Annotated[
     str,
     typer.Option(
         "--report-to",
-        help="Follow training live: none, tensorboard (RUN/tensorboard) or wandb (offline, RUN/wandb);"
+        help="Follow training live: none, tensorboard (RUN/tensorboard) or wandb (RUN/wandb, offline unless"
+        " WANDB_MODE=online);"
         " comma-separated for both.",
     ),
 ]

@@ -1,4 +1,5 @@
-"""``push``: publish a train-adapter run on the Hugging Face hub (:mod:`lrltool.lm.publish`)."""
+"""``push``: publish a train-adapter run (:mod:`lrltool.lm.publish`) or a finetune run
+(:mod:`lrltool.downstream.publish`) on the Hugging Face hub."""
 
 from __future__ import annotations
 
@@ -17,10 +18,17 @@ from lrltool.cli.options import QuietOpt
     examples=[
         "lrltool push runs/seq_bn-glotcc me/xlmr-mlt-seq_bn-glotcc --dry-run",
         "lrltool push runs/seq_bn-glotcc me/xlmr-mlt-seq_bn-glotcc --results results.jsonl",
+        "lrltool push runs/tc-seq_bn-glotcc/seed-1 me/xlmr-mlt-sib200 --results results.jsonl --dry-run",
     ],
 )
 def push_cli(
-    run: Annotated[Path, typer.Argument(help="A finished train-adapter run folder.", show_default=False)],
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="A finished train-adapter or finetune run folder (of finetune --seeds: one RUN/seed-N).",
+            show_default=False,
+        ),
+    ],
     repo: Annotated[str, typer.Argument(help="Hub repository id (owner/name); created if missing.")],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List the files that would be uploaded; upload nothing.")
@@ -31,7 +39,8 @@ def push_cli(
     results: Annotated[
         list[str] | None,
         typer.Option(
-            "--results", help="Metric records (eval's) whose perplexity of this run goes on the card."
+            "--results",
+            help="Metric records (eval's): this run's perplexity, or its test scores, go on the card.",
         ),
     ] = None,
     license_: Annotated[
@@ -42,11 +51,13 @@ def push_cli(
     ] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Upload a train-adapter run's adapter (with its AdapterHub card and training.json) to the hub."""
+    """Upload a run's adapter or model (with its hub model card and training.json) to the hub: a
+    train-adapter run (language adapter) or one finetune run (task adapter and head, or a full model)."""
+    from lrltool.downstream.publish import is_task_run, push_task_run
     from lrltool.lm.publish import push
 
     ui.configure(quiet=quiet)
-    files = push(
+    files = (push_task_run if is_task_run(run) else push)(
         run=run,
         repo=repo,
         public=public,

@@ -42,9 +42,11 @@ from lrltool.streams import (
     atomic_files,
     atomic_output,
     display_name,
+    is_text_input,
     not_an_object_error,
     nothing_written,
     parse_jsonl_lines,
+    parse_text_lines,
     read_records,
     require,
 )
@@ -264,6 +266,8 @@ class CleanOptions:
     min_chars: int = 1
     thresholds: tuple[int, ...] | None = None  # split bounds; None: no split
     seed: int = 42
+    text: bool = False  # plain text, one record per line (streams.parse_text_lines), not JSONL
+    lang: str | None = None  # the ``lang`` of records that have none (--lang, for plain text)
 
 
 class CleanedBatch(NamedTuple):
@@ -290,7 +294,10 @@ def clean_batch(data: bytes, first_line: int, options: CleanOptions) -> CleanedB
     splits = bytearray()
     end = 0
     min_chars, thresholds, seed = options.min_chars, options.thresholds, options.seed
-    for number, value in parse_jsonl_lines(data, first_line):
+    lang = options.lang
+    for number, value in (parse_text_lines if options.text else parse_jsonl_lines)(data, first_line):
+        if lang is not None and type(value) is dict and "lang" not in value:
+            value["lang"] = lang
         try:
             if type(value) is not dict:
                 if isinstance(value, InputError):
@@ -546,11 +553,15 @@ def cap_records(
     skip_bad_lines: bool = False,
     workers: int | None = None,
     batch_bytes: int = 4 << 20,
+    lang: str | None = None,
 ) -> Stats:
     """Clean, deduplicate and cap the text records of ``input_path``; write them to ``output``.
 
     Reads JSONL text records (plain/.gz/.zst, ``-`` = stdin) with a string ``text`` (and an ``id``, a
-    string or integer, when splitting). Writes the kept records in input order, every other key
+    string or integer, when splitting), or plain text (``.txt``, or stdin with ``--input-format text``):
+    one record a line, ``{"id": "<line number>", "text": line}``, blank lines skipped, as train-adapter
+    reads it (:func:`lrltool.streams.text_line_record`); ``lang`` is set on records that carry none.
+    Writes the kept records in input order, every other key
     unchanged, to ``output`` (``-`` = stdout, compressed by suffix); with ``split`` (names to fractions
     summing to 1), ``output`` is a folder and each record goes to ``<output>/<name>.jsonl.zst`` by a hash
     of its id and ``seed``, the files appearing together at the end. See the module docstring for the
@@ -577,7 +588,11 @@ def cap_records(
     if workers < 1:
         raise UsageError(f"--workers must be 1 or more, not {workers}")
     options = CleanOptions(
-        min_chars=min_chars, thresholds=split_thresholds(split) if split else None, seed=seed
+        min_chars=min_chars,
+        thresholds=split_thresholds(split) if split else None,
+        seed=seed,
+        text=is_text_input(input_path),
+        lang=lang,
     )
     warned = [0]
 
@@ -672,6 +687,7 @@ def paper_cap_records(
     output: str | os.PathLike[str],
     max_bytes: dict[str, int] | None = None,
     skip_bad_lines: bool = False,
+    lang: str | None = None,
 ) -> Stats:
     """What src/glot/glot_get.py:33-34 (cn_to_nl.py:81-82) and glot_truncate.py:26-47 did, on text records.
 
@@ -697,6 +713,8 @@ def paper_cap_records(
         except InputError as exc:
             reader.reject(exc)
             continue
+        if lang is not None and "lang" not in record:
+            record["lang"] = lang
         records.append(record)
     if len(records) < 10:
         raise InputError(

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lrltool import runs, ui
-from lrltool.errors import InputError, RunError, UsageError
-from lrltool.languages import resolve_language
+from lrltool.errors import InputError, RunError
 from lrltool.records import METRICS, MetricRecord
 from lrltool.streams import atomic_output, read_records
 
@@ -43,16 +42,6 @@ class Measured:
     data_hash: str | None
 
 
-def _language_tag(code: str | None) -> str | None:
-    if not code:
-        return None
-    try:
-        language = resolve_language(code.split("+")[0])
-    except Exception:  # a code the registry does not know: the code's language part as given
-        return code.split("_")[0]
-    return language.iso1 or language.iso3
-
-
 def _front_matter(info: runs.RunInfo, license_: str) -> list[str]:
     full = info.method == "full"
     tags = ["adapter-transformers"] if not full else ["transformers"]
@@ -64,7 +53,7 @@ def _front_matter(info: runs.RunInfo, license_: str) -> list[str]:
     dataset = HUB_DATASETS.get(info.source or "")
     if dataset:
         lines += ["datasets:", f"- {dataset}"]
-    language = _language_tag(info.lang)
+    language = runs.language_tag(info.lang)
     if language:
         lines += ["language:", f"- {language}"]
     lines.append(f"license: {license_}")
@@ -198,8 +187,7 @@ def push(
     path = path.parent if path.name in ("adapter", "model") else path
     if not info.finished:
         raise RunError("the run has not finished", hint="finish it with --resume first", path=str(path))
-    if repo.count("/") != 1 or not all(repo.split("/")):
-        raise UsageError(f"'{repo}' is not a repository id", hint="write it as owner/name")
+    runs.check_repo_id(repo)
     folder = path / ("model" if info.method == "full" else "adapter")
     card = adapterhub_card(info, measured=measured_perplexity(path, info, results), license_=license_)
     files = [*(p.relative_to(folder).as_posix() for p in upload_files(folder)), "training.json"]
@@ -210,29 +198,13 @@ def push(
         return files
     with atomic_output(folder / "README.md") as stream:
         stream.write(card.encode("utf-8"))
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    try:
-        url = api.create_repo(repo, private=not public, exist_ok=True, repo_type="model")
-        api.upload_folder(
-            repo_id=repo,
-            folder_path=str(folder),
-            repo_type="model",
-            commit_message=f"lrltool push: {info.method} adapter for {info.lang}",
-        )
-        api.upload_file(
-            path_or_fileobj=str(path / runs.TRAINING_JSON),
-            path_in_repo="training.json",
-            repo_id=repo,
-            repo_type="model",
-            commit_message="lrltool push: training.json",
-        )
-    except Exception as exc:  # huggingface_hub's HTTP, auth and offline errors
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise RunError(
-            f"the upload to {repo} failed ({type(exc).__name__}: {first})",
-            hint="log in with 'hf auth login' (a token with write access) and check the network",
-        ) from None
+    url = runs.upload_to_hub(
+        folder,
+        repo,
+        public=public,
+        token=token,
+        message=f"lrltool push: {info.method} adapter for {info.lang}",
+        extra={"training.json": path / runs.TRAINING_JSON},
+    )
     ui.info(f"push: {len(files)} files to {url} ({'public' if public else 'private'})")
     return files
