@@ -51,7 +51,7 @@ test: install lint
 
 # --- the pipeline (pipeline.mk) --------------------------------------------------------------------
 # Variables (defaults in pipeline.mk, all documented in README.md): MODEL, METHODS, SOURCES, TASKS,
-# SEEDS, PRESET, DATA, OUT, FULL, FULL_FT, FUSION_METHODS, GLOTCC_CAP, PROMPT_MODEL, CAP_SIZES, ...
+# SEEDS, PRESET, DATA, OUT, FULL, FULL_FT, FUSION_TASKS, FUSION_METHODS, GLOTCC_CAP, PROMPT_MODEL, CAP_SIZES, ...
 # They reach the sub-make as command-line variables; LANG does not reach any recipe's environment.
 PIPELINE = $(MAKE) --no-print-directory -f pipeline.mk LRLTOOL=$(LRLTOOL)
 # The language's code (ron_Latn, fao_Latn, bre_Latn) and the sources that have it, through the registry
@@ -89,10 +89,12 @@ sweep-conceptnet: $(ENV)
 		-o '$(OUT)/{lang}/data/conceptnet-triples.jsonl.zst' \
 		|| echo "sweep: one pass over ConceptNet failed; each language fetches its own" >&2)
 
-# Prints the settings a run would use; also shows that LANG stays out of the recipes' environment.
+# Prints the settings a run would use (pipeline.mk's defaults, which depend on PRESET and MODEL; nothing is
+# resolved or installed); also shows that LANG stays out of the recipes' environment.
 show-config:
 	@echo "language: $(LANGUAGE)"
 	@echo "LANG in the recipe environment: $${LANG-<unset>}"
+	@$(PIPELINE) -s L=$(LANGUAGE) HAVE=- LRLTOOL=true show-config
 
 # --- the offline demo ----------------------------------------------------------------------------------
 # The same chain on examples/ (Romanian) with tiny models built offline; minutes on a laptop.

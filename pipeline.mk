@@ -35,7 +35,12 @@ DATA ?=
 OUT ?= runs
 FULL ?= yes
 FULL_FT ?= yes
-FUSION_METHODS ?= seq_bn
+# AdapterFusion of each method's ConceptNet and GlotCC adapters: for which tasks, of which methods. PRESET=paper
+# as the seed ran it: NER only, seq_bn and seq_bn_inv (src/ner/train_ner.py at 08d2c23:187-226 is its only
+# Fuse; get_results_fusion.py:9 reads both), none for a decoder (its fusion loads MLM adapters only);
+# lrltool's plan (PRESET=): every task, seq_bn.
+FUSION_TASKS ?= $(if $(PRESET),$(if $(filter clm,$(LM_TASK)),,ner),$(TASKS_ASKED))
+FUSION_METHODS ?= $(if $(PRESET),seq_bn seq_bn_inv,seq_bn)
 GLOTCC_CAP ?= 1G
 SPLIT ?= train=0.8,validation=0.1,test=0.1
 PROMPT_MODEL ?=
@@ -87,35 +92,40 @@ missing = $(filter-out $(HAVE),$(1))
 SKIPPED_SOURCES := $(call missing,$(SOURCES))
 SKIPPED_TASKS := $(foreach t,$(TASKS),$(if $(call missing,$(source_$(t))),$(t)))
 HAVE_FLORES := $(filter flores,$(HAVE))
+SOURCES_ASKED := $(SOURCES)
+TASKS_ASKED := $(TASKS)
 override SOURCES := $(filter $(HAVE),$(SOURCES))
 override TASKS := $(filter-out $(SKIPPED_TASKS),$(TASKS))
 SKIP_NOTES := $(strip \
 	$(if $(HAVE_FLORES),,FLORES-200 has no $(L): no $(if $(filter clm,$(LM_TASK)),perplexity,pseudo-perplexity).) \
 	$(foreach s,$(SKIPPED_SOURCES),$(s) has no $(L): no $(s) adapters.) \
 	$(foreach t,$(SKIPPED_TASKS),$(source_$(t)) has no $(L): no $(t) task.))
-$(if $(SKIP_NOTES),$(info lrltool pipeline, skipped for $(L): $(SKIP_NOTES)))
+$(if $(SKIP_NOTES),$(if $(filter show-config,$(MAKECMDGOALS)),,$(info lrltool pipeline, skipped for $(L): $(SKIP_NOTES))))
 REPORT_NOTE := $(if $(SKIP_NOTES),--note "Skipped for $(L) (the sources lack its data): $(SKIP_NOTES)")
 
 ADAPTER_METHODS := $(METHODS) $(if $(filter yes,$(FULL)),full)
 ADAPTERS := $(foreach m,$(ADAPTER_METHODS),$(foreach s,$(SOURCES),$(m)-$(s)))
 HAVE_BOTH := $(and $(filter glotcc,$(SOURCES)),$(filter conceptnet,$(SOURCES)))
+UNFUSABLE := $(filter-out seq_bn seq_bn_inv,$(FUSION_METHODS))
+$(if $(UNFUSABLE),$(error FUSION_METHODS: AdapterFusion fuses bottleneck adapters (seq_bn, seq_bn_inv), not $(UNFUSABLE)))
 FUSIONS := $(if $(HAVE_BOTH),$(foreach m,$(filter $(METHODS),$(FUSION_METHODS)),fusion-$(m)))
-TASK_VARIANTS := baseline $(if $(filter yes,$(FULL_FT)),fullft) $(ADAPTERS) $(FUSIONS)
+# $(call task_variants,TASK): the runs of one task; fusion only for the FUSION_TASKS
+task_variants = baseline $(if $(filter yes,$(FULL_FT)),fullft) $(ADAPTERS) $(if $(filter $(1),$(FUSION_TASKS)),$(FUSIONS))
 
 MLM_METRICS := $(if $(HAVE_FLORES),$(D)/metrics/$(LM_TASK)-base.jsonl \
 	$(foreach a,$(ADAPTERS),$(D)/metrics/$(LM_TASK)-$(a).jsonl))
-TASK_METRICS := $(foreach t,$(TASKS),$(foreach v,$(TASK_VARIANTS),$(D)/metrics/$(t)-$(v).jsonl))
+TASK_METRICS := $(foreach t,$(TASKS),$(foreach v,$(call task_variants,$(t)),$(D)/metrics/$(t)-$(v).jsonl))
 PROMPT_METRICS := $(if $(PROMPT_MODEL),$(foreach t,$(filter $(TASKS),$(PROMPT_TASKS)),\
 	$(foreach k,$(PROMPT_SHOTS),$(D)/metrics/$(t)-prompt-$(k)shot.jsonl)))
 METRICS := $(MLM_METRICS) $(TASK_METRICS) $(PROMPT_METRICS)
 
-.PHONY: all data adapters finetune metrics report sizes plan
+.PHONY: all data adapters finetune metrics report sizes plan show-config
 
 all: report
 data: $(if $(HAVE_FLORES),$(D)/data/flores.jsonl.zst) $(foreach s,$(SOURCES),$(D)/data/$(s)/.done) \
 	$(foreach t,$(TASKS),$(D)/data/$(t)/.done)
 adapters: $(foreach a,$(ADAPTERS),$(D)/adapters/$(a)/.done)
-finetune: $(foreach t,$(TASKS),$(foreach v,$(TASK_VARIANTS),$(D)/tasks/$(t)/$(v)/.done))
+finetune: $(foreach t,$(TASKS),$(foreach v,$(call task_variants,$(t)),$(D)/tasks/$(t)/$(v)/.done))
 metrics: $(METRICS)
 report: $(D)/report/report.md
 
@@ -200,7 +210,7 @@ $(foreach t,$(TASKS),$(eval $(call task_rule,$(t),baseline,,)))
 $(foreach t,$(TASKS),$(eval $(call task_rule,$(t),fullft,--task-method full,)))
 $(foreach t,$(TASKS),$(foreach a,$(ADAPTERS),$(eval $(call task_rule,$(t),$(a),\
 	--lang-adapter $(D)/adapters/$(a),$(D)/adapters/$(a)/.done))))
-$(foreach t,$(TASKS),$(foreach m,$(FUSION_METHODS),$(eval $(call task_rule,$(t),fusion-$(m),\
+$(foreach t,$(filter $(FUSION_TASKS),$(TASKS)),$(foreach m,$(FUSION_METHODS),$(eval $(call task_rule,$(t),fusion-$(m),\
 	--lang-adapter $(D)/adapters/$(m)-conceptnet --lang-adapter $(D)/adapters/$(m)-glotcc --fusion,\
 	$(D)/adapters/$(m)-conceptnet/.done $(D)/adapters/$(m)-glotcc/.done))))
 
@@ -242,10 +252,21 @@ PLAN_JSON = {"lang": "$(L)", "model": "$(MODEL)", "out": "$(D)", "batch": 32, "e
 	"adapter_rate": "$(ADAPTER_STEPS_PER_SEC)", "finetune_rate": "$(FINETUNE_STEPS_PER_SEC)", \
 	"evals": $(words $(METRICS)), \
 	"adapters": [$(subst $(space),$(comma),$(foreach a,$(ADAPTERS),{"run":"$(a)","steps":$(call max_steps,$(lastword $(subst -, ,$(a))))}))], \
-	"tasks": [$(subst $(space),$(comma),$(foreach t,$(TASKS),$(foreach v,$(TASK_VARIANTS),{"task":"$(t)","variant":"$(v)","seeds":$(words $(SEEDS))})))]}
+	"tasks": [$(subst $(space),$(comma),$(foreach t,$(TASKS),$(foreach v,$(call task_variants,$(t)),{"task":"$(t)","variant":"$(v)","seeds":$(words $(SEEDS))})))], \
+	"fusion": {"tasks": "$(strip $(FUSION_TASKS))", "methods": "$(strip $(FUSION_METHODS))"}}
 
 plan:
 	@echo '$(PLAN_JSON)' | $(PYTHON) tools/plan.py
+
+# The settings that decide what runs (the top-level Makefile's show-config prints them).
+show-config:
+	@echo "PRESET: $(or $(PRESET),<none: lrltool's defaults>)"
+	@echo "MODEL: $(MODEL) ($(if $(filter clm,$(LM_TASK)),decoder,encoder))"
+	@echo "METHODS: $(METHODS)"
+	@echo "SOURCES: $(SOURCES_ASKED)"
+	@echo "TASKS: $(TASKS_ASKED)"
+	@echo "FUSION_TASKS: $(or $(strip $(FUSION_TASKS)),<none>)"
+	@echo "FUSION_METHODS: $(FUSION_METHODS)"
 
 # --- how much adaptation data is enough (make LANG=mlt sizes) ------------------------------------------
 # The GlotCC training split capped at each of CAP_SIZES (validation and test stay the same), the same

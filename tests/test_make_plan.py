@@ -86,11 +86,78 @@ def test_make_plan_counts_runs_and_uses_measured_throughput_and_sizes(tmp_path):
     lines = {line.split("  ")[0]: line.split() for line in result.stdout.splitlines()}
     # 2 adapters (seq_bn x glotcc, conceptnet): 100k + 25k steps (paper presets) at the measured 2.5 steps/s
     assert lines["language adapters"][-5:] == ["2", "125,000", "2.50", "13.9", "0.0"]
-    # tc: baseline + 2 adapters + fusion = 4 variants x 2 seeds; 20 epochs x ceil(70 / 32) = 60 steps each
-    assert lines["task runs (seeds)"][-5:-2] == ["8", "480", "4.00"]
+    # tc: baseline + 2 adapters = 3 variants x 2 seeds (the paper preset fuses for NER only); 20 epochs x
+    # ceil(70 / 32) = 60 steps each
+    assert lines["task runs (seeds)"][-5:-2] == ["6", "360", "4.00"]
     assert "run `make LANG=... data` first" not in result.stdout
     unmeasured = _make("-s", "LANG=ro", "plan", f"OUT={tmp_path / 'empty'}", "TASKS=tc", "FULL=no")
     assert (
         "pass a measured throughput for a run not yet done here: ADAPTER_STEPS_PER_SEC=" in unmeasured.stdout
     )
     assert "make LANG=ron_Latn plan (FINETUNE_STEPS_PER_SEC likewise)" in unmeasured.stdout
+
+
+def _fusion_runs(plan: str) -> list[tuple[str, str, str]]:
+    """(task, fused adapters, output) of each fusion finetune that `make -n` plans."""
+    found = []
+    for line in plan.splitlines():
+        if "lrltool finetune" in line and "--fusion" in line:
+            words = line.split()
+            adapters = [words[i + 1].rsplit("/", 1)[1] for i, w in enumerate(words) if w == "--lang-adapter"]
+            found.append(
+                (words[words.index("--task") + 1], "+".join(adapters), words[-1].split("/tasks/")[1])
+            )
+    return found
+
+
+def test_make_fuses_as_the_seed_under_the_paper_preset_and_every_task_otherwise():
+    paper = _make("-n", "LANG=ro", "all")
+    assert paper.returncode == 0, paper.stderr
+    # the seed: src/ner/train_ner.py at 08d2c23:187-226 fuses for NER only, run with seq_bn and seq_bn_inv
+    assert _fusion_runs(paper.stdout) == [
+        ("ner", "seq_bn-conceptnet+seq_bn-glotcc", "ner/fusion-seq_bn"),
+        ("ner", "seq_bn_inv-conceptnet+seq_bn_inv-glotcc", "ner/fusion-seq_bn_inv"),
+    ]
+    assert all("--preset paper" in line for line in paper.stdout.splitlines() if "--fusion" in line)
+    assert "lrltool eval --task ner --run runs/ron_Latn/tasks/ner/fusion-seq_bn_inv" in paper.stdout
+    assert "tasks/tc/fusion" not in paper.stdout and "tasks/sa/fusion" not in paper.stdout
+    ours = _make("-n", "LANG=ro", "all", "PRESET=")
+    assert _fusion_runs(ours.stdout) == [
+        (task, "seq_bn-conceptnet+seq_bn-glotcc", f"{task}/fusion-seq_bn") for task in ("tc", "sa", "ner")
+    ]
+    chosen = _make("-n", "LANG=ro", "all", "PRESET=", "FUSION_TASKS=sa", "FUSION_METHODS=seq_bn_inv")
+    assert _fusion_runs(chosen.stdout) == [
+        ("sa", "seq_bn_inv-conceptnet+seq_bn_inv-glotcc", "sa/fusion-seq_bn_inv")
+    ]
+    lora = _make("-n", "LANG=ro", "all", "FUSION_METHODS=seq_bn lora")
+    assert lora.returncode == 2 and "lrltool finetune" not in lora.stdout
+    assert (
+        "FUSION_METHODS: AdapterFusion fuses bottleneck adapters (seq_bn, seq_bn_inv), not lora"
+        in lora.stderr
+    )
+    # a decoder: the seed fused MLM adapters only (train_ner.py at 08d2c23:193-197 loads .../mlm)
+    decoder = _make("-n", "LANG=ro", "all", "MODEL=meta-llama/Llama-3.2-1B")
+    assert decoder.returncode == 0, decoder.stderr
+    assert _fusion_runs(decoder.stdout) == [] and "lrltool eval --task clm" in decoder.stdout
+
+
+def test_show_config_and_plan_name_the_fusion_runs(tmp_path):
+    paper = _make("-s", "show-config")
+    assert paper.returncode == 0, paper.stderr
+    lines = paper.stdout.splitlines()
+    assert "PRESET: paper" in lines and "FUSION_TASKS: ner" in lines
+    assert "FUSION_METHODS: seq_bn seq_bn_inv" in lines
+    ours = _make("-s", "show-config", "PRESET=").stdout.splitlines()
+    assert "FUSION_TASKS: tc sa ner" in ours and "FUSION_METHODS: seq_bn" in ours
+    decoder = _make("-s", "show-config", "MODEL=meta-llama/Llama-3.2-1B").stdout.splitlines()
+    assert "FUSION_TASKS: <none>" in decoder and "MODEL: meta-llama/Llama-3.2-1B (decoder)" in decoder
+    plan = _make(
+        "-s", "LANG=ro", "plan", f"OUT={tmp_path}", "METHODS=seq_bn seq_bn_inv", "FULL=no", "FULL_FT=no"
+    )
+    assert plan.returncode == 0, plan.stderr
+    assert (
+        "fusion runs: ner/fusion-seq_bn, ner/fusion-seq_bn_inv"
+        " (FUSION_TASKS=ner, FUSION_METHODS=seq_bn seq_bn_inv)" in plan.stdout.splitlines()
+    )
+    # 3 tasks x (baseline + 4 adapters) + 2 NER fusions, 3 seeds each
+    assert plan.stdout.split("task runs (seeds)")[1].split()[0] == str((3 * 5 + 2) * 3)

@@ -452,3 +452,19 @@ def test_train_head_and_global_batch_refuse_what_they_cannot_do(cli, tiny_llama,
     assert not (tmp_path / "b").exists()  # refused before anything is written
     bad = cli([*base, "-o", tmp_path / "c", "--select", "worst"])
     assert bad.exit_code == 2 and "unknown --select 'worst'" in bad.stderr
+
+
+def test_paper_protocol_doc_has_the_fusion_and_decoder_rows():
+    from lrltool.report import protocol
+
+    lines = protocol.render().splitlines()
+    decoder = next(x for x in lines if x.startswith("| finetune on a decoder: lr, batch, epochs |"))
+    # src/tc/1-train_tc.sh, src/sa/1-train_sa.sh, src/ner/1-train_ner.sh at d101b0a (the LLaMA runs)
+    assert (
+        "| lr 0.0001, batch 32, 10 epochs | lr 2e-05; batch TC 16 / SA 8 / NER 8; epochs TC 20 / SA 25"
+        in decoder
+    )
+    fusion = next(x for x in lines if x.startswith("| make: fusion |"))
+    assert "NER only, seq_bn and seq_bn_inv" in fusion and "train_ner.py at 08d2c23:187-226" in fusion
+    not_yet = lines[lines.index("## Not reproduced yet") :]
+    assert not any(x.startswith(("- fusion", "- decoders")) for x in not_yet)

@@ -92,9 +92,10 @@ def test_make_all_plans_the_whole_chain_for_the_resolved_language():
         "lrltool report runs/ron_Latn/metrics/mlm-base.jsonl",
     ):
         assert expected in plan, expected
-    # 3 methods + full, 2 sources; 3 tasks x (baseline, full FT, 8 adapters, 1 fusion) with 3 seeds each
+    # 3 methods + full, 2 sources; 3 tasks x (baseline, full FT, 8 adapters) with 3 seeds each, and NER
+    # fused with seq_bn and with seq_bn_inv (the paper preset's FUSION_TASKS, FUSION_METHODS)
     assert plan.count("lrltool train-adapter") == 8
-    assert plan.count("lrltool finetune") == 3 * 11
+    assert plan.count("lrltool finetune") == 3 * 10 + 2
     ours = _make_dry_run("LANG=ro", "all", "PRESET=")  # lrltool's corrected protocol
     assert "--paper-compat" not in ours and "--preset" not in ours
     assert "lrltool cap runs/ron_Latn/data/glotcc-raw.jsonl.zst --max-bytes 1G --split" in ours

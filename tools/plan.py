@@ -90,6 +90,13 @@ def main() -> None:
             source = f"{measured} finished run(s) under {out}" if measured else "no finished run to measure"
             print(f"{'':24}  steps/s and disk: {source}")
     print(f"{'evaluations':24}{plan['evals']:>8,}")
+    fusion = plan.get("fusion") or {}
+    fused = [f"{r['task']}/{r['variant']}" for r in plan["tasks"] if r["variant"].startswith("fusion-")]
+    print(
+        f"fusion runs: {', '.join(fused) or 'none'}"
+        f" (FUSION_TASKS={fusion.get('tasks') or '<none>'},"
+        f" FUSION_METHODS={fusion.get('methods') or '<none>'})"
+    )
     print(f"total: {total_hours:.1f} GPU hours and {total_gb:.1f} GB for what could be estimated")
     if unknown_adapter:
         print(f"steps unknown for {len(unknown_adapter)} adapter run(s): no --max-steps or PRESET")

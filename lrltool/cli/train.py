@@ -285,7 +285,12 @@ def finetune_cli(
     ] = None,
     old_method: Annotated[str | None, typer.Option("--method", hidden=True)] = None,  # before --task-method
     preset: Annotated[
-        str | None, typer.Option("--preset", help="paper: the paper's lr, batch, epochs, max length.")
+        str | None,
+        typer.Option(
+            "--preset",
+            help="paper: the paper's lr, batch, epochs, max length, head and selection (a decoder: its"
+            " LLaMA runs' lr 2e-5, batch 16 / 8 / 8, epochs 20 / 25 / 25).",
+        ),
     ] = None,
     epochs: Annotated[float | None, typer.Option("--epochs", help=_f("Training epochs.", "epochs"))] = None,
     max_steps: Annotated[
@@ -341,7 +346,8 @@ def finetune_cli(
             "--task-head",
             help=_f(
                 "The task head: model (the transformers class's) or adapters (the adapters library's"
-                " flexible head, a 2-layer tanh MLP on the first token: the seed's; --preset paper).",
+                " flexible head, a 2-layer tanh MLP on the first token, a decoder's last: the seed's;"
+                " --preset paper).",
                 "task_head",
             ),
         ),
@@ -413,4 +419,5 @@ def finetune_cli(
         skip_bad_lines=skip_bad_lines,
         command=_command(),
         deterministic=deterministic,
+        options=options,
     )

@@ -42,6 +42,7 @@ from lrltool.downstream.model import (
     build_task_model,
     combined_source,
     export_task_model,
+    lang_adapter_names,
 )
 from lrltool.errors import InputError, RunError, UsageError
 from lrltool.languages import resolve_language
@@ -82,19 +83,33 @@ class FinetuneSettings:
     select_by: str = "metric"
     seed: int = 42
     preset: str | None = None
+    preset_model: str | None = None  # the model kind the preset's values are for: encoder | decoder
 
 
 PRESETS = ("paper",)
+# --preset paper on a decoder (LLaMA): what the seed's LLaMA runs changed (commit d101b0a, "updated
+# downstream scripts for llama"); the rest is as for encoders (weight decay 0.01: 1-train_*.sh; warmup 0.05,
+# evaluation and saving each epoch, load_best_model_at_end: train_*.py at 08d2c23; max length 256 / 512 /
+# 512: train_tc.py:63, train_sa.py:62, train_ner.py:84; the adapters library's heads: pad = EOS).
+DECODER_PRESET: dict[str, dict[str, Any]] = {
+    "tc": {"lr": 2e-5, "batch_size": 16, "epochs": 20.0},  # src/tc/1-train_tc.sh:46-49
+    "sa": {"lr": 2e-5, "batch_size": 8, "epochs": 25.0},  # src/sa/1-train_sa.sh:44-47
+    "ner": {"lr": 2e-5, "batch_size": 8, "epochs": 25.0},  # src/ner/1-train_ner.sh:47-50
+}
 SELECT_BY = ("metric", "loss")  # FinetuneSettings.select_by
 
 
-def make_settings(task: str, preset: str | None = None, **explicit: Any) -> FinetuneSettings:
+def make_settings(
+    task: str, preset: str | None = None, *, decoder: bool = False, **explicit: Any
+) -> FinetuneSettings:
     """Defaults, then the preset's values, then every explicitly given (non-None) value.
 
     Defaults: lr 1e-4 (2e-5 for method full), batch 32, weight decay 0.01, warmup ratio 0.05, 10 epochs,
     the task's paper max length. ``paper`` (docs/design.md "Downstream"): lr 1e-4, batch 32, weight decay
     0.01, warmup 0.05, epochs TC 20 / SA 25 / NER 100, max length 256 (TC) or 512, evaluation every epoch,
-    NER with every sub-token labelled and scored (``label_all_subwords``, the paper's code).
+    NER with every sub-token labelled and scored (``label_all_subwords``, the paper's code). ``decoder``:
+    the preset's values for a decoder (:data:`DECODER_PRESET`: lr 2e-5, batch TC 16 / SA 8 / NER 8, epochs
+    TC 20 / SA 25 / NER 25), recorded as ``preset_model``.
     """
     spec = get_task(task, among=TRAINABLE_TASKS)
     method = explicit.get("method") or "adapter"
@@ -119,7 +134,10 @@ def make_settings(task: str, preset: str | None = None, **explicit: Any) -> Fine
             # train_tc.py (0cf3abd):194-208, train_sa.py (4213cd5):209, train_ner.py (08d2c23):254:
             # load_best_model_at_end=True without metric_for_best_model, i.e. the lowest eval loss
             select_by="loss",
+            preset_model="decoder" if decoder else "encoder",
         )
+        if decoder:
+            values.update(DECODER_PRESET[spec.name])
     values["preset"] = preset
     settings = training.make_settings(FinetuneSettings, values, explicit)
     _check_settings(settings)
@@ -157,6 +175,35 @@ def _check_settings(s: FinetuneSettings) -> None:
     if not 0 <= s.warmup_ratio < 1:
         raise UsageError(f"--warmup-ratio must be in [0, 1), not {s.warmup_ratio}")
     training.check_non_negative(s, "weight_decay")
+
+
+def settings_for_model(
+    settings: FinetuneSettings, prep: Prepared, options: dict[str, Any] | None = None
+) -> FinetuneSettings:
+    """The settings for the prepared model: a preset's values are the encoder's or the decoder's.
+
+    ``options``: the explicit values ``settings`` were made from (the command line's); given, settings made
+    for the other kind of model are made again for this one. Refuses (UsageError) settings of a preset
+    made for the other kind without ``options``, and a decoder fusion under a preset: the seed fused encoder
+    adapters only (src/ner/train_ner.py at 08d2c23:193-197 loads MLM adapters; its LLaMA runs have none).
+    """
+    kind = "decoder" if prep.base.is_decoder else "encoder"
+    if settings.preset is None:
+        return settings
+    if kind == "decoder" and prep.fusion:
+        raise UsageError(
+            f"--preset {settings.preset} fuses encoder adapters only, as the paper's code did",
+            hint="drop --fusion, or drop --preset to fuse decoder adapters with lrltool's settings",
+        )
+    if settings.preset_model == kind:
+        return settings
+    if options is None:
+        raise UsageError(
+            f"these --preset {settings.preset} settings hold its {settings.preset_model} values, and"
+            f" {prep.model_name} is {'a decoder' if kind == 'decoder' else 'an encoder'}",
+            hint=f"make them with make_settings(..., decoder={kind == 'decoder'})",
+        )
+    return make_settings(prep.spec.name, settings.preset, decoder=kind == "decoder", **options)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -232,6 +279,8 @@ def prepare(
         for info in lang_infos
         if info.get("model") and info["model"] != model
     ]
+    if fusion and (inverse := _invertible_note(lang_infos)):
+        notes.append(inverse)
     data_dir, train, validation = _read_splits(spec, data, skip_bad_lines=skip_bad_lines)
     if validation is None:
         notes.append(f"no validation split in {data_dir}: the last step's weights are exported")
@@ -290,6 +339,25 @@ def _lang_adapter_infos(lang_adapters: Sequence[str], *, fusion: bool, method: s
     if fusion and method == "full":
         raise UsageError("--fusion trains a task adapter", hint="drop --method full")
     return lang_infos
+
+
+def _invertible_note(lang_infos: Sequence[dict[str, Any]]) -> str | None:
+    """Which invertible adapter a fusion applies: the adapters library fuses none; the first adapter of the
+    active setup's applies at the embeddings (``invertible_adapters_forward``), as in the seed's
+    ``Stack(Fuse(conceptnet, glot), ner)`` (src/ner/train_ner.py at 08d2c23:200-215)."""
+    names = lang_adapter_names(lang_infos)
+    invertible = [n for info, n in zip(lang_infos, names, strict=True) if info["method"] == "seq_bn_inv"]
+    if not invertible:
+        return None
+    used = names[0] if names[0] in invertible else None
+    unused = [n for n in invertible if n != used]
+    said = (
+        [f"the invertible adapter of {used} (the first --lang-adapter) applies at the embeddings"]
+        if used
+        else []
+    )
+    said += [f"that of {', '.join(unused)} is not used"] if unused else []
+    return "fusion: " + "; ".join(said) + " (the adapters library fuses no invertible adapters)"
 
 
 def _read_splits(
@@ -554,6 +622,7 @@ def train_run(
     Refuses a ``resume`` whose settings, data or language adapters differ from the interrupted run's, and
     several processes (finetune trains in one).
     """
+    settings = settings_for_model(settings, prep)
     if run is None:
         if out is None:
             raise TypeError("train_run needs run or out")
@@ -681,6 +750,11 @@ def _start(
         lang_adapter_names=task.lang_names,
         head_parameters=task.head_names,
         max_length=work.max_length,
+        # batches are right-padded with the tokenizer's pad token (a decoder without one: EOS, as the seed's
+        # LLaMA runs set it); a classification head reads the first token, a decoder's the last real one
+        padding_side="right",
+        pad_token=task.tokenizer.pad_token,
+        pooling=None if prep.spec.kind == "tagging" else "last" if task.source.is_decoder else "first",
         steps_per_epoch=work.steps_per_epoch,
         eval_every_steps=work.eval_every,
         best_score=None,
@@ -715,8 +789,12 @@ def finetune(
     skip_bad_lines: bool = False,
     command: str | None = None,
     deterministic: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Train a task model (or one per seed into OUTDIR/seed-N); return the training.json of each.
+
+    ``options``: the explicit values ``settings`` were made from; with a preset, the settings are made
+    again for a decoder (:func:`settings_for_model`).
 
     Reads DIR/train and DIR/validation (JSONL, .zst/.gz) and the language adapter(s); writes the run
     folder(s). Refuses, before writing anything: unknown labels, empty splits, a language adapter made
@@ -742,6 +820,7 @@ def finetune(
         revision=revision,
         skip_bad_lines=skip_bad_lines,
     )
+    settings = settings_for_model(settings, prep, options)
     extra = {"precision": precision, "report_to": report_to}
     devices.parse_report_to(report_to)  # before any work: an unknown tracker or a missing package
     with devices.deterministic(deterministic):

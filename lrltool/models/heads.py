@@ -210,6 +210,8 @@ def load_fusion(model: Any, path: str | Path, adapter_names: Sequence[str]) -> N
 TASK_HEAD_KINDS: tuple[str, ...] = ("model", "adapters")  # the transformers class's head | the library's
 _FIRST_TOKEN_CLASSIFIERS = ("xlm-roberta", "roberta", "camembert")  # classifier(sequence_output)
 _POOLER_CLASSIFIERS = ("bert",)  # classifier(dropout(pooler(sequence_output)))
+# score(hidden) at every position, then the last token that is not padding (LlamaForSequenceClassification)
+_LAST_TOKEN_CLASSIFIERS = ("llama",)
 
 
 def _head_dropout(config: Any) -> float:
@@ -221,19 +223,21 @@ def _head_dropout(config: Any) -> float:
     return 0.0
 
 
-def seed_classification_head(model: Any, num_labels: int) -> Any:
+def seed_classification_head(model: Any, num_labels: int, *, first_token: bool = True) -> Any:
     """The adapters library's ``ClassificationHead`` (layers=2, tanh, no pooler) as a plain module.
 
     Dropout, Linear(h, h), Tanh, Dropout, Linear(h, num_labels) on the first token's hidden state, the
     modules numbered 0-4 as the library numbers them (so its weights load by name) and initialised with
     the model's ``_init_weights`` as the library does. Called with (batch, seq, hidden) it takes the first
-    token; with (batch, hidden) it is applied as is.
+    token; with (batch, hidden) it is applied as is. ``first_token=False`` (decoders): applied at every
+    position, the model's own pooling then picks the last token (every layer acts per position, so this is
+    the library's head on the last token, as LlamaAdapterModel's ``cls_output`` gives it).
     """
     from torch import nn
 
     class SeedClassificationHead(nn.Sequential):
         def forward(self, features: Any, *args: Any, **kwargs: Any) -> Any:
-            return super().forward(features[:, 0] if features.dim() == 3 else features)
+            return super().forward(features[:, 0] if first_token and features.dim() == 3 else features)
 
     hidden, dropout = model.config.hidden_size, _head_dropout(model.config)
     head = SeedClassificationHead(
@@ -255,18 +259,28 @@ def install_task_head(model: Any, kind: str, *, head: str, head_names: Sequence[
     sequence classification :func:`seed_classification_head` replaces the classifier (BERT: its pooler
     becomes the first token and the dropout before the classifier moves into the head, so no pretrained
     pooler is used, as in the library); for tagging the library's ``TaggingHead`` (layers=1: Dropout,
-    Linear) is what the token-classification classes already have, so nothing changes.
+    Linear) is what the token-classification classes already have, so nothing changes, except a decoder's
+    dropout: the library's is 0 where the config names none (LLaMA), transformers' 0.1.
+    Decoders (LLaMA, the seed's later commits d101b0a: AutoAdapterModel + the same heads): the
+    classification head on the last non-padding token, the class's own pooling (right padding, pad = EOS).
     """
     if kind not in TASK_HEAD_KINDS:
         raise ModelError(f"unknown task head '{kind}'", hint=f"choose one of {', '.join(TASK_HEAD_KINDS)}")
-    if kind == "model" or head == "token-classification":
+    if kind == "model":
         return list(head_names)
     from torch import nn
 
     model_type = model.config.model_type
-    new = seed_classification_head(model, model.config.num_labels)
-    if model_type in _FIRST_TOKEN_CLASSIFIERS:
-        model.classifier = new
+    if head == "token-classification":
+        if model_type in _LAST_TOKEN_CLASSIFIERS:
+            model.dropout = nn.Dropout(_head_dropout(model.config))
+        return list(head_names)
+    attribute = "score" if model_type in _LAST_TOKEN_CLASSIFIERS else "classifier"
+    new = seed_classification_head(
+        model, model.config.num_labels, first_token=model_type not in _LAST_TOKEN_CLASSIFIERS
+    )
+    if model_type in _FIRST_TOKEN_CLASSIFIERS or model_type in _LAST_TOKEN_CLASSIFIERS:
+        setattr(model, attribute, new)
     elif model_type in _POOLER_CLASSIFIERS:
 
         class FirstToken(nn.Module):
@@ -278,9 +292,9 @@ def install_task_head(model: Any, kind: str, *, head: str, head_names: Sequence[
         model.classifier = new
     else:
         raise ModelError(
-            f"the adapters library's classification head is built here for BERT and XLM-R models, "
+            f"the adapters library's classification head is built here for BERT, XLM-R and LLaMA models, "
             f"not {model_type}",
             hint="use --task-head model",
         )
     kept = set(head_names)
-    return [name for name, _ in model.named_parameters() if name in kept or name.startswith("classifier.")]
+    return [name for name, _ in model.named_parameters() if name in kept or name.startswith(f"{attribute}.")]
