@@ -151,23 +151,16 @@ class _DecompressingReader(io.RawIOBase):
         self._buffer = self._buffer[n:]  # a view: no copy of the rest
         return n
 
+    #: The read-ahead thread did not stop (it is blocked reading a stalled pipe and holds the file's lock).
+    stuck = False
+
     def close(self) -> None:
         if isinstance(self._source, _ReadAhead):
-            self._source.close()
+            self.stuck = not self._source.close()
         super().close()
 
 
 _END = object()
-
-
-def read_ahead(source: Iterator[Any], depth: int) -> Iterator[Any]:
-    """``source``'s items, produced by a background thread at most ``depth`` items ahead of the consumer
-    (for work that releases the GIL: decompression, numpy). The thread stops when the consumer stops."""
-    ahead = _ReadAhead(source, depth)
-    try:
-        yield from ahead
-    finally:
-        ahead.close()
 
 
 class _ReadAhead:
@@ -218,9 +211,11 @@ class _ReadAhead:
             raise item
         return item
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Stop the thread; whether it stopped (a thread blocked in a read stops only when the read ends)."""
         self._stop.set()
         self._thread.join(timeout=1.0)
+        return not self._thread.is_alive()
 
 
 def _stdin_is_terminal() -> bool:
@@ -321,6 +316,8 @@ class InputStream:
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()  # stops the read-ahead thread before its file is closed
+            if self._reader.stuck:  # closing would wait for its read forever: the process exit closes it
+                return
         if self.raw is not sys.stdin.buffer:
             with contextlib.suppress(Exception):
                 self.raw.close()

@@ -43,17 +43,25 @@ def _wait_for(predicate, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("command", ["cap", "verbalize", "fetch"])
+@pytest.mark.parametrize("command", ["cap", "verbalize", "fetch", "fetch-gz"])
 def test_sigterm_removes_the_temporary_output_and_says_so(tmp_path, command):
+    """fetch-gz: a gzip member then a stalled pipe, read by the decompressing thread, which holds the
+    file's lock while it waits: the process must still end (the file is left to the exit to close)."""
     out = tmp_path / "out.jsonl.zst"
     fifo = tmp_path / "dump.csv"
     args = {
         "cap": ["cap", "-o", out],
         "verbalize": ["verbalize", "-o", out],
         "fetch": ["fetch", "conceptnet", "--lang", "ron", "--input", fifo, "-o", out],
+        "fetch-gz": ["fetch", "conceptnet", "--lang", "ron", "--input", fifo, "-o", out],
     }[command]
-    data = {"cap": _texts, "verbalize": _triples, "fetch": _conceptnet_lines}[command]()
-    if command == "fetch":
+    data = {
+        "cap": _texts,
+        "verbalize": _triples,
+        "fetch": _conceptnet_lines,
+        "fetch-gz": lambda: gzip.compress(_conceptnet_lines()),
+    }[command]()
+    if command.startswith("fetch"):
         os.mkfifo(fifo)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LRLTOOL_PROGRESS": "0"}
     proc = subprocess.Popen(
@@ -64,7 +72,7 @@ def test_sigterm_removes_the_temporary_output_and_says_so(tmp_path, command):
         cwd=ROOT,
         env=env,
     )
-    sink = proc.stdin if command != "fetch" else None
+    sink = proc.stdin if not command.startswith("fetch") else None
 
     def feed() -> None:  # write the data and keep the input open: the command waits for more
         stream = sink if sink is not None else open(fifo, "wb")  # noqa: SIM115 - closed by the test's end
@@ -94,7 +102,7 @@ def test_sigterm_removes_the_temporary_output_and_says_so(tmp_path, command):
     assert proc.returncode == 143
     assert stderr.decode().strip().splitlines()[-1] == "terminated (SIGTERM)"
     assert "Traceback" not in stderr.decode()
-    assert sorted(p.name for p in tmp_path.iterdir()) == (["dump.csv"] if command == "fetch" else [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["dump.csv"] if command.startswith("fetch") else [])
 
 
 def test_an_unattributed_full_disk_or_read_only_error_is_one_line(cli, monkeypatch):

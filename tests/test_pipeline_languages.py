@@ -49,7 +49,8 @@ def test_faroese_plans_everything_but_sentiment(lrltool_bin):
     assert f"{lrltool_bin} fetch wikiann --lang fao_Latn  -o runs/fao_Latn/data/ner" in plan
     assert "fetch sentiment" not in plan and "--task sa" not in plan
     assert plan.count(f"{lrltool_bin} train-adapter") == 8
-    assert plan.count(f"{lrltool_bin} finetune") == 2 * 11  # tc and ner
+    # PRESET=paper: tc 10 variants (baseline, 8 adapters, full); ner the same + the 2 fusions the seed ran
+    assert plan.count(f"{lrltool_bin} finetune") == 10 + 12
     assert (
         '--note "Skipped for fao_Latn (the sources lack its data): sentiment has no fao_Latn: no sa task."'
         in (plan)
@@ -66,7 +67,7 @@ def test_breton_has_no_flores_or_sib200(lrltool_bin):
     assert "fetch flores" not in plan and "eval --task mlm" not in plan and "fetch sib200" not in plan
     assert f"{lrltool_bin} fetch glotcc --lang bre_Latn" in plan
     assert f"{lrltool_bin} fetch conceptnet --lang bre_Latn" in plan
-    assert plan.count(f"{lrltool_bin} finetune --task ner") == 11
+    assert plan.count(f"{lrltool_bin} finetune --task ner") == 12  # 10 variants + fusion seq_bn, seq_bn_inv
     assert (
         f'--note "Skipped for bre_Latn (the sources lack its data): {skipped}" -o runs/bre_Latn/report'
         in plan

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import orjson
 
-from lrltool import streams
 from lrltool.errors import InputError
 from lrltool.sources import hub
 from lrltool.sources.base import FetchRequest
@@ -146,12 +145,10 @@ def _blocks(blocks: Iterator[bytes]) -> Iterator[tuple[bytes, int, int, int]]:
     ``lines`` of them.
 
     Blocks are the decompressor's own (no copy); a line cut by a block boundary comes whole as a small
-    block of its own, and a last line without a newline with one added (a blank one is dropped). The
-    newlines of each block are counted by a thread of their own (numpy releases the GIL while it counts),
-    so counting overlaps with the scan of the block before.
+    block of its own, and a last line without a newline with one added (a blank one is dropped).
     """
     carry = b""
-    for chunk, newlines in streams.read_ahead(((c, _newlines(c)) for c in _at_most(blocks, BLOCK)), 1):
+    for chunk, newlines in _counted(_at_most(blocks, BLOCK)):
         first = chunk.find(b"\n") + 1
         if first == 0:  # no line ends in this block
             carry += chunk
@@ -168,6 +165,27 @@ def _blocks(blocks: Iterator[bytes]) -> Iterator[tuple[bytes, int, int, int]]:
         carry = chunk[cut:]
     if carry.strip():
         yield carry + b"\n", 0, len(carry) + 1, 1
+
+
+def _counted(blocks: Iterator[bytes]) -> Iterator[tuple[bytes, int]]:
+    """``(block, newlines)``: each block's newlines are counted by a worker thread (numpy releases the GIL)
+    while the caller scans the block before. The blocks themselves are read here, in the caller's thread:
+    a thread blocked reading a stalled pipe would hold the file's lock and keep SIGTERM's cleanup from
+    closing it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="lrltool-count")
+    try:
+        pending = None
+        for block in blocks:
+            counting = pool.submit(_newlines, block)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (block, counting)
+        if pending is not None:
+            yield pending[0], pending[1].result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _at_most(blocks: Iterator[bytes], size: int) -> Iterator[bytes]:
