@@ -33,11 +33,13 @@ install: $(STAMP)
 # changes).
 ENV := $(if $(wildcard $(BIN)/lrltool),,install)
 
-# Torch first, pinned (an unpinned torch pulls a multi-GB CUDA build), then the package under the constraints.
+# Torch first, pinned (an unpinned torch pulls a multi-GB CUDA build), then the package under the constraints,
+# then its bytecode: an editable install writes none, and every command would compile lrltool at start-up.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/python -m compileall -q lrltool >/dev/null
 	touch $@
 
 lint: install
