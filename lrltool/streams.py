@@ -797,14 +797,15 @@ def atomic_output(path: str | os.PathLike[str] = "-", **zstd: int) -> Iterator[I
 
 
 class RecordWriter:
-    """Writes records as JSONL (orjson) to a binary stream and counts them."""
+    """Writes records as JSONL (orjson, one ``write`` per record: the bytes ``jsonlines.Writer`` with
+    orjson writes, in half the calls) to a binary stream and counts them."""
 
     def __init__(self, stream: IO[bytes]) -> None:
-        self._writer = jsonlines.Writer(stream, dumps=orjson.dumps, flush=False)
+        self._write = stream.write
         self.count = 0
 
     def write(self, record: Record) -> None:
-        self._writer.write(record)
+        self._write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self.count += 1
 
     def write_all(self, records: Iterable[Record]) -> int:

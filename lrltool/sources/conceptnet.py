@@ -22,9 +22,11 @@ numpy (in a thread of its own). A malformed row is therefore only noticed when i
 
 from __future__ import annotations
 
+import ctypes
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -198,13 +200,36 @@ def _at_most(blocks: Iterator[bytes], size: int) -> Iterator[bytes]:
 
 
 def _hit_finder(codes: list[str]) -> Callable[[bytes, int, int], Iterator[tuple[int, int]]]:
-    """``hits(block, first, cut)``: offsets of ``<TAB>/c/<code>/`` in ``block[first:cut]``, the code's index.
+    """``hits(block, first, cut)``: offsets of ``<TAB>/c/<code>/`` in ``block[first:cut]`` in order, with
+    the code's index.
 
-    One code: ``bytes.find``. Several: one regular expression, whose scan costs little more than one
-    find (benchmarks/README.md "fetch"), so N languages take one pass, not N.
+    The C library's ``memmem``, called through ctypes, finds each code's next hit: 1.6x faster than
+    ``bytes.find`` on the dump, and ctypes releases the GIL during the call, so decompression and
+    newline counting run beside it (benchmarks/README.md "fetch"). Several codes: the nearest of their
+    next hits, one memmem pass per code. Without memmem (Windows): ``bytes.find`` for one code, one
+    regular expression for several. Hits of two codes never overlap (each needle starts with the tab).
     """
+    needles = [f"\t/c/{code}/".encode() for code in codes]
+    memmem = _memmem()
+    if memmem is not None:
+
+        def search_c(block: bytes, first: int, cut: int) -> Iterator[tuple[int, int]]:
+            base = ctypes.cast(ctypes.c_char_p(block), ctypes.c_void_p).value or 0
+            end = base + cut
+            hits = []
+            for index, needle in enumerate(needles):
+                size = len(needle)
+                at = memmem(base + first, cut - first, needle, size)
+                while at:
+                    hits.append((at - base, index))
+                    at = memmem(at + size, end - at - size, needle, size)
+            if len(needles) > 1:
+                hits.sort()
+            return iter(hits)
+
+        return search_c
     if len(codes) == 1:
-        needle = f"\t/c/{codes[0]}/".encode()
+        needle = needles[0]
 
         def find(block: bytes, first: int, cut: int) -> Iterator[tuple[int, int]]:
             hit = block.find(needle, first, cut)
@@ -221,6 +246,18 @@ def _hit_finder(codes: list[str]) -> Callable[[bytes, int, int], Iterator[tuple[
             yield match.start(), index[match.group(1)]
 
     return search
+
+
+def _memmem() -> Any:
+    """The C library's ``memmem`` through ctypes (it releases the GIL while it runs), or None where the
+    process has none."""
+    try:
+        memmem = ctypes.CDLL(None).memmem
+    except (AttributeError, OSError):
+        return None
+    memmem.restype = ctypes.c_void_p
+    memmem.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+    return memmem
 
 
 def _newlines(block: bytes) -> int:
