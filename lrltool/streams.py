@@ -707,7 +707,9 @@ class AtomicFile:
         suffix = self.path.suffix
         if suffix == ".zst":
             cctx = zstandard.ZstdCompressor(level=zstd_level, threads=zstd_threads)
-            self._inner = cctx.stream_writer(self._file, closefd=False)  # type: ignore[assignment]
+            # Buffered: one compressor call per CHUNK, not one per record (closing ends the frame).
+            compressing = cctx.stream_writer(self._file, closefd=False)
+            self._inner = io.BufferedWriter(compressing, CHUNK)  # type: ignore[arg-type]
         elif suffix == ".gz":
             self._inner = gzip.GzipFile(fileobj=self._file, mode="wb", mtime=0)
         self.stream: IO[bytes] = self._inner if self._inner is not None else self._file

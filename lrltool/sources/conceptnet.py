@@ -203,39 +203,32 @@ def _hit_finder(codes: list[str]) -> Callable[[bytes, int, int], Iterator[tuple[
     """``hits(block, first, cut)``: offsets of ``<TAB>/c/<code>/`` in ``block[first:cut]`` in order, with
     the code's index.
 
-    The C library's ``memmem``, called through ctypes, finds each code's next hit: 1.6x faster than
-    ``bytes.find`` on the dump, and ctypes releases the GIL during the call, so decompression and
-    newline counting run beside it (benchmarks/README.md "fetch"). Several codes: the nearest of their
-    next hits, one memmem pass per code. Without memmem (Windows): ``bytes.find`` for one code, one
-    regular expression for several. Hits of two codes never overlap (each needle starts with the tab).
+    One code: the C library's ``memmem`` through ctypes, 1.4x faster than ``bytes.find`` on the dump
+    (0.36 against 0.52 s for the 2M lines), and ctypes releases the GIL during the call, so
+    decompression and newline counting run beside it; ``bytes.find`` where there is no memmem (Windows).
+    Several: one regular expression, 0.44-0.65 s for three codes where a memmem pass per code took
+    0.87 s (benchmarks/README.md "fetch"), so N languages take one pass, not N.
     """
-    needles = [f"\t/c/{code}/".encode() for code in codes]
-    memmem = _memmem()
-    if memmem is not None:
+    if len(codes) == 1:
+        needle = f"\t/c/{codes[0]}/".encode()
+        size, memmem = len(needle), _memmem()
+        if memmem is not None:
 
-        def search_c(block: bytes, first: int, cut: int) -> Iterator[tuple[int, int]]:
-            base = ctypes.cast(ctypes.c_char_p(block), ctypes.c_void_p).value or 0
-            end = base + cut
-            hits = []
-            for index, needle in enumerate(needles):
-                size = len(needle)
+            def search_c(block: bytes, first: int, cut: int) -> Iterator[tuple[int, int]]:
+                base = ctypes.cast(ctypes.c_char_p(block), ctypes.c_void_p).value or 0
+                end = base + cut
                 at = memmem(base + first, cut - first, needle, size)
                 while at:
-                    hits.append((at - base, index))
+                    yield at - base, 0
                     at = memmem(at + size, end - at - size, needle, size)
-            if len(needles) > 1:
-                hits.sort()
-            return iter(hits)
 
-        return search_c
-    if len(codes) == 1:
-        needle = needles[0]
+            return search_c
 
         def find(block: bytes, first: int, cut: int) -> Iterator[tuple[int, int]]:
             hit = block.find(needle, first, cut)
             while hit != -1:
                 yield hit, 0
-                hit = block.find(needle, hit + len(needle), cut)
+                hit = block.find(needle, hit + size, cut)
 
         return find
     index = {code.encode(): i for i, code in enumerate(codes)}
