@@ -176,3 +176,32 @@ def test_help_and_a_typo_still_see_every_command():
         assert f" {name} " in out
     code, out, _ = _loaded("finetun")
     assert code == 2 and "Did you mean 'finetune'?" in out
+
+
+def test_transformers_starts_without_scikit_learn_and_our_metrics_still_have_it():
+    """lrltool/__init__.py: transformers is told scikit-learn is missing (it would import sklearn.metrics
+    and scipy at every model import, only for assisted generation); lrltool's metrics import it."""
+    import inspect
+    import subprocess
+    import sys
+
+    from tests.paths import ROOT
+
+    code = (
+        "import sys, lrltool\n"
+        "from transformers import AutoModelForMaskedLM, AutoModelForCausalLM\n"
+        "import adapters, transformers.generation.candidate_generator as generator\n"
+        "print('sklearn' in sys.modules, 'scipy' in sys.modules, hasattr(generator, 'roc_curve'))\n"
+        "from lrltool.downstream import metrics\n"
+        "print(round(metrics.classification_metrics(['a', 'b', 'b'], ['a', 'b', 'a'])['macro_f1'], 6))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["False False False", "0.666667"]
+    # The premise: without it transformers imports scikit-learn (if this fails, the finder can go).
+    import transformers.generation.candidate_generator as generator
+
+    source = inspect.getsource(generator)
+    assert "if is_sklearn_available():\n    from sklearn.metrics import roc_curve" in source
