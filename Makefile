@@ -33,11 +33,13 @@ install: $(STAMP)
 # changes).
 ENV := $(if $(wildcard $(BIN)/lrltool),,install)
 
-# Torch first, pinned (an unpinned torch pulls a multi-GB CUDA build), then the package under the constraints.
+# Torch first, pinned (an unpinned torch pulls a multi-GB CUDA build), then the package under the constraints,
+# then its bytecode: an editable install writes none, and every command would compile lrltool at start-up.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/python -m compileall -q lrltool >/dev/null
 	touch $@
 
 lint: install
@@ -98,11 +100,15 @@ show-config:
 
 # --- the offline demo ----------------------------------------------------------------------------------
 # The same chain on examples/ (Romanian) with tiny models built offline; minutes on a laptop.
-DEMO_SETTINGS := OUT=$(DEMO) DATA=examples MODEL=$(DEMO)/models/tiny-xlmr PRESET= SEEDS=1 \
+# DEMO_DATA, DEMO_TRAIN_ARGS, DEMO_FINETUNE_ARGS: what the demo trains on and how long; the defaults are the
+# demo's. tests/test_project.py passes smaller ones (the same chain, less work per step); users need not.
+DEMO_DATA ?= examples
+DEMO_TRAIN_ARGS ?= --max-steps 150 --batch-size 8 --max-length 128 --eval-steps 50 --lr 1e-3
+DEMO_FINETUNE_ARGS ?= --epochs 3 --batch-size 16 --max-length 128
+DEMO_SETTINGS := OUT=$(DEMO) DATA=$(DEMO_DATA) MODEL=$(DEMO)/models/tiny-xlmr PRESET= SEEDS=1 \
 	METHODS="seq_bn seq_bn_inv" FULL=no FULL_FT=no FUSION_METHODS=seq_bn GLOTCC_CAP=1M \
 	PROMPT_MODEL=$(DEMO)/models/tiny-llama PROMPT_SHOTS=0 \
-	TRAIN_ARGS="--max-steps 150 --batch-size 8 --max-length 128 --eval-steps 50 --lr 1e-3" \
-	FINETUNE_ARGS="--epochs 3 --batch-size 16 --max-length 128" \
+	TRAIN_ARGS="$(DEMO_TRAIN_ARGS)" FINETUNE_ARGS="$(DEMO_FINETUNE_ARGS)" \
 	REPORT_ARGS='--note "make demo: a tiny random-weight XLM-R (and a tiny LLaMA for prompting), a few hundred \
 	training steps on the bundled Romanian sample. The numbers show that the whole pipeline runs; they say \
 	nothing about what language adapters buy a real model (see README.md for the real recipe)."'

@@ -60,3 +60,22 @@ def tiny_bert(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     return _tiny(tmp_path_factory, "llama")
+
+
+@pytest.fixture(scope="session")
+def small_examples(tmp_path_factory) -> Path:
+    """examples/ in its own layout, FLORES cut to its first 40 devtest and 20 dev sentences, every other
+    source linked unchanged: the end-to-end `make` tests score pseudo-perplexity (a forward pass per
+    token) on fewer sentences, and assert the chain's structure, not its values."""
+    data = tmp_path_factory.mktemp("small-examples")
+    for source in EXAMPLES.iterdir():
+        if source.is_dir() and source.name != "flores":
+            (data / source.name).symlink_to(source)
+    for split, keep in (("devtest", 40), ("dev", 20)):
+        lines = (EXAMPLES / "flores" / split / f"ron_Latn.{split}").read_text(encoding="utf-8").splitlines()
+        assert len(lines) > keep
+        (data / "flores" / split).mkdir(parents=True)
+        (data / "flores" / split / f"ron_Latn.{split}").write_text(
+            "\n".join(lines[:keep]) + "\n", encoding="utf-8"
+        )
+    return data

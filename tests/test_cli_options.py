@@ -120,3 +120,88 @@ def test_a_terminal_on_stdin_is_refused_in_one_line(cli, args, tmp_path, monkeyp
     assert result.stderr.startswith("error: this command reads records from stdin, but stdin is a terminal")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+# --- start-up: a command loads its own module only ------------------------------------------------
+
+_LOADED = """
+import atexit, sys
+watched = ("lrltool.cli.", "torch", "pydantic")
+atexit.register(lambda: sys.stderr.write(
+    "\\nLOADED " + " ".join(sorted(m for m in sys.modules if m.startswith(watched)))
+))
+sys.argv = ["lrltool", *sys.argv[1:]]
+from lrltool.cli import main
+main()
+"""
+
+
+def _loaded(*argv: str) -> tuple[int, str, set[str]]:
+    import subprocess
+    import sys
+
+    from tests.paths import ROOT
+
+    result = subprocess.run(
+        [sys.executable, "-c", _LOADED, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    head, _, loaded = result.stderr.rpartition("\nLOADED ")
+    return result.returncode, result.stdout + head, set(loaded.split())
+
+
+def test_command_modules_name_the_module_that_registers_each_command():
+    import typer.main
+
+    from lrltool import cli
+
+    group = typer.main.get_command(cli.app)
+    assert set(group.commands) == set(cli.COMMAND_MODULES)
+    for name, command in group.commands.items():
+        assert command.callback.__module__ == f"lrltool.cli.{cli.COMMAND_MODULES[name]}", name
+    assert set(cli.COMMAND_MODULES.values()) == set(cli.MODULES)
+
+
+def test_a_command_imports_only_its_own_module_and_no_torch_or_pydantic():
+    code, out, loaded = _loaded("languages", "ron")
+    assert code == 0 and "ron_Latn" in out
+    assert {m for m in loaded if m.count(".") == 2} >= {"lrltool.cli.data", "lrltool.cli.group"}
+    others = {"lrltool.cli.train", "lrltool.cli.evaluate", "lrltool.cli.report", "lrltool.cli.publish"}
+    assert not loaded & (others | {"torch", "pydantic"})
+
+
+def test_help_and_a_typo_still_see_every_command():
+    code, out, loaded = _loaded("--help")
+    assert code == 0 and {"lrltool.cli.train", "lrltool.cli.evaluate", "lrltool.cli.publish"} <= loaded
+    for name in ("fetch", "train-adapter", "finetune", "eval", "report", "push"):
+        assert f" {name} " in out
+    code, out, _ = _loaded("finetun")
+    assert code == 2 and "Did you mean 'finetune'?" in out
+
+
+def test_transformers_starts_without_scikit_learn_and_our_metrics_still_have_it():
+    """lrltool/__init__.py: transformers is told scikit-learn is missing (it would import sklearn.metrics
+    and scipy at every model import, only for assisted generation); lrltool's metrics import it."""
+    import inspect
+    import subprocess
+    import sys
+
+    from tests.paths import ROOT
+
+    code = (
+        "import sys, lrltool\n"
+        "from transformers import AutoModelForMaskedLM, AutoModelForCausalLM\n"
+        "import adapters, transformers.generation.candidate_generator as generator\n"
+        "print('sklearn' in sys.modules, 'scipy' in sys.modules, hasattr(generator, 'roc_curve'))\n"
+        "from lrltool.downstream import metrics\n"
+        "print(round(metrics.classification_metrics(['a', 'b', 'b'], ['a', 'b', 'a'])['macro_f1'], 6))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["False False False", "0.666667"]
+    # The premise: without it transformers imports scikit-learn (if this fails, the finder can go).
+    import transformers.generation.candidate_generator as generator
+
+    source = inspect.getsource(generator)
+    assert "if is_sklearn_available():\n    from sklearn.metrics import roc_curve" in source

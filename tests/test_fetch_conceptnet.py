@@ -216,16 +216,36 @@ def _reference_triples(text: str, code: str, match: str) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("block", [1, 7, 100, 4096, conceptnet.BLOCK])
+@pytest.mark.parametrize(
+    ("block", "memmem"),
+    [pytest.param(b, True, id=f"{b}-memmem") for b in (1, 7, 100, 4096, conceptnet.BLOCK)]
+    + [pytest.param(b, False, id=f"{b}-bytes.find") for b in (7, 4096, conceptnet.BLOCK)],
+)
 @pytest.mark.parametrize("match", ["start", "either", "both"])
-def test_matches_a_line_by_line_reference_at_any_block_size(cli, monkeypatch, block, match):
-    """Rows cut by block boundaries are still read whole, once (the bundled excerpt: real + written rows)."""
+def test_matches_a_line_by_line_reference_at_any_block_size(cli, monkeypatch, block, match, memmem):
+    """Rows cut by block boundaries are still read whole, once (the bundled excerpt: real + written rows),
+    with the C library's memmem and without it (bytes.find)."""
     excerpt = gzip.decompress(next((EXAMPLES / "conceptnet").glob("*.csv.gz")).read_bytes()).decode()
     monkeypatch.setattr(conceptnet, "BLOCK", block)
+    if not memmem:
+        monkeypatch.setattr(conceptnet, "_memmem", lambda: None)
+    else:
+        assert conceptnet._memmem() is not None  # Linux and macOS have it
     result = cli(["fetch", "conceptnet", "-l", "ro", "-i", EXAMPLES / "conceptnet", "--match", match])
     expected = _reference_triples(excerpt, "ro", match)
     assert len(expected) > 300
     assert jsonl(result.stdout) == expected
+
+
+def test_memmem_finds_what_bytes_find_finds_within_the_bounds(monkeypatch):
+    block = b"x\t/c/ro/a\t/c/ro/\t/c/ro\t/c/rom/\t/c/ro/" + b"y" * 50 + b"\t/c/ro/z\t/c/r"
+    fast = conceptnet._hit_finder(["ro"])
+    monkeypatch.setattr(conceptnet, "_memmem", lambda: None)
+    slow = conceptnet._hit_finder(["ro"])
+    for first in range(0, len(block), 3):
+        for cut in range(first, len(block) + 1, 5):
+            assert list(fast(block, first, cut)) == list(slow(block, first, cut)), (first, cut)
+    assert [hit for hit, _ in fast(block, 0, len(block))] == [1, 9, 30, 87]
 
 
 def test_last_line_without_newline_and_crlf_rows(cli, tmp_path):

@@ -1,4 +1,4 @@
-"""SIGTERM is handled as Ctrl-C by every command that writes files (cli/app.py's one handler): the
+"""SIGTERM is handled as Ctrl-C by every command that writes files (cli/group.py's one handler): the
 temporary output is removed, one line on stderr, exit status 143."""
 
 from __future__ import annotations

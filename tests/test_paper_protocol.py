@@ -390,7 +390,10 @@ def test_fetch_flores_reads_facebook_flores_parquet_column_sentence(cli, tmp_pat
 
 
 @pytest.mark.skipif(__import__("shutil").which("make") is None, reason="needs make")
-def test_make_protocols_runs_both_protocols_and_reports_the_difference(tiny_xlmr, tmp_path):
+def test_make_protocols_runs_both_protocols_and_reports_the_difference(tiny_xlmr, small_examples, tmp_path):
+    """Both protocols end to end; the test's own small settings (FLORES cut to 40 sentences by
+    conftest.small_examples, 3 adapter steps, 4 finetune steps on 32-token inputs): it asserts that the
+    table holds the measured values of both sides and their difference, whatever they are."""
     import os
     import subprocess
     import sys
@@ -402,9 +405,10 @@ def test_make_protocols_runs_both_protocols_and_reports_the_difference(tiny_xlmr
     out = tmp_path / "runs"
     args = [
         "make", "--no-print-directory", "-f", "pipeline.mk", "L=ron_Latn", "HAVE=glotcc sib200 flores",
-        f"LRLTOOL={tool}", f"OUT={out}", "DATA=examples", f"MODEL={tiny_xlmr}", "TASKS=tc", "SEEDS=1",
+        f"LRLTOOL={tool}", f"OUT={out}", f"DATA={small_examples}", f"MODEL={tiny_xlmr}", "TASKS=tc",
+        "SEEDS=1",
         "TRAIN_ARGS=--max-steps 3 --batch-size 4 --max-seq-length 32 --eval-steps 2",
-        "FINETUNE_ARGS=--epochs 1 --batch-size 16 --max-length 64", "GLOTCC_CAP=100k", "protocols",
+        "FINETUNE_ARGS=--max-steps 4 --batch-size 16 --max-length 32", "GLOTCC_CAP=100k", "protocols",
     ]  # fmt: skip
     env = {**os.environ, "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "LRLTOOL_PROGRESS": "0"}
     result = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True)

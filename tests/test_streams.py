@@ -384,3 +384,26 @@ def test_torch_and_safetensors_messages_of_a_full_disk_are_recognised(tmp_path):
         assert "the disk is full" in str(write_error(exc, tmp_path / "x"))
     assert write_error(RuntimeError("shape mismatch"), tmp_path / "x") is None
     assert write_error(ValueError("bad"), tmp_path / "x") is None
+
+
+def test_record_writer_writes_the_bytes_of_jsonlines_with_orjson():
+    import io
+
+    import jsonlines
+    import orjson
+
+    from lrltool.streams import RecordWriter
+
+    records = [
+        {"id": "/a/[/r/IsA/,/c/ro/câine/n/,/c/ro/animal/]", "weight": 1.0, "surface": None},
+        {"text": 'Ţară\tcu\u00a0spaţii "citate" şi \\ emoji 🦊', "n": [1, 2.5, -3e-9], "ok": True},
+        {},
+    ]
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    writer = RecordWriter(ours)
+    for record in records:
+        writer.write(record)
+    with jsonlines.Writer(theirs, dumps=orjson.dumps) as reference:
+        reference.write_all(records)
+    assert ours.getvalue() == theirs.getvalue() and writer.count == 3
+    assert ours.getvalue().count(b"\n") == 3

@@ -168,6 +168,37 @@ def test_chunked_frozen_vocabulary_loss_has_the_model_losss_gradients(request, f
         torch.testing.assert_close(ours[name], grad, rtol=1e-4, atol=1e-7, msg=name)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_chunked_loss_and_gradient_equal_cross_entropy(monkeypatch, dtype, with_bias):
+    """lm/vocab_loss.py against ``F.cross_entropy(linear(...), reduction="sum")`` and autograd: 7 rows in
+    chunks of 3 (one partial), fp32 through the reused buffer, bf16 (autocast states) through linear."""
+    from lrltool.lm import vocab_loss
+
+    gen = torch.Generator().manual_seed(1)
+    vocabulary, hidden = 1000, 16
+    weight = (torch.randn(vocabulary, hidden, generator=gen) * 0.5).to(dtype)
+    bias = (torch.randn(vocabulary, generator=gen) * 0.1).to(dtype) if with_bias else None
+    states = torch.randn(7, hidden, generator=gen).to(dtype).requires_grad_()
+    targets = torch.randint(0, vocabulary, (7,), generator=gen)
+    monkeypatch.setattr(vocab_loss, "CHUNK_BYTES", 3 * 4 * vocabulary)
+    projection = torch.nn.Linear(hidden, vocabulary, bias=with_bias, dtype=dtype)
+    projection.weight.data, projection.weight.requires_grad = weight, False
+    if with_bias:
+        projection.bias.data, projection.bias.requires_grad = bias, False
+    loss = vocab_loss.cross_entropy_sum(states, projection, targets)
+    (ours,) = torch.autograd.grad(loss * 0.5, states)
+    reference_states = states.detach().clone().requires_grad_()
+    reference = torch.nn.functional.cross_entropy(
+        torch.nn.functional.linear(reference_states, weight, bias).float(), targets, reduction="sum"
+    )
+    (theirs,) = torch.autograd.grad(reference * 0.5, reference_states)
+    tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    torch.testing.assert_close(loss, reference, **tolerance)
+    assert ours.dtype == dtype
+    torch.testing.assert_close(ours.float(), theirs.float(), **tolerance)
+
+
 def test_a_trained_vocabulary_takes_the_plain_loss(tiny_xlmr):
     """--method full trains the embeddings (the projection's weight): the chunked loss, which gives no
     gradient to the projection, is not used, and the projection gets one."""

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from lrltool import ui
-from lrltool.cli.app import command
+from lrltool.cli.group import command
 from lrltool.cli.options import (
     ConfigOpt,
     DeviceOpt,

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from lrltool import ui
-from lrltool.cli.app import command
+from lrltool.cli.group import command
 from lrltool.cli.options import QuietOpt
 
 

@@ -22,9 +22,11 @@ numpy (in a thread of its own). A malformed row is therefore only noticed when i
 
 from __future__ import annotations
 
+import ctypes
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -198,19 +200,35 @@ def _at_most(blocks: Iterator[bytes], size: int) -> Iterator[bytes]:
 
 
 def _hit_finder(codes: list[str]) -> Callable[[bytes, int, int], Iterator[tuple[int, int]]]:
-    """``hits(block, first, cut)``: offsets of ``<TAB>/c/<code>/`` in ``block[first:cut]``, the code's index.
+    """``hits(block, first, cut)``: offsets of ``<TAB>/c/<code>/`` in ``block[first:cut]`` in order, with
+    the code's index.
 
-    One code: ``bytes.find``. Several: one regular expression, whose scan costs little more than one
-    find (benchmarks/README.md "fetch"), so N languages take one pass, not N.
+    One code: the C library's ``memmem`` through ctypes, 1.4x faster than ``bytes.find`` on the dump
+    (0.36 against 0.52 s for the 2M lines), and ctypes releases the GIL during the call, so
+    decompression and newline counting run beside it; ``bytes.find`` where there is no memmem (Windows).
+    Several: one regular expression, 0.44-0.65 s for three codes where a memmem pass per code took
+    0.87 s (benchmarks/README.md "fetch"), so N languages take one pass, not N.
     """
     if len(codes) == 1:
         needle = f"\t/c/{codes[0]}/".encode()
+        size, memmem = len(needle), _memmem()
+        if memmem is not None:
+
+            def search_c(block: bytes, first: int, cut: int) -> Iterator[tuple[int, int]]:
+                base = ctypes.cast(ctypes.c_char_p(block), ctypes.c_void_p).value or 0
+                end = base + cut
+                at = memmem(base + first, cut - first, needle, size)
+                while at:
+                    yield at - base, 0
+                    at = memmem(at + size, end - at - size, needle, size)
+
+            return search_c
 
         def find(block: bytes, first: int, cut: int) -> Iterator[tuple[int, int]]:
             hit = block.find(needle, first, cut)
             while hit != -1:
                 yield hit, 0
-                hit = block.find(needle, hit + len(needle), cut)
+                hit = block.find(needle, hit + size, cut)
 
         return find
     index = {code.encode(): i for i, code in enumerate(codes)}
@@ -221,6 +239,18 @@ def _hit_finder(codes: list[str]) -> Callable[[bytes, int, int], Iterator[tuple[
             yield match.start(), index[match.group(1)]
 
     return search
+
+
+def _memmem() -> Any:
+    """The C library's ``memmem`` through ctypes (it releases the GIL while it runs), or None where the
+    process has none."""
+    try:
+        memmem = ctypes.CDLL(None).memmem
+    except (AttributeError, OSError):
+        return None
+    memmem.restype = ctypes.c_void_p
+    memmem.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+    return memmem
 
 
 def _newlines(block: bytes) -> int:
