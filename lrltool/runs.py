@@ -749,6 +749,35 @@ def front_matter(meta: dict[str, Any]) -> str:
     return "---\n" + yaml.safe_dump(kept, sort_keys=False, allow_unicode=True, width=1000) + "---\n"
 
 
+def push_folder(
+    folder: Path,
+    repo: str,
+    *,
+    card: str,
+    extra: dict[str, Path],
+    message: str,
+    public: bool,
+    token: str | None,
+    dry_run: bool,
+) -> list[str]:
+    """What ``push`` sends once the run is checked, sorted as in the repository: ``folder``'s files, the
+    card as README.md and each ``extra`` file (or folder's files) under its name. Unless ``dry_run``,
+    writes the card into ``folder`` and uploads (:func:`upload_to_hub`)."""
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} | {"README.md"}
+    for in_repo, local in extra.items():
+        if local.is_dir():
+            files |= {f"{in_repo}/{p.relative_to(local).as_posix()}" for p in local.rglob("*") if p.is_file()}
+        else:
+            files.add(in_repo)
+    if dry_run:
+        return sorted(files)
+    with atomic_output(folder / "README.md") as stream:
+        stream.write(card.encode("utf-8"))
+    url = upload_to_hub(folder, repo, public=public, token=token, message=message, extra=extra)
+    ui.info(f"push: {len(files)} files to {url} ({'public' if public else 'private'})")
+    return sorted(files)
+
+
 def upload_to_hub(
     folder: Path,
     repo: str,

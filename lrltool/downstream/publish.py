@@ -19,13 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lrltool import runs, ui
+from lrltool import runs
 from lrltool.downstream.card import task_model_card
 from lrltool.downstream.model import FUSION_DIR
 from lrltool.errors import InputError, RunError, UsageError
 from lrltool.records import METRICS, MetricRecord
 from lrltool.sources import sib200, wikiann
-from lrltool.streams import atomic_output, read_records
+from lrltool.streams import read_records
 from lrltool.tasks import TRAINABLE_TASKS, get_task
 
 KIND = "finetune"
@@ -216,18 +216,17 @@ def push_task_run(
     folder = path / ("model" if info.get("task_method") == "full" else "adapter")
     fusion = path / FUSION_DIR
     card = hub_card(info, test=test_results(path, results), license_=license_, repo=repo)
-    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    files |= {"README.md", "training.json"}
     extra = {"training.json": path / runs.TRAINING_JSON}
     if fusion.is_dir():
-        files |= {f"fusion/{p.relative_to(fusion).as_posix()}" for p in fusion.rglob("*") if p.is_file()}
         extra["fusion"] = fusion
-    if dry_run:
-        return sorted(files)
-    with atomic_output(folder / "README.md") as stream:
-        stream.write(card.encode("utf-8"))
     what = "full model" if info.get("task_method") == "full" else "task adapter"
-    message = f"lrltool push: {info.get('task')} {what} for {info.lang}"
-    url = runs.upload_to_hub(folder, repo, public=public, token=token, message=message, extra=extra)
-    ui.info(f"push: {len(files)} files to {url} ({'public' if public else 'private'})")
-    return sorted(files)
+    return runs.push_folder(
+        folder,
+        repo,
+        card=card,
+        extra=extra,
+        message=f"lrltool push: {info.get('task')} {what} for {info.lang}",
+        public=public,
+        token=token,
+        dry_run=dry_run,
+    )

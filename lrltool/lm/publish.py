@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lrltool import runs, ui
+from lrltool import runs
 from lrltool.errors import InputError, RunError
 from lrltool.records import METRICS, MetricRecord
 from lrltool.streams import atomic_output, read_records
@@ -156,11 +156,6 @@ def measured_perplexity(run: Path, info: runs.RunInfo, results: Sequence[str]) -
     return found
 
 
-def upload_files(folder: Path) -> list[Path]:
-    """What ``push`` uploads of a run: the adapter (or model) folder's files and training.json."""
-    return sorted(p for p in folder.rglob("*") if p.is_file())
-
-
 def push(
     *,
     run: str | Path,
@@ -190,21 +185,13 @@ def push(
     runs.check_repo_id(repo)
     folder = path / ("model" if info.method == "full" else "adapter")
     card = adapterhub_card(info, measured=measured_perplexity(path, info, results), license_=license_)
-    files = [*(p.relative_to(folder).as_posix() for p in upload_files(folder)), "training.json"]
-    if "README.md" not in files:
-        files.append("README.md")
-    files = sorted(set(files))
-    if dry_run:
-        return files
-    with atomic_output(folder / "README.md") as stream:
-        stream.write(card.encode("utf-8"))
-    url = runs.upload_to_hub(
+    return runs.push_folder(
         folder,
         repo,
+        card=card,
+        extra={"training.json": path / runs.TRAINING_JSON},
+        message=f"lrltool push: {info.method} adapter for {info.lang}",
         public=public,
         token=token,
-        message=f"lrltool push: {info.method} adapter for {info.lang}",
-        extra={"training.json": path / runs.TRAINING_JSON},
+        dry_run=dry_run,
     )
-    ui.info(f"push: {len(files)} files to {url} ({'public' if public else 'private'})")
-    return files
