@@ -124,7 +124,8 @@ def test_masked_position_head_loss_equals_full_logits_loss(request, fixture):
 @pytest.mark.parametrize("fixture", ["tiny_xlmr", "tiny_bert", "tiny_llama"])
 def test_chunked_frozen_vocabulary_loss_has_the_model_losss_gradients(request, fixture, monkeypatch):
     """lm/vocab_loss.py (the loss and the states' gradient made chunk by chunk in the forward pass) gives
-    the adapter the gradients of the model's own full-logits loss; 3 rows per chunk, so chunks join."""
+    the adapter the gradients of the model's own full-logits loss; tiles of 3 rows x 100 columns, so
+    tiles join both ways."""
     from lrltool.lm import vocab_loss
 
     source = models.resolve_model(str(request.getfixturevalue(fixture)))
@@ -138,7 +139,9 @@ def test_chunked_frozen_vocabulary_loss_has_the_model_losss_gradients(request, f
             if p.requires_grad:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
     assert vocab_loss.frozen(model.get_output_embeddings())
-    monkeypatch.setattr(vocab_loss, "CHUNK_BYTES", 3 * 4 * model.get_output_embeddings().weight.shape[0])
+    monkeypatch.setattr(vocab_loss, "CPU_ROWS", 3)
+    monkeypatch.setattr(vocab_loss, "CPU_CHUNK_BYTES", 3 * 4 * 100)
+    assert vocab_loss.tile_shape(7, model.get_output_embeddings().weight.shape[0], "cpu") == (3, 100)
     blocks = data.tokenize_texts(
         corpus_lines()[:4],
         tokenizer,
@@ -172,7 +175,8 @@ def test_chunked_frozen_vocabulary_loss_has_the_model_losss_gradients(request, f
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_chunked_loss_and_gradient_equal_cross_entropy(monkeypatch, dtype, with_bias):
     """lm/vocab_loss.py against ``F.cross_entropy(linear(...), reduction="sum")`` and autograd: 7 rows in
-    chunks of 3 (one partial), fp32 through the reused buffer, bf16 (autocast states) through linear."""
+    tiles of 3 rows (one partial) x 300 of the 1,000 columns (one partial), fp32 through the reused
+    buffer, bf16 (autocast states) through linear."""
     from lrltool.lm import vocab_loss
 
     gen = torch.Generator().manual_seed(1)
@@ -181,7 +185,9 @@ def test_chunked_loss_and_gradient_equal_cross_entropy(monkeypatch, dtype, with_
     bias = (torch.randn(vocabulary, generator=gen) * 0.1).to(dtype) if with_bias else None
     states = torch.randn(7, hidden, generator=gen).to(dtype).requires_grad_()
     targets = torch.randint(0, vocabulary, (7,), generator=gen)
-    monkeypatch.setattr(vocab_loss, "CHUNK_BYTES", 3 * 4 * vocabulary)
+    monkeypatch.setattr(vocab_loss, "CPU_ROWS", 3)
+    monkeypatch.setattr(vocab_loss, "CPU_CHUNK_BYTES", 3 * 4 * 300)
+    assert vocab_loss.tile_shape(7, vocabulary, "cpu") == (3, 300)
     projection = torch.nn.Linear(hidden, vocabulary, bias=with_bias, dtype=dtype)
     projection.weight.data, projection.weight.requires_grad = weight, False
     if with_bias:
@@ -197,6 +203,51 @@ def test_chunked_loss_and_gradient_equal_cross_entropy(monkeypatch, dtype, with_
     torch.testing.assert_close(loss, reference, **tolerance)
     assert ours.dtype == dtype
     torch.testing.assert_close(ours.float(), theirs.float(), **tolerance)
+
+
+def test_chunked_loss_follows_a_maximum_that_grows_from_tile_to_tile(monkeypatch):
+    """The online softmax rescales its running sum and gradient when a later tile holds a row's larger
+    logits: logits from about -60 (first tile) to +60 (last), targets in every tile, against
+    ``F.cross_entropy`` and autograd; one column per tile and whole-vocabulary tiles agree too."""
+    from lrltool.lm import vocab_loss
+
+    gen = torch.Generator().manual_seed(2)
+    vocabulary, hidden = 640, 8
+    weight = torch.randn(vocabulary, hidden, generator=gen)
+    bias = torch.linspace(-60.0, 60.0, vocabulary)
+    states = torch.randn(5, hidden, generator=gen).requires_grad_()
+    targets = torch.tensor([0, 100, 300, 639, 638])
+    projection = torch.nn.Linear(hidden, vocabulary)
+    projection.weight.data, projection.bias.data = weight, bias
+    projection.requires_grad_(False)
+    reference_states = states.detach().clone().requires_grad_()
+    reference = torch.nn.functional.cross_entropy(
+        torch.nn.functional.linear(reference_states, weight, bias), targets, reduction="sum"
+    )
+    (theirs,) = torch.autograd.grad(reference, reference_states)
+    for rows, columns in ((2, 64), (5, 640)):
+        monkeypatch.setattr(vocab_loss, "CPU_ROWS", rows)
+        monkeypatch.setattr(vocab_loss, "CPU_CHUNK_BYTES", rows * 4 * columns)
+        assert vocab_loss.tile_shape(5, vocabulary, "cpu") == (rows if rows == 5 else 2, columns)
+        loss = vocab_loss.cross_entropy_sum(states, projection, targets)
+        (ours,) = torch.autograd.grad(loss, states)
+        torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_tile_shape_splits_rows_evenly_and_fills_the_budget():
+    """Rows in even parts of at most CPU_ROWS (CPU) or ROWS; columns fill the tile's bytes, at least 64,
+    at most the vocabulary."""
+    from lrltool.lm import vocab_loss
+
+    assert vocab_loss.tile_shape(608, 250_002, "cpu") == (304, (512 << 10) // (4 * 304))
+    assert vocab_loss.tile_shape(512, 250_002, "cpu") == (512, 256)
+    assert vocab_loss.tile_shape(4096, 250_002, "cpu") == (512, 256)
+    assert vocab_loss.tile_shape(608, 250_002, "cuda") == (608, (256 << 20) // (4 * 608))
+    assert vocab_loss.tile_shape(16_384, 128_256, "cuda") == (8192, 8192)
+    assert vocab_loss.tile_shape(10_000, 250_002, "cpu") == (500, 262)  # 20 parts of 500 rows
+    assert vocab_loss.tile_shape(3, 50, "cpu") == (3, 50)
+    assert vocab_loss.tile_shape(100_000, 250_002, "cpu") == (511, 256)  # 196 parts of 510-511 rows
 
 
 def test_a_trained_vocabulary_takes_the_plain_loss(tiny_xlmr):
