@@ -9,9 +9,9 @@ are made one tile (some rows x a slice of the vocabulary) at a time, in one reus
 core's cache on the CPU, and folded into an online softmax: the loss ``logsumexp - logit[target]`` and,
 when the states need a gradient, the states' gradient ``(softmax - onehot) @ weight`` (rows x hidden,
 small), kept for the backward pass, which only scales it. The same values and gradients as
-``F.cross_entropy(..., reduction="sum")`` (tests/test_train.py), with no rows x vocabulary tensor: less
-peak memory and less than half the time per training step of the plain loss on the 250k-vocabulary
-benchmark model (docs/design.md "Models and adapters").
+``F.cross_entropy(..., reduction="sum")`` (tests/test_train.py), with no rows x vocabulary tensor. On the
+250k-vocabulary benchmark model a call takes about 60% of the time whole rows of logits took, and a
+training step 70-75% (docs/design.md "Models and adapters", benchmarks/README.md).
 
 Used only where the projection is frozen (adapters; not ``--method full``, which trains the embeddings).
 """
@@ -74,8 +74,9 @@ def _loss_and_grad(states: Any, weight: Any, bias: Any, targets: Any, need_grad:
     rescaled by ``exp(old max - new max)`` when a row's maximum grows; the target's logit is taken from the
     tile that holds it. Then loss ``max + log s - logit[target]`` and gradient ``acc / s - W[target]``.
     Each tile is written, exponentiated and multiplied while it is in the cache, and no rows x vocabulary
-    tensor exists. At the benchmark's shape (614 masked rows, 250,002 x 256, one thread) a call took
-    2.7-3.1 s against 4.7-5.3 s for whole rows of logits (docs/design.md "Models and adapters").
+    tensor exists. At the benchmark's shape (608-614 masked rows, 250,002 x 256, one thread) a call took
+    2.9-3.4 s against 4.6-4.7 s for whole rows of logits in one buffer (docs/design.md "Models and
+    adapters").
     """
     import torch
 
