@@ -83,18 +83,19 @@ def _loss_and_grad(states: Any, weight: Any, bias: Any, targets: Any, need_grad:
     rows, hidden = states.shape
     tile_rows, columns = tile_shape(rows, weight.shape[0], states.device.type)
     fast = states.dtype == torch.float32 and weight.dtype == torch.float32
-    total = torch.zeros((), dtype=torch.float32, device=states.device)
+    f32 = {"dtype": torch.float32, "device": states.device}
+    total = torch.zeros((), **f32)
     grad = torch.empty_like(states) if need_grad else None
-    buffer = states.new_empty(tile_rows * columns, dtype=torch.float32) if fast else None
+    buffer = torch.empty(tile_rows * columns, **f32) if fast else None
     with torch.no_grad():
         for begin in range(0, rows, tile_rows):
             chunk = states[begin : begin + tile_rows]
             wanted = targets[begin : begin + tile_rows]
             n = len(chunk)
-            peak = torch.full((n,), -torch.inf, dtype=torch.float32, device=states.device)
-            sums = torch.zeros(n, dtype=torch.float32, device=states.device)
-            target_logits = torch.empty(n, dtype=torch.float32, device=states.device)
-            acc = torch.zeros(n, hidden, dtype=torch.float32, device=states.device) if need_grad else None
+            peak = torch.full((n,), -torch.inf, **f32)
+            sums = torch.zeros(n, **f32)
+            target_logits = torch.empty(n, **f32)
+            acc = torch.zeros(n, hidden, **f32) if need_grad else None
             # the rows whose target lies in each slice of columns, found once: order[bounds[k]:bounds[k+1]]
             ordered, order = wanted.sort()
             starts = torch.arange(0, weight.shape[0] + columns, columns, device=states.device)
