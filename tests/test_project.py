@@ -131,7 +131,7 @@ def test_make_demo_runs_the_chain_offline_and_prints_its_report(tmp_path, small_
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,  # against a hang: 430-470 s alone, over 900 s beside two other jobs
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.rstrip().endswith(
