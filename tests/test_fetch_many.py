@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 from fetch_helpers import assert_error, assert_no_output, cn_row, write_dump
@@ -36,24 +40,32 @@ def _single_runs(cli, tmp_path, match: str) -> dict[str, tuple[bytes, dict]]:
     return out
 
 
+@pytest.mark.parametrize("fork", [True, False], ids=["forked-scan", "one-process"])
 @pytest.mark.parametrize("match", ["either", "start"])
-def test_several_languages_in_one_pass_match_single_runs_byte_for_byte(cli, tmp_path, monkeypatch, match):
+def test_several_languages_in_one_pass_match_single_runs_byte_for_byte(
+    cli, tmp_path, monkeypatch, match, fork
+):
+    """Also with the scan in this process (where there is no fork: not Linux)."""
     langs = LANGS if match == "either" else LANGS[:1]  # with --match start only Romanian starts rows here
     single = _single_runs(cli, tmp_path, match)
-    opened = []
+    opened = tmp_path / "opened"  # a file: the forked scanning process writes to it too
     real = conceptnet.InputStream
 
     def counting(path, *args, **kwargs):
-        opened.append(path)
+        with opened.open("a") as log:
+            log.write(f"{os.getpid()}\n")
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(conceptnet, "InputStream", counting)
+    monkeypatch.setattr(conceptnet, "FORK", fork)
     many = tmp_path / "many"
     outputs = ["-o", f"{many}/{{lang}}.jsonl.zst", "--stats", f"{many}/{{lang}}.json"]
     args = ["--lang", ",".join(langs), "-i", EXAMPLES / "conceptnet", "--match", match, *outputs]
     result = cli(["fetch", "conceptnet", *args])
     assert result.exit_code == 0, result.stderr
-    assert len(opened) == 1  # one pass over the dump for all languages
+    readers = opened.read_text().split()
+    assert len(readers) == 1  # one pass over the dump for all languages ...
+    assert (readers[0] != str(os.getpid())) == (fork and len(langs) > 1)  # ... in a process of its own
     for flores in FLORES[: len(langs)]:
         data, stats = single[flores]
         assert (many / f"{flores}.jsonl.zst").read_bytes() == data, flores
@@ -164,3 +176,106 @@ def test_other_sources_fetch_several_languages_one_after_the_other(cli, tmp_path
         assert len(records) == 204
         assert {r["lang"] for r in records} == {flores_code}
         assert records[0]["text"] == text.splitlines()[0]
+
+
+# --- the forked scan: errors, stdin and a dead scanning process -------------------------------------
+
+ROW_RO = cn_row("IsA", "/c/ro/câine/n", "/c/ro/animal", META)
+ROW_MT = cn_row("IsA", "/c/mt/qattus/n", "/c/mt/annimal", META)
+
+
+def _bad_dumps(tmp_path):
+    rows = [ROW_RO, ROW_MT] * 40
+    malformed = [*rows, "/a/[/r/IsA/,/c/ro/x/,/c/ro/y/]\t/r/IsA\t/c/ro/x\t/c/ro/y", ROW_RO]
+    truncated = write_dump(tmp_path / "truncated.csv.gz", rows * 50, compression="gzip")
+    truncated.write_bytes(truncated.read_bytes()[:-30])
+    bad_utf8 = tmp_path / "bad-utf8.csv"
+    bad_utf8.write_bytes(
+        write_dump(tmp_path / "x.csv", rows).read_bytes() + b"/a/x\t/r/IsA\t/c/ro/\xff\t/c/ro/y\t{}\n"
+    )
+    return {
+        "malformed": write_dump(tmp_path / "malformed.csv", malformed),
+        "bad-json": write_dump(tmp_path / "bad-json.csv", [*rows, ROW_RO.rsplit("\t", 1)[0] + "\t{not json"]),
+        "bad-utf8": bad_utf8,
+        "truncated": truncated,
+        "missing": tmp_path / "missing.csv.gz",
+    }
+
+
+@pytest.mark.parametrize("case", ["malformed", "bad-json", "bad-utf8", "truncated", "missing"])
+def test_bad_input_read_in_one_pass_is_the_error_of_a_single_run(cli, tmp_path, monkeypatch, case):
+    """The scanning process's error reaches the user as the same one line, naming the file and line;
+    no output of any language is left."""
+    monkeypatch.setattr(conceptnet, "BLOCK", 256)  # line numbers across many blocks
+    monkeypatch.setattr(conceptnet, "FORK", True)
+    dump = _bad_dumps(tmp_path)[case]
+    out = tmp_path / "out"
+    out.mkdir()
+    single = cli(["fetch", "conceptnet", "-l", "ron", "-i", dump, "-o", out / "one.jsonl.zst"])
+    many = cli(["fetch", "conceptnet", "-l", "ron,mlt", "-i", dump, "-o", f"{out}/{{lang}}.jsonl.zst"])
+    line = assert_error(many, str(dump))
+    assert line == assert_error(single, str(dump))
+    if case in ("malformed", "bad-json", "bad-utf8"):
+        assert line.startswith(f"error: {dump}:81: ")
+    assert_no_output(out)
+
+
+def test_skipped_bad_lines_in_one_pass_are_counted_and_named_by_line(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(conceptnet, "BLOCK", 256)
+    monkeypatch.setattr(conceptnet, "FORK", True)
+    dump = _bad_dumps(tmp_path)["malformed"]
+    stats = tmp_path / "{lang}.json"
+    args = ["-l", "ron,mlt", "-i", dump, "--skip-bad-lines", "--stats", stats]
+    result = cli(["fetch", "conceptnet", *args, "-o", f"{tmp_path}/{{lang}}.jsonl"])
+    assert result.exit_code == 0, result.stderr
+    assert f"warning: skipped: {dump}:81: expected 5 tab-separated columns, found 4" in result.stderr
+    ron = json.loads((tmp_path / "ron_Latn.json").read_text())
+    assert (ron["records_in"], ron["records_out"], ron["dropped"]) == (
+        82,
+        41,
+        {"bad_line": 1, "other_language": 40},
+    )
+    assert json.loads((tmp_path / "mlt_Latn.json").read_text())["records_out"] == 40
+
+
+def test_several_languages_from_stdin(tmp_path):
+    """``zcat dump | lrltool fetch conceptnet -i - --lang ron,mlt``: the scanning process reads the pipe."""
+    dump = write_dump(tmp_path / "d.csv.gz", [ROW_RO, ROW_MT] * 3000, compression="gzip")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "lrltool", "fetch", "conceptnet", "-l", "ron,mlt", "-i", "-"]
+    with dump.open("rb") as stdin:
+        done = subprocess.run(
+            [*command, "-o", f"{out}/{{lang}}.jsonl"], stdin=stdin, capture_output=True, timeout=120
+        )
+    assert done.returncode == 0, done.stderr
+    for name, start in (("ron_Latn", "câine"), ("mlt_Latn", "qattus")):
+        records = [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
+        assert [r["start"] for r in records] == [start] * 3000
+
+
+def test_a_scanning_process_that_dies_is_an_error_not_a_shorter_output(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(conceptnet, "FORK", True)
+    monkeypatch.setattr(conceptnet, "_scan_child", lambda *args: os.kill(os.getpid(), signal.SIGKILL))
+    dump = write_dump(tmp_path / "d.csv", [ROW_RO, ROW_MT])
+    out = tmp_path / "out"
+    out.mkdir()
+    result = cli(["fetch", "conceptnet", "-l", "ron,mlt", "-i", dump, "-o", f"{out}/{{lang}}.jsonl"])
+    assert_error(result, f"{dump}: the scan of the dump ended early (its process was killed by signal 9)")
+    assert_no_output(out)
+
+
+def test_a_bug_in_the_scanning_process_comes_back_with_its_traceback(tmp_path, monkeypatch):
+    from lrltool.sources.base import FetchRequest
+    from lrltool.streams import Stats
+
+    def broken(codes):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(conceptnet, "FORK", True)
+    monkeypatch.setattr(conceptnet, "_hit_finder", broken)
+    dump = write_dump(tmp_path / "d.csv", [ROW_RO, ROW_MT])
+    requests = [
+        FetchRequest(source="conceptnet", language=None, code=c, stats=Stats("fetch")) for c in ("ro", "mt")
+    ]
+    with pytest.raises(RuntimeError, match=r"(?s)scan failed in its process:.*ValueError: a bug"):
+        list(conceptnet.read_languages([dump], requests))

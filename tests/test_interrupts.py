@@ -125,3 +125,75 @@ def test_an_unattributed_full_disk_or_read_only_error_is_one_line(cli, monkeypat
     assert (
         result.exit_code == 1 and "FileNotFoundError" in result.stderr and "LRLTOOL_DEBUG=1" in result.stderr
     )
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(stat))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]  # noqa: SIM115
+    except OSError:
+        return True
+    return state == "Z"  # dead, waiting for whoever adopted it to reap it
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the forked scan is Linux's")
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C", "SIGKILL"])
+def test_several_languages_stop_with_their_scanning_process(tmp_path, how):
+    """`fetch conceptnet --lang ron,mlt` scans in a forked process, here blocked on a stalled pipe.
+    SIGTERM and Ctrl-C (SIGINT to the whole process group) end both processes and remove every temporary
+    output; SIGKILL of the parent leaves temporary files only, never a finished-looking output, and the
+    scanning process dies with it."""
+    fifo = tmp_path / "dump.csv"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["fetch", "conceptnet", "--lang", "ron,mlt", "--input", fifo, "-o", f"{out}/{{lang}}.jsonl.zst"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LRLTOOL_PROGRESS": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrltool", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    with open(fifo, "wb") as feed:  # opened once the scanning process opens it for reading
+        feed.write(_conceptnet_lines())
+        feed.flush()
+        try:
+            _wait_for(lambda: len(list(out.glob(".*.tmp"))) == 2 and _children(proc.pid))
+            (child,) = _children(proc.pid)
+            time.sleep(0.5)  # both are now blocked: the child reading the pipe, the parent reading the child
+            if how == "Ctrl-C":
+                os.killpg(proc.pid, signal.SIGINT)
+            else:
+                proc.send_signal(getattr(signal, how))
+            _, stderr = proc.communicate(timeout=120)
+            _wait_for(lambda: _gone(child), timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    if how == "SIGKILL":
+        assert proc.returncode == -signal.SIGKILL
+        assert sorted(p.suffix for p in out.iterdir()) == [".tmp", ".tmp"]
+        return
+    assert proc.returncode == {"SIGTERM": 143, "Ctrl-C": 130}[how]
+    assert (
+        stderr.decode().strip().splitlines()[-1]
+        == {"SIGTERM": "terminated (SIGTERM)", "Ctrl-C": "interrupted"}[how]
+    )
+    assert "Traceback" not in stderr.decode()
+    assert list(out.iterdir()) == []
