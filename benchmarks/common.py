@@ -6,7 +6,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,17 +21,51 @@ class Timing:
     peak_rss_mb: float  # largest resident set of the process and the children it waited for
 
 
+# A command started straight from this process would start with this process's peak RSS as its own: Linux
+# records the old address space's high-water mark at exec. After a module that holds a few hundred MB
+# (datacache: 385 MB), every later command's peak read as at least that. So each command is started by a
+# small launcher, whose children begin from its own few MB; it times the command and reports both.
+_LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[1], sys.argv[1:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+report = f"{time.perf_counter() - start} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}"
+os.write(int(os.environ["BENCH_REPORT_FD"]), report.encode())
+"""
+
+
 def run_timed(cmd: list[str] | str, *, env: dict[str, str] | None = None, cwd: Path | None = None) -> Timing:
-    """Run ``cmd`` (a list, or a string for ``bash -o pipefail -c``) and measure wall time and peak RSS."""
-    args = ["bash", "-o", "pipefail", "-c", cmd] if isinstance(cmd, str) else cmd
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, env={**os.environ, **(env or {})}, cwd=cwd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
+    """Run ``cmd`` (a list, or a string for ``bash -o pipefail -c``) and measure wall time and peak RSS
+    (its own, whatever this process holds: see ``_LAUNCHER``)."""
+    args = ["bash", "-o", "pipefail", "-c", cmd] if isinstance(cmd, str) else [str(a) for a in cmd]
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [PYTHON, "-c", _LAUNCHER, *args],
+            env={**os.environ, **(env or {}), "BENCH_REPORT_FD": str(write_end)},
+            cwd=cwd,
+            pass_fds=(write_end,),
+        )
+        os.close(write_end)
+        write_end = -1
+        with open(read_end, "rb") as report:
+            read_end = -1
+            fields = report.read().split()
+        proc.wait()
+    finally:
+        for fd in (read_end, write_end):
+            if fd >= 0:
+                os.close(fd)
+    if len(fields) != 3 or int(fields[2]) != 0:
+        code = fields[2].decode() if len(fields) == 3 else f"launcher {proc.returncode}"
         raise RuntimeError(f"benchmark command failed with exit status {code}: {cmd}")
-    return Timing(seconds, usage.ru_maxrss / 1024)
+    return Timing(float(fields[0]), int(fields[1]) / 1024)
 
 
 def run_python(code: str, *, env: dict[str, str] | None = None) -> Timing:
