@@ -18,6 +18,7 @@ five tab-separated columns:
 Speed: the dump is read in 4 MiB blocks of decompressed bytes; only lines holding ``<TAB>/c/<code>/``
 (a start or end node in the language) are located and parsed, everything else is counted by
 numpy (in a thread of its own). A malformed row is therefore only noticed when it mentions the language.
+Several languages take one pass; on Linux its scan runs in a forked process (:func:`_forked_scan`).
 """
 
 from __future__ import annotations
