@@ -45,23 +45,18 @@ def run_timed(cmd: list[str] | str, *, env: dict[str, str] | None = None, cwd: P
     (its own, whatever this process holds: see ``_LAUNCHER``)."""
     args = ["bash", "-o", "pipefail", "-c", cmd] if isinstance(cmd, str) else [str(a) for a in cmd]
     read_end, write_end = os.pipe()
-    try:
-        proc = subprocess.Popen(
-            [PYTHON, "-c", _LAUNCHER, *args],
-            env={**os.environ, **(env or {}), "BENCH_REPORT_FD": str(write_end)},
-            cwd=cwd,
-            pass_fds=(write_end,),
-        )
-        os.close(write_end)
-        write_end = -1
-        with open(read_end, "rb") as report:
-            read_end = -1
-            fields = report.read().split()
-        proc.wait()
-    finally:
-        for fd in (read_end, write_end):
-            if fd >= 0:
-                os.close(fd)
+    with open(read_end, "rb") as report:
+        try:
+            proc = subprocess.Popen(
+                [PYTHON, "-c", _LAUNCHER, *args],
+                env={**os.environ, **(env or {}), "BENCH_REPORT_FD": str(write_end)},
+                cwd=cwd,
+                pass_fds=(write_end,),
+            )
+        finally:
+            os.close(write_end)  # the launcher holds its own copy: EOF here when it exits
+        fields = report.read().split()
+    proc.wait()
     if len(fields) != 3 or int(fields[2]) != 0:
         code = fields[2].decode() if len(fields) == 3 else f"launcher {proc.returncode}"
         raise RuntimeError(f"benchmark command failed with exit status {code}: {cmd}")

@@ -297,13 +297,18 @@ def _scan_child(path: Path, codes: list[str], fd: int, parent: int) -> int:
                     out.write(rows)
                     out.flush()
             out.write(_FRAME.pack(_END, 0, 0, 0, 0))
-        except LrlError as exc:
-            error = pickle.dumps((type(exc).__name__, exc.message, exc.hint, exc.path, exc.line))
-            out.write(_FRAME.pack(_ERROR, 0, 0, 0, len(error)) + error)
-        except Exception:
-            error = pickle.dumps(traceback.format_exc())
+        except Exception as exc:
+            error = pickle.dumps(_error_state(exc))
             out.write(_FRAME.pack(_ERROR, 0, 0, 0, len(error)) + error)
     return 0
+
+
+def _error_state(exc: Exception) -> tuple[str, str, str | None, str | None, int | None] | str:
+    """What the scanning process sends of its error: an :class:`LrlError`'s kind and fields, or a bug's
+    traceback (read back by :func:`_child_error`)."""
+    if isinstance(exc, LrlError):
+        return type(exc).__name__, exc.message, exc.hint, exc.path, exc.line
+    return traceback.format_exc()
 
 
 def _child_error(state: tuple[str, str, str | None, str | None, int | None] | str) -> Exception:
