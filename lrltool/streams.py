@@ -50,6 +50,18 @@ def display_name(path: str | os.PathLike[str]) -> str:
     return "<stdin>" if str(path) == "-" else str(path)
 
 
+def input_size(path: str | os.PathLike[str]) -> int | None:
+    """An input's size in bytes, for progress; None for stdin or what is not a readable regular file (its
+    error comes from reading it)."""
+    if str(path) == "-":
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
 # ---------------------------------------------------------------------------------------------------
 # Reading
 

@@ -13,6 +13,7 @@ from lrltool.streams import (
     RecordReader,
     Stats,
     atomic_output,
+    input_size,
     read_records,
     require,
     write_record_files,
@@ -20,6 +21,17 @@ from lrltool.streams import (
 )
 
 RECORDS = [{"id": str(i), "text": f"propoziția {i} — ă î ș ț", "n": i} for i in range(2000)]
+
+
+def test_input_size_is_a_regular_files_size_and_none_otherwise(tmp_path):
+    """The progress total of cap, verbalize and fetch conceptnet: None where there is no size to show."""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"x" * 1234)
+    assert input_size(path) == 1234
+    assert input_size(str(path)) == 1234
+    assert input_size("-") is None
+    assert input_size(tmp_path) is None  # a folder: its error comes from reading it
+    assert input_size(tmp_path / "missing.jsonl") is None
 
 
 def _jsonl(records) -> bytes:

@@ -42,6 +42,7 @@ from lrltool.streams import (
     atomic_files,
     atomic_output,
     display_name,
+    input_size,
     is_text_input,
     not_an_object_error,
     nothing_written,
@@ -616,11 +617,8 @@ def cap_records(
         opened = _split_outputs(Path(output), list(split), **zstd)
     else:
         opened = _single_output(output, **zstd)
-    size = (
-        None if str(input_path) == "-" or not Path(input_path).is_file() else Path(input_path).stat().st_size
-    )
     try:
-        with opened as streams, ui.progress("cap", total=size, unit="bytes") as bar:
+        with opened as streams, ui.progress("cap", total=input_size(input_path), unit="bytes") as bar:
             merger = _Merger(
                 streams, max_bytes=max_bytes, dedup=not keep_duplicates, reject=reject, stats=stats
             )

@@ -17,7 +17,15 @@ from typing import Any
 
 from lrltool.corpus.cap import DigestSet, text_digest
 from lrltool.errors import InputError, LanguageError
-from lrltool.streams import Record, Stats, nothing_written, read_records, require, write_records
+from lrltool.streams import (
+    Record,
+    Stats,
+    input_size,
+    nothing_written,
+    read_records,
+    require,
+    write_records,
+)
 
 TEMPLATE_FORM = "write one 'relation<TAB>predicate' line per relation, e.g. 'IsA<TAB>is a type of'"
 _RELATION = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z0-9_]+)*")
@@ -275,10 +283,10 @@ def verbalize_triples(
     templates = load_templates(templates_path)
     stats = Stats("verbalize")
     reader = read_records(input_path, skip_bad_lines=skip_bad_lines, stats=stats)
-    size = (
-        None if str(input_path) == "-" or not Path(input_path).is_file() else Path(input_path).stat().st_size
-    )
-    with write_records(output) as out, ui.progress("verbalize", total=size, unit="bytes") as bar:
+    with (
+        write_records(output) as out,
+        ui.progress("verbalize", total=input_size(input_path), unit="bytes") as bar,
+    ):
         for n, record in enumerate(
             verbalize_records(
                 reader,

@@ -43,7 +43,7 @@ from lrltool import errors
 from lrltool.errors import InputError, LrlError
 from lrltool.sources import hub
 from lrltool.sources.base import FetchRequest
-from lrltool.streams import InputStream, Record
+from lrltool.streams import InputStream, Record, input_size
 
 DUMP_NAME = "conceptnet-assertions-5.7.0.csv.gz"
 DUMP_URL = f"https://s3.amazonaws.com/conceptnet/downloads/2019/edges/{DUMP_NAME}"
@@ -124,7 +124,7 @@ def read_languages(paths: list[Path], requests: list[FetchRequest]) -> Iterator[
     candidates, kept = [0] * len(requests), 0
     label = f"conceptnet {','.join(codes)}"
     scanner = _forked_scan if len(codes) > 1 and FORK else _scan
-    with scanner(path, codes) as blocks, ui.progress(label, _size(path), unit="bytes") as bar:
+    with scanner(path, codes) as blocks, ui.progress(label, input_size(path), unit="bytes") as bar:
         for block in blocks:
             for index, raw, line in zip(block.indexes, block.rows, block.lines, strict=True):
                 candidates[index] += 1
@@ -185,17 +185,6 @@ def _scanned(source: InputStream, codes: list[str]) -> Iterator[_Block]:
             rows.append(block[begin:end])
             lines.append(line)
         yield _Block(keep, rows, lines, len(newlines), source.position())
-
-
-def _size(path: Path) -> int | None:
-    """The dump's size in bytes, for progress; None for stdin or a path that cannot be read (its error
-    comes from the scan)."""
-    if str(path) == "-":
-        return None
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None
 
 
 # A block's frame from the scanning process: kind, lines, position, candidates, bytes of rows.
