@@ -11,14 +11,16 @@ __version__ = "0.1.0"
 
 
 class _TransformersWithoutSklearn(MetaPathFinder):
-    """Tells transformers that scikit-learn is not there, as soon as ``transformers.utils.import_utils``
-    is loaded.
+    """Tells transformers that scikit-learn and scipy are not there, as soon as
+    ``transformers.utils.import_utils`` is loaded.
 
-    With scikit-learn installed (lrltool's metrics use it), importing any transformers model imports
-    ``sklearn.metrics`` and scipy with it. Only assisted generation's confidence threshold uses them, and
-    lrltool never runs that (transformers skips it without scikit-learn). On the project's machine this
-    was 3 s of the 10-13 s that every training and evaluation command spent importing
-    (docs/design.md "Layout"). lrltool's own code imports scikit-learn itself, where it needs it.
+    With scikit-learn installed (lrltool's metrics use it, and it needs scipy), importing any transformers
+    model imports ``sklearn.metrics`` and scipy with it, only for assisted generation's confidence
+    threshold, and ``scipy.optimize``, only for the object-detection losses. lrltool runs neither
+    (transformers skips the first without scikit-learn and imports the second only where scipy is). On the
+    project's machine that was 3 s and then 1 s of the 10-13 s that every training and evaluation command
+    spent importing (docs/design.md "Layout"). lrltool's own code imports scikit-learn itself, where it
+    needs it.
     """
 
     target = "transformers.utils.import_utils"
@@ -34,6 +36,7 @@ class _TransformersWithoutSklearn(MetaPathFinder):
         def exec_module(module: Any) -> None:
             load(module)
             module._sklearn_available = False
+            module._scipy_available = False
 
         spec.loader.exec_module = exec_module  # type: ignore[union-attr]
         return spec

@@ -14,6 +14,8 @@ from typing import Any
 
 from rich.console import Console
 
+from lrltool import startup
+
 _state: dict[str, Any] = {"quiet": False, "console": None}
 
 
@@ -68,6 +70,7 @@ class Progress:
         self._last = 0.0
 
     def __enter__(self) -> Progress:
+        startup.end()  # the command's work begins
         if progress_enabled():
             from rich.progress import (
                 BarColumn,

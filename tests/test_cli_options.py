@@ -178,9 +178,10 @@ def test_help_and_a_typo_still_see_every_command():
     assert code == 2 and "Did you mean 'finetune'?" in out
 
 
-def test_transformers_starts_without_scikit_learn_and_our_metrics_still_have_it():
-    """lrltool/__init__.py: transformers is told scikit-learn is missing (it would import sklearn.metrics
-    and scipy at every model import, only for assisted generation); lrltool's metrics import it."""
+def test_transformers_starts_without_scikit_learn_or_scipy_and_our_metrics_still_have_them():
+    """lrltool/__init__.py: transformers is told scikit-learn and scipy are missing (it would import
+    sklearn.metrics and scipy.optimize at every model import, only for assisted generation and the
+    object-detection losses); lrltool's metrics import scikit-learn themselves."""
     import inspect
     import subprocess
     import sys
@@ -189,8 +190,11 @@ def test_transformers_starts_without_scikit_learn_and_our_metrics_still_have_it(
 
     code = (
         "import sys, lrltool\n"
-        "from transformers import AutoModelForMaskedLM, AutoModelForCausalLM\n"
+        "from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForCausalLM\n"
         "import adapters, transformers.generation.candidate_generator as generator\n"
+        "config = AutoConfig.for_model('xlm-roberta', vocab_size=64, hidden_size=16, num_hidden_layers=1,\n"
+        "                              num_attention_heads=2, intermediate_size=32)\n"
+        "model = AutoModelForMaskedLM.from_config(config)  # imports modeling_utils and the losses\n"
         "print('sklearn' in sys.modules, 'scipy' in sys.modules, hasattr(generator, 'roc_curve'))\n"
         "from lrltool.downstream import metrics\n"
         "print(round(metrics.classification_metrics(['a', 'b', 'b'], ['a', 'b', 'a'])['macro_f1'], 6))\n"
@@ -200,8 +204,11 @@ def test_transformers_starts_without_scikit_learn_and_our_metrics_still_have_it(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["False False False", "0.666667"]
-    # The premise: without it transformers imports scikit-learn (if this fails, the finder can go).
+    # The premises: without it transformers imports both (if these fail, that part of the finder can go).
     import transformers.generation.candidate_generator as generator
+    import transformers.loss.loss_for_object_detection as detection
 
     source = inspect.getsource(generator)
     assert "if is_sklearn_available():\n    from sklearn.metrics import roc_curve" in source
+    source = inspect.getsource(detection)
+    assert "if is_scipy_available():\n    from scipy.optimize import linear_sum_assignment" in source

@@ -55,6 +55,15 @@ def __getattr__(name: str) -> Any:
 
 def main() -> None:
     """``lrltool [COMMAND] ...``: a known command loads its own module only; anything else (no command,
-    ``--help``, a typo) loads them all, so help lists every command and a typo gets its suggestions."""
+    ``--help``, a typo) loads them all, so help lists every command and a typo gets its suggestions.
+
+    The garbage collector runs less often while the command starts, and not over what it made at exit
+    (:mod:`lrltool.startup`)."""
+    from lrltool import startup
+
+    startup.begin()
     module = COMMAND_MODULES.get(sys.argv[1]) if len(sys.argv) > 1 else None
-    _app((module,) if module else MODULES)()
+    try:
+        _app((module,) if module else MODULES)()
+    finally:
+        startup.exiting()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lrltool import startup
 from lrltool.errors import ModelError
 
 # model_type -> static HF class for each head. Encoders are MLM models, decoders CLM models.
@@ -399,6 +400,7 @@ def load_model(
     model.eval()
     if device is not None:
         model.to(device)
+    startup.end()  # the imports are done (lrltool.startup)
     return model
 
 
