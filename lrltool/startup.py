@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import gc
 
-#: The collector's thresholds while a command starts: a young-generation collection every 10,000
-#: allocations instead of every 700 (older generations as in Python's defaults).
-STARTUP_THRESHOLDS = (10_000, 10, 10)
+#: The collector's thresholds while a command starts: a young-generation collection every 100,000
+#: allocations instead of every 700, an older one every 20 younger ones instead of 10. Starting
+#: train-adapter on the tiny model, the collector's own time (gc.callbacks) was 1.7 s with Python's
+#: thresholds, 0.7 s with (10,000, 10, 10) and 0.5 s with these; with it off, 0.4-0.6 s remained
+#: (collections that libraries ask for).
+STARTUP_THRESHOLDS = (100_000, 20, 20)
 
 _saved: tuple[int, ...] | None = None  # the thresholds to go back to; None when not starting
 
