@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from lrltool import startup
+from lrltool.startup import end as end_startup
 
 _state: dict[str, Any] = {"quiet": False, "console": None}
 
@@ -70,7 +70,7 @@ class Progress:
         self._last = 0.0
 
     def __enter__(self) -> Progress:
-        startup.end()  # the command's work begins
+        end_startup()  # the command's work begins (lrltool.startup)
         if progress_enabled():
             from rich.progress import (
                 BarColumn,
