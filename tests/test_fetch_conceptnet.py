@@ -216,36 +216,74 @@ def _reference_triples(text: str, code: str, match: str) -> list[dict]:
     return out
 
 
+def _use_finder(monkeypatch, finder: str) -> None:
+    """Make ``conceptnet._hit_finder`` pick ``finder``: hyperscan, memmem, bytes.find or the regex."""
+    if finder == "hyperscan":
+        assert conceptnet._hyperscan([b"x"]) is not None  # installed wherever it has a wheel (CI: Linux x86)
+        return
+    monkeypatch.setattr(conceptnet, "HYPERSCAN", False)
+    if finder == "memmem":
+        assert conceptnet._memmem() is not None  # Linux and macOS have it
+    elif finder == "bytes.find":
+        monkeypatch.setattr(conceptnet, "_memmem", lambda: None)
+
+
 @pytest.mark.parametrize(
-    ("block", "memmem"),
-    [pytest.param(b, True, id=f"{b}-memmem") for b in (1, 7, 100, 4096, conceptnet.BLOCK)]
-    + [pytest.param(b, False, id=f"{b}-bytes.find") for b in (7, 4096, conceptnet.BLOCK)],
+    ("block", "finder"),
+    [pytest.param(b, "hyperscan", id=f"{b}-hyperscan") for b in (1, 7, 100, 4096, conceptnet.BLOCK)]
+    + [
+        pytest.param(b, f, id=f"{b}-{f}")
+        for b in (7, 4096, conceptnet.BLOCK)
+        for f in ("memmem", "bytes.find")
+    ],
 )
 @pytest.mark.parametrize("match", ["start", "either", "both"])
-def test_matches_a_line_by_line_reference_at_any_block_size(cli, monkeypatch, block, match, memmem):
+def test_matches_a_line_by_line_reference_at_any_block_size(cli, monkeypatch, block, match, finder):
     """Rows cut by block boundaries are still read whole, once (the bundled excerpt: real + written rows),
-    with the C library's memmem and without it (bytes.find)."""
+    with Hyperscan, and without it with the C library's memmem or bytes.find."""
     excerpt = gzip.decompress(next((EXAMPLES / "conceptnet").glob("*.csv.gz")).read_bytes()).decode()
     monkeypatch.setattr(conceptnet, "BLOCK", block)
-    if not memmem:
-        monkeypatch.setattr(conceptnet, "_memmem", lambda: None)
-    else:
-        assert conceptnet._memmem() is not None  # Linux and macOS have it
+    _use_finder(monkeypatch, finder)
     result = cli(["fetch", "conceptnet", "-l", "ro", "-i", EXAMPLES / "conceptnet", "--match", match])
     expected = _reference_triples(excerpt, "ro", match)
     assert len(expected) > 300
     assert jsonl(result.stdout) == expected
 
 
-def test_memmem_finds_what_bytes_find_finds_within_the_bounds(monkeypatch):
-    block = b"x\t/c/ro/a\t/c/ro/\t/c/ro\t/c/rom/\t/c/ro/" + b"y" * 50 + b"\t/c/ro/z\t/c/r"
-    fast = conceptnet._hit_finder(["ro"])
-    monkeypatch.setattr(conceptnet, "_memmem", lambda: None)
-    slow = conceptnet._hit_finder(["ro"])
+def _hits_by_hand(block: bytes, codes: list[str], first: int, cut: int) -> list[tuple[int, int]]:
+    """Each offset where ``<TAB>/c/<code>/`` lies wholly in block[first:cut], tried one by one."""
+    return [
+        (at, index)
+        for at in range(first, cut)
+        for index, code in enumerate(codes)
+        if block.startswith(f"\t/c/{code}/".encode(), at) and at + len(code) + 5 <= cut
+    ]
+
+
+_SEVERAL = [["ro", "rom", "bg"], ["rom", "om", "ro"]]
+
+
+@pytest.mark.parametrize(
+    ("finder", "codes"),
+    [("hyperscan", codes) for codes in [["ro"], *_SEVERAL]]
+    + [("memmem", ["ro"]), ("bytes.find", ["ro"])]  # one code
+    + [("regex", codes) for codes in _SEVERAL],  # several
+)
+def test_every_hit_finder_finds_each_node_within_the_bounds(monkeypatch, finder, codes):
+    """Codes that are prefixes or suffixes of each other (ro, rom: Romanian, Romani), nodes at the block's
+    ends, near misses; every (first, cut) compared with trying each offset by hand."""
+    _use_finder(monkeypatch, finder)
+    block = (
+        b"\t/c/rom/x\t/c/ro/a\t/c/ro/\t/c/ro\t/c/rom/\t/c/ro/\t/c/bg/"
+        + b"y" * 50
+        + b"\t/c/ro/z\t/c/om/\t/c/r\t/c/bg/"
+    )
+    hits = conceptnet._hit_finder(codes)
     for first in range(0, len(block), 3):
         for cut in range(first, len(block) + 1, 5):
-            assert list(fast(block, first, cut)) == list(slow(block, first, cut)), (first, cut)
-    assert [hit for hit, _ in fast(block, 0, len(block))] == [1, 9, 30, 87]
+            assert list(hits(block, first, cut)) == _hits_by_hand(block, codes, first, cut), (first, cut)
+    assert list(hits(block, 0, len(block))) == _hits_by_hand(block, codes, 0, len(block))
+    assert sum(codes[index] == "ro" for _, index in hits(block, 0, len(block))) == 4
 
 
 def test_last_line_without_newline_and_crlf_rows(cli, tmp_path):

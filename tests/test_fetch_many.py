@@ -40,12 +40,14 @@ def _single_runs(cli, tmp_path, match: str) -> dict[str, tuple[bytes, dict]]:
     return out
 
 
+@pytest.mark.parametrize("hyperscan", [True, False], ids=["hyperscan", "regex"])
 @pytest.mark.parametrize("fork", [True, False], ids=["forked-scan", "one-process"])
 @pytest.mark.parametrize("match", ["either", "start"])
 def test_several_languages_in_one_pass_match_single_runs_byte_for_byte(
-    cli, tmp_path, monkeypatch, match, fork
+    cli, tmp_path, monkeypatch, match, fork, hyperscan
 ):
-    """Also with the scan in this process (where there is no fork: not Linux)."""
+    """Also with the scan in this process (where there is no fork: not Linux), and with the regular
+    expression where Hyperscan is missing (the single runs use it or memmem)."""
     langs = LANGS if match == "either" else LANGS[:1]  # with --match start only Romanian starts rows here
     single = _single_runs(cli, tmp_path, match)
     opened = tmp_path / "opened"  # a file: the forked scanning process writes to it too
@@ -58,6 +60,7 @@ def test_several_languages_in_one_pass_match_single_runs_byte_for_byte(
 
     monkeypatch.setattr(conceptnet, "InputStream", counting)
     monkeypatch.setattr(conceptnet, "FORK", fork)
+    monkeypatch.setattr(conceptnet, "HYPERSCAN", hyperscan)
     many = tmp_path / "many"
     outputs = ["-o", f"{many}/{{lang}}.jsonl.zst", "--stats", f"{many}/{{lang}}.json"]
     args = ["--lang", ",".join(langs), "-i", EXAMPLES / "conceptnet", "--match", match, *outputs]

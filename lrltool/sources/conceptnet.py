@@ -16,8 +16,8 @@ five tab-separated columns:
 - Indonesian has no ``id`` nodes in 5.7 (merged into ``ms``); the language table gives ``ms`` for it.
 
 Speed: the dump is read in 4 MiB blocks of decompressed bytes; only lines holding ``<TAB>/c/<code>/``
-(a start or end node in the language) are located and parsed, everything else is counted by
-numpy (in a thread of its own). A malformed row is therefore only noticed when it mentions the language.
+(a start or end node in the language, found by Hyperscan: :func:`_hit_finder`) are located and parsed,
+everything else is counted by numpy (in a thread of its own). A malformed row is therefore only noticed when it mentions the language.
 Several languages take one pass; on Linux its scan runs in a forked process (:func:`_forked_scan`).
 """
 
@@ -33,7 +33,7 @@ import signal
 import struct
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -368,19 +368,22 @@ def _at_most(blocks: Iterator[bytes], size: int) -> Iterator[bytes]:
             yield from (block[i : i + size] for i in range(0, len(block), size))
 
 
-def _hit_finder(codes: list[str]) -> Callable[[bytes, int, int], Iterator[tuple[int, int]]]:
+def _hit_finder(codes: list[str]) -> Callable[[bytes, int, int], Iterable[tuple[int, int]]]:
     """``hits(block, first, cut)``: offsets of ``<TAB>/c/<code>/`` in ``block[first:cut]`` in order, with
     the code's index.
 
-    One code: the C library's ``memmem`` through ctypes, 1.4x faster than ``bytes.find`` on the dump
-    (0.36 against 0.52 s for the 2M lines), and ctypes releases the GIL during the call, so
-    decompression and newline counting run beside it; ``bytes.find`` where there is no memmem (Windows).
-    Several: one regular expression, 0.44-0.65 s for three codes where a memmem pass per code took
-    0.87 s (benchmarks/README.md "fetch"), so N languages take one pass, not N.
+    Hyperscan (:func:`_hyperscan`) where it is installed, for one code or many. Without it, for one code
+    the C library's ``memmem`` through ctypes (1.4x faster than ``bytes.find``, 0.36 against 0.52 s for
+    the benchmark's 2M lines; ctypes releases the GIL during the call, so decompression and newline
+    counting run beside it), ``bytes.find`` where there is no memmem (Windows); for several codes one
+    regular expression, so N languages still take one pass (benchmarks/README.md "fetch").
     """
+    needles = [f"\t/c/{code}/".encode() for code in codes]
+    scan = _hyperscan(needles)
+    if scan is not None:
+        return scan
     if len(codes) == 1:
-        needle = f"\t/c/{codes[0]}/".encode()
-        size, memmem = len(needle), _memmem()
+        needle, size, memmem = needles[0], len(needles[0]), _memmem()
         if memmem is not None:
 
             def search_c(block: bytes, first: int, cut: int) -> Iterator[tuple[int, int]]:
@@ -408,6 +411,48 @@ def _hit_finder(codes: list[str]) -> Callable[[bytes, int, int], Iterator[tuple[
             yield match.start(), index[match.group(1)]
 
     return search
+
+
+#: Tests turn Hyperscan off to run the other finders.
+HYPERSCAN = True
+
+
+def _hyperscan(needles: list[bytes]) -> Callable[[bytes, int, int], list[tuple[int, int]]] | None:
+    """The hit finder of Intel's Hyperscan (SIMD multi-literal matching; the ``hyperscan`` package), or
+    None where it is not installed (it has no wheel for Linux on ARM) or cannot run (a CPU without SSSE3).
+
+    One pass over each block for any number of needles; the scan releases the GIL, and Python is called
+    only at a hit. On the benchmark's 2M-line dump it took about 0.25 s for three codes where the regular
+    expression took 0.75 s, and for one code it beat memmem (benchmarks/README.md "fetch"). A block is
+    scanned whole (no copy) and the hits not wholly in ``block[first:cut]`` dropped.
+    """
+    if not HYPERSCAN:
+        return None
+    try:
+        import hyperscan
+    except ImportError:
+        return None
+    try:
+        database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        database.compile(
+            expressions=needles, ids=list(range(len(needles))), elements=len(needles), literal=True
+        )
+        scratch = hyperscan.Scratch(database)
+    except hyperscan.error:
+        return None
+    sizes = [len(needle) for needle in needles]
+
+    def scan(block: bytes, first: int, cut: int) -> list[tuple[int, int]]:
+        found: list[tuple[int, int]] = []
+
+        def hit(index: int, _start: int, end: int, _flags: int, _context: Any) -> None:
+            found.append((end - sizes[index], index))
+
+        database.scan(block, match_event_handler=hit, scratch=scratch)
+        found.sort()  # Hyperscan reports by end offset; needles differ in length
+        return [(at, index) for at, index in found if first <= at and at + sizes[index] <= cut]
+
+    return scan
 
 
 def _memmem() -> Any:
