@@ -17,7 +17,8 @@ five tab-separated columns:
 
 Speed: the dump is read in 4 MiB blocks of decompressed bytes; only lines holding ``<TAB>/c/<code>/``
 (a start or end node in the language, found by Hyperscan: :func:`_hit_finder`) are located and parsed,
-everything else is counted by numpy (in a thread of its own). A malformed row is therefore only noticed when it mentions the language.
+everything else is counted by numpy (in a thread of its own). A malformed row is therefore only noticed
+when it mentions the language.
 Several languages take one pass; on Linux its scan runs in a forked process (:func:`_forked_scan`).
 """
 
@@ -422,9 +423,10 @@ def _hyperscan(needles: list[bytes]) -> Callable[[bytes, int, int], list[tuple[i
     None where it is not installed (it has no wheel for Linux on ARM) or cannot run (a CPU without SSSE3).
 
     One pass over each block for any number of needles; the scan releases the GIL, and Python is called
-    only at a hit. On the benchmark's 2M-line dump it took about 0.25 s for three codes where the regular
-    expression took 0.75 s, and for one code it beat memmem (benchmarks/README.md "fetch"). A block is
-    scanned whole (no copy) and the hits not wholly in ``block[first:cut]`` dropped.
+    only at a hit. On the benchmark's 2M-line dump it added 0.2-0.3 s to inflating for three codes where the
+    regular expression added 0.7-0.9 s, and for one code it beat memmem (benchmarks/README.md "Issue 14,
+    seventh stop"). A block is scanned whole (no copy) and the hits not wholly in ``block[first:cut]``
+    dropped.
     """
     if not HYPERSCAN:
         return None
