@@ -462,6 +462,10 @@ def _write_kept(
         stream.write(view[starts[first] : starts[last]])
 
 
+#: Seconds a closing pool of workers waits for the batches still in flight (_CleaningPool.close).
+CLOSE_WAIT = 10.0
+
+
 class _CleaningPool:
     """Worker processes that clean batches, at most two batches a worker in flight, results in order.
 
@@ -483,9 +487,10 @@ class _CleaningPool:
         _slots = self.slots  # the forked workers inherit them
         context = multiprocessing.get_context("fork" if fork else "spawn")
         self.pool = context.Pool(workers, initializer=_start_worker, initargs=(options,))
+        self.pending: deque[tuple[int | None, Any]] = deque()  # (slot, AsyncResult) of the batches in flight
 
     def clean(self, batches: Iterable[tuple[int, bytes]]) -> Iterator[CleanedBatch]:
-        pending: deque[tuple[int | None, Any]] = deque()
+        pending = self.pending
         for index, (line, data) in enumerate(batches):
             while len(pending) >= self.depth:
                 yield self._result(*pending.popleft())
@@ -502,9 +507,27 @@ class _CleaningPool:
         return batch
 
     def close(self) -> None:
+        """End the workers, letting those still cleaning a batch finish it first (at most two batches
+        each, :data:`CLOSE_WAIT` seconds in all); then they end on their own (``Pool.close``, ``join``).
+
+        ``Pool.terminate`` kills a worker in whatever it is doing. One killed while it sends a result
+        keeps the result queue's lock for ever; the pool's task thread then waits for that lock, and
+        ``terminate`` for that thread, without end (CPython's multiprocessing). A capped run ends with
+        batches in flight, so that hung `make test` once, and one of two loops of 300 capped runs here.
+        Workers that do not finish in time (one was killed) are terminated as before.
+        """
+        import time
+
         global _slots
-        self.pool.terminate()
+        deadline = time.monotonic() + CLOSE_WAIT
+        for _, result in self.pending:
+            result.wait(max(0.0, deadline - time.monotonic()))
+        if all(result.ready() for _, result in self.pending):
+            self.pool.close()
+        else:
+            self.pool.terminate()
         self.pool.join()
+        self.pending.clear()
         _slots = self.slots = None  # unmapped once the last view of them is gone
 
 
