@@ -513,7 +513,7 @@ class _CleaningPool:
         ``Pool.terminate`` kills a worker in whatever it is doing. One killed while it sends a result
         keeps the result queue's lock for ever; the pool's task thread then waits for that lock, and
         ``terminate`` for that thread, without end (CPython's multiprocessing). A capped run ends with
-        batches in flight, so that hung `make test` once, and one of two loops of 300 capped runs here.
+        batches in flight, so that hung a `make test` run once, and one of two loops of 300 capped runs here.
         Workers that do not finish in time (one was killed) are terminated as before.
         """
         import time
