@@ -169,6 +169,9 @@ def test_several_languages_stop_with_their_scanning_process(tmp_path, how):
         cwd=ROOT,
         env=env,
         start_new_session=True,
+        # Ctrl-C as a terminal's foreground command gets it: a test run started in the background of a
+        # script ignores SIGINT, and the command would inherit that (Python then installs no handler).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     with open(fifo, "wb") as feed:  # opened once the scanning process opens it for reading
         feed.write(_conceptnet_lines())
