@@ -137,14 +137,9 @@ main()
 
 
 def _loaded(*argv: str) -> tuple[int, str, set[str]]:
-    import subprocess
-    import sys
+    from tests.paths import run_python
 
-    from tests.paths import ROOT
-
-    result = subprocess.run(
-        [sys.executable, "-c", _LOADED, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    result = run_python(_LOADED, *argv)
     head, _, loaded = result.stderr.rpartition("\nLOADED ")
     return result.returncode, result.stdout + head, set(loaded.split())
 
@@ -183,10 +178,8 @@ def test_transformers_starts_without_scikit_learn_or_scipy_and_our_metrics_still
     sklearn.metrics and scipy.optimize at every model import, only for assisted generation and the
     object-detection losses); lrltool's metrics import scikit-learn themselves."""
     import inspect
-    import subprocess
-    import sys
 
-    from tests.paths import ROOT
+    from tests.paths import run_python
 
     code = (
         "import sys, lrltool\n"
@@ -199,9 +192,7 @@ def test_transformers_starts_without_scikit_learn_or_scipy_and_our_metrics_still
         "from lrltool.downstream import metrics\n"
         "print(round(metrics.classification_metrics(['a', 'b', 'b'], ['a', 'b', 'a'])['macro_f1'], 6))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+    result = run_python(code, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["False False False", "0.666667"]
     # The premises: without it transformers imports both (if these fail, that part of the finder can go).

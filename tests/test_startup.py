@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import gc
-import subprocess
-import sys
 
 import pytest
 
 from lrltool import startup, ui
-from tests.paths import ROOT
+from tests.paths import run_python
 
 
 @pytest.fixture
@@ -66,9 +64,7 @@ def test_a_command_runs_with_the_startup_thresholds_and_exits_frozen_with_the_ol
         "sys.argv = ['lrltool', 'languages']\n"
         "main()\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "ron" in "\n".join(lines[:-2])  # the command's own output came first
