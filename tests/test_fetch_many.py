@@ -282,3 +282,34 @@ def test_a_bug_in_the_scanning_process_comes_back_with_its_traceback(tmp_path, m
     ]
     with pytest.raises(RuntimeError, match=r"(?s)scan failed in its process:.*ValueError: a bug"):
         list(conceptnet.read_languages([dump], requests))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="pipe sizes are Linux's (F_SETPIPE_SZ)")
+def test_the_pipe_from_the_scanning_process_is_widened_where_the_system_allows(cli, tmp_path, monkeypatch):
+    import fcntl
+
+    read_end, write_end = os.pipe()
+    try:
+        default = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
+        conceptnet._widen(write_end)
+        with open("/proc/sys/fs/pipe-max-size") as f:  # root may go beyond it
+            allowed = os.geteuid() == 0 or int(f.read()) >= conceptnet.PIPE_BYTES
+        assert fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) == (conceptnet.PIPE_BYTES if allowed else default)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    with open(tmp_path / "file", "wb") as f:  # not a pipe: the request is refused, quietly
+        conceptnet._widen(f.fileno())
+
+    widened = []
+    monkeypatch.setattr(conceptnet, "FORK", True)
+    monkeypatch.setattr(conceptnet, "_widen", lambda fd: widened.append(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)))
+    dump = write_dump(tmp_path / "d.csv", [ROW_RO, ROW_MT])
+    out = tmp_path / "out"
+    result = cli(["fetch", "conceptnet", "-l", "ron,mlt", "-i", dump, "-o", f"{out}/{{lang}}.jsonl"])
+    assert result.exit_code == 0, result.output
+    assert widened == [default]  # called once, on the fresh pipe
+    assert {p.name: len(p.read_text().splitlines()) for p in out.iterdir()} == {
+        "ron_Latn.jsonl": 1,
+        "mlt_Latn.jsonl": 1,
+    }

@@ -206,6 +206,7 @@ def _forked_scan(path: Path, codes: list[str]) -> Iterator[Iterator[_Block]]:
     """
     parent = os.getpid()
     read_end, write_end = os.pipe()
+    _widen(write_end)
     pid = os.fork()
     if pid == 0:  # the child
         status = 1
@@ -221,6 +222,20 @@ def _forked_scan(path: Path, codes: list[str]) -> Iterator[Iterator[_Block]]:
             yield _frames(stream, child, path)
     finally:
         child.stop()
+
+
+#: The pipe's capacity asked for (Linux's default is 64 KiB; an unprivileged process may ask up to
+#: /proc/sys/fs/pipe-max-size, 1 MiB by default).
+PIPE_BYTES = 1 << 20
+
+
+def _widen(fd: int) -> None:
+    """Ask Linux for a pipe of ``PIPE_BYTES``, so the scanning process runs some blocks ahead of this one
+    instead of waiting for it at each (where the system refuses, the pipe keeps its size)."""
+    with contextlib.suppress(AttributeError, OSError):
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 class _Child:
