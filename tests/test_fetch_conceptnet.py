@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import orjson
 import pytest
 from fetch_helpers import assert_error, assert_no_output, cn_row, jsonl, write_dump
@@ -278,12 +279,18 @@ def test_every_hit_finder_finds_each_node_within_the_bounds(monkeypatch, finder,
         + b"y" * 50
         + b"\t/c/ro/z\t/c/om/\t/c/r\t/c/bg/"
     )
-    hits = conceptnet._hit_finder(codes)
+    finder = conceptnet._hit_finder(codes)
+
+    def hits(first: int, cut: int) -> list[tuple[int, int]]:
+        offsets, indexes = finder(block, first, cut)
+        assert offsets.dtype == indexes.dtype == np.int64
+        return list(zip(offsets.tolist(), indexes.tolist(), strict=True))
+
     for first in range(0, len(block), 3):
         for cut in range(first, len(block) + 1, 5):
-            assert list(hits(block, first, cut)) == _hits_by_hand(block, codes, first, cut), (first, cut)
-    assert list(hits(block, 0, len(block))) == _hits_by_hand(block, codes, 0, len(block))
-    assert sum(codes[index] == "ro" for _, index in hits(block, 0, len(block))) == 4
+            assert hits(first, cut) == _hits_by_hand(block, codes, first, cut), (first, cut)
+    assert hits(0, len(block)) == _hits_by_hand(block, codes, 0, len(block))
+    assert sum(codes[index] == "ro" for _, index in hits(0, len(block))) == 4
 
 
 def test_last_line_without_newline_and_crlf_rows(cli, tmp_path):

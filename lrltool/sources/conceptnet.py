@@ -34,7 +34,7 @@ import signal
 import struct
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -169,23 +169,19 @@ def _scanned(source: InputStream, codes: list[str]) -> Iterator[_Block]:
 
     hits = _hit_finder(codes)
     for block, first, cut, newlines in _blocks(source.blocks()):
-        found = list(hits(block, first, cut))
-        if not found:
+        offsets, indexes = hits(block, first, cut)
+        if not len(offsets):
             yield _Block([], [], [], len(newlines), source.position())
             continue
-        offsets, indexes = zip(*found, strict=True)
         at = np.searchsorted(newlines, offsets)  # the newline that ends each hit's line
+        if len(at) > 1:  # a line's other node in the same language: the hit right before it is the same row
+            keep = np.ones(len(at), dtype=bool)
+            keep[1:] = (at[1:] != at[:-1]) | (indexes[1:] != indexes[:-1])
+            at, indexes = at[keep], indexes[keep]
         ends = newlines[at]
         begins = np.where(at > 0, newlines[at - 1] + 1, first)
-        keep, rows, lines, last = [], [], [], None
-        for index, line, begin, end in zip(indexes, at.tolist(), begins.tolist(), ends.tolist(), strict=True):
-            if (index, line) == last:  # the line's other node in the same language
-                continue
-            last = (index, line)
-            keep.append(index)
-            rows.append(block[begin:end])
-            lines.append(line)
-        yield _Block(keep, rows, lines, len(newlines), source.position())
+        rows = [block[begin:end] for begin, end in zip(begins.tolist(), ends.tolist(), strict=True)]
+        yield _Block(indexes.tolist(), rows, at.tolist(), len(newlines), source.position())
 
 
 # A block's frame from the scanning process: kind, lines, position, candidates, bytes of rows.
@@ -384,9 +380,12 @@ def _at_most(blocks: Iterator[bytes], size: int) -> Iterator[bytes]:
             yield from (block[i : i + size] for i in range(0, len(block), size))
 
 
-def _hit_finder(codes: list[str]) -> Callable[[bytes, int, int], Iterable[tuple[int, int]]]:
-    """``hits(block, first, cut)``: offsets of ``<TAB>/c/<code>/`` in ``block[first:cut]`` in order, with
-    the code's index.
+Hits = tuple[Any, Any]  # numpy int64 arrays: offsets, and the index of the code found at each
+
+
+def _hit_finder(codes: list[str]) -> Callable[[bytes, int, int], Hits]:
+    """``hits(block, first, cut)``: the offsets of ``<TAB>/c/<code>/`` wholly in ``block[first:cut]`` and
+    the code's index at each (two numpy arrays), in order of offset.
 
     Hyperscan (:func:`_hyperscan`) where it is installed, for one code or many. Without it, for one code
     the C library's ``memmem`` through ctypes (1.4x faster than ``bytes.find``, 0.36 against 0.52 s for
@@ -402,46 +401,61 @@ def _hit_finder(codes: list[str]) -> Callable[[bytes, int, int], Iterable[tuple[
         needle, size, memmem = needles[0], len(needles[0]), _memmem()
         if memmem is not None:
 
-            def search_c(block: bytes, first: int, cut: int) -> Iterator[tuple[int, int]]:
+            def search_c(block: bytes, first: int, cut: int) -> Iterator[int]:
                 base = ctypes.cast(ctypes.c_char_p(block), ctypes.c_void_p).value or 0
                 end = base + cut
                 at = memmem(base + first, cut - first, needle, size)
                 while at:
-                    yield at - base, 0
+                    yield at - base
                     at = memmem(at + size, end - at - size, needle, size)
 
-            return search_c
+            return _one_code(search_c)
 
-        def find(block: bytes, first: int, cut: int) -> Iterator[tuple[int, int]]:
+        def find(block: bytes, first: int, cut: int) -> Iterator[int]:
             hit = block.find(needle, first, cut)
             while hit != -1:
-                yield hit, 0
+                yield hit
                 hit = block.find(needle, hit + size, cut)
 
-        return find
+        return _one_code(find)
     index = {code.encode(): i for i, code in enumerate(codes)}
     pattern = re.compile(b"\t/c/(" + b"|".join(re.escape(code) for code in index) + b")/")
 
-    def search(block: bytes, first: int, cut: int) -> Iterator[tuple[int, int]]:
-        for match in pattern.finditer(block, first, cut):
-            yield match.start(), index[match.group(1)]
+    def search(block: bytes, first: int, cut: int) -> Hits:
+        import numpy as np
+
+        found = [(match.start(), index[match.group(1)]) for match in pattern.finditer(block, first, cut)]
+        return np.array([at for at, _ in found], np.int64), np.array([i for _, i in found], np.int64)
 
     return search
+
+
+def _one_code(offsets: Callable[[bytes, int, int], Iterator[int]]) -> Callable[[bytes, int, int], Hits]:
+    """A finder of one code's offsets as :func:`_hit_finder`'s ``hits`` (every index 0)."""
+
+    def hits(block: bytes, first: int, cut: int) -> Hits:
+        import numpy as np
+
+        found = np.fromiter(offsets(block, first, cut), np.int64)
+        return found, np.zeros(len(found), np.int64)
+
+    return hits
 
 
 #: Tests turn Hyperscan off to run the other finders.
 HYPERSCAN = True
 
 
-def _hyperscan(needles: list[bytes]) -> Callable[[bytes, int, int], list[tuple[int, int]]] | None:
+def _hyperscan(needles: list[bytes]) -> Callable[[bytes, int, int], Hits] | None:
     """The hit finder of Intel's Hyperscan (SIMD multi-literal matching; the ``hyperscan`` package), or
     None where it is not installed (it has no wheel for Linux on ARM) or cannot run (a CPU without SSSE3).
 
     One pass over each block for any number of needles; the scan releases the GIL, and Python is called
-    only at a hit. On the benchmark's 2M-line dump it added 0.2-0.3 s to inflating for three codes where the
-    regular expression added 0.7-0.9 s, and for one code it beat memmem (benchmarks/README.md "Issue 14,
-    seventh stop"). A block is scanned whole (no copy) and the hits not wholly in ``block[first:cut]``
-    dropped.
+    only at a hit, to note its end and needle. On the benchmark's 2M-line dump it added 0.2-0.3 s to
+    inflating for three codes where the regular expression added 0.7-0.9 s, and for one code it beat memmem
+    (benchmarks/README.md "Issue 14, seventh stop"). A block is scanned whole (no copy); numpy then orders
+    the hits by offset (Hyperscan reports them by end, and needles differ in length) and drops those not
+    wholly in ``block[first:cut]``.
     """
     if not HYPERSCAN:
         return None
@@ -457,17 +471,27 @@ def _hyperscan(needles: list[bytes]) -> Callable[[bytes, int, int], list[tuple[i
         scratch = hyperscan.Scratch(database)
     except hyperscan.error:
         return None
-    sizes = [len(needle) for needle in needles]
+    import numpy as np
 
-    def scan(block: bytes, first: int, cut: int) -> list[tuple[int, int]]:
-        found: list[tuple[int, int]] = []
+    sizes = np.array([len(needle) for needle in needles], np.int64)
+
+    def scan(block: bytes, first: int, cut: int) -> Hits:
+        ends: list[int] = []
+        found: list[int] = []
+        end_at, needle_at = ends.append, found.append
 
         def hit(index: int, _start: int, end: int, _flags: int, _context: Any) -> None:
-            found.append((end - sizes[index], index))
+            end_at(end)
+            needle_at(index)
 
         database.scan(block, match_event_handler=hit, scratch=scratch)
-        found.sort()  # Hyperscan reports by end offset; needles differ in length
-        return [(at, index) for at, index in found if first <= at and at + sizes[index] <= cut]
+        indexes = np.array(found, np.int64)
+        offsets = np.array(ends, np.int64) - sizes[indexes]
+        if len(sizes) > 1:
+            order = np.lexsort((indexes, offsets))
+            offsets, indexes = offsets[order], indexes[order]
+        inside = (offsets >= first) & (offsets + sizes[indexes] <= cut)
+        return offsets[inside], indexes[inside]
 
     return scan
 
