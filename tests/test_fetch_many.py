@@ -136,6 +136,33 @@ def test_a_language_without_rows_writes_no_file_at_all(cli, tmp_path):
     assert_no_output(out)
 
 
+@pytest.mark.parametrize("hyperscan", [True, False], ids=["hyperscan", "regex"])
+@pytest.mark.parametrize("fork", [True, False], ids=["forked-scan", "one-process"])
+def test_two_languages_with_one_conceptnet_code_each_get_its_rows(
+    cli, tmp_path, monkeypatch, fork, hyperscan
+):
+    """zho_Hans and zho_Hant are both ``zh`` in ConceptNet: each file is what a run of that language alone
+    writes, whichever hit finder and process layout the pass uses."""
+    rows = [cn_row("IsA", f"/c/zh/{word}", "/c/zh/动物", META) for word in ("狗", "猫")] + [ROW_RO]
+    dump = write_dump(tmp_path / "d.csv", rows)
+    alone = {}
+    for lang in ("zho_Hans", "zho_Hant"):
+        result = cli(["fetch", "conceptnet", "-l", lang, "-i", dump, "-o", tmp_path / f"{lang}.jsonl"])
+        assert result.exit_code == 0, result.stderr
+        alone[lang] = (tmp_path / f"{lang}.jsonl").read_bytes()
+    assert alone["zho_Hans"] == alone["zho_Hant"] and alone["zho_Hans"].count(b"\n") == 2
+    monkeypatch.setattr(conceptnet, "FORK", fork)
+    monkeypatch.setattr(conceptnet, "HYPERSCAN", hyperscan)
+    out = tmp_path / "out"
+    result = cli(
+        ["fetch", "conceptnet", "-l", "zho_Hans,zho_Hant,ron", "-i", dump, "-o", f"{out}/{{lang}}.jsonl"]
+    )
+    assert result.exit_code == 0, result.stderr
+    for lang in ("zho_Hans", "zho_Hant"):
+        assert (out / f"{lang}.jsonl").read_bytes() == alone[lang], lang
+    assert len((out / "ron_Latn.jsonl").read_text().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -174,10 +174,10 @@ def _scanned(source: InputStream, codes: list[str]) -> Iterator[_Block]:
             yield _Block([], [], [], len(newlines), source.position())
             continue
         at = np.searchsorted(newlines, offsets)  # the newline that ends each hit's line
-        if len(at) > 1:  # a line's other node in the same language: the hit right before it is the same row
-            keep = np.ones(len(at), dtype=bool)
-            keep[1:] = (at[1:] != at[:-1]) | (indexes[1:] != indexes[:-1])
-            at, indexes = at[keep], indexes[keep]
+        if len(at) > 1:  # one candidate per line and language: the first hit of each, in order
+            _, firsts = np.unique(at * len(codes) + indexes, return_index=True)
+            firsts.sort()
+            at, indexes = at[firsts], indexes[firsts]
         ends = newlines[at]
         begins = np.where(at > 0, newlines[at - 1] + 1, first)
         rows = [block[begin:end] for begin, end in zip(begins.tolist(), ends.tolist(), strict=True)]
@@ -418,13 +418,18 @@ def _hit_finder(codes: list[str]) -> Callable[[bytes, int, int], Hits]:
                 hit = block.find(needle, hit + size, cut)
 
         return _one_code(find)
-    index = {code.encode(): i for i, code in enumerate(codes)}
+    # A code may come twice (zho_Hans and zho_Hant are both zh): each of its languages gets its rows.
+    index: dict[bytes, list[int]] = {}
+    for i, code in enumerate(codes):
+        index.setdefault(code.encode(), []).append(i)
     pattern = re.compile(b"\t/c/(" + b"|".join(re.escape(code) for code in index) + b")/")
 
     def search(block: bytes, first: int, cut: int) -> Hits:
         import numpy as np
 
-        found = [(match.start(), index[match.group(1)]) for match in pattern.finditer(block, first, cut)]
+        found = [
+            (match.start(), i) for match in pattern.finditer(block, first, cut) for i in index[match.group(1)]
+        ]
         return np.array([at for at, _ in found], np.int64), np.array([i for _, i in found], np.int64)
 
     return search
