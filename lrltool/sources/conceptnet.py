@@ -174,10 +174,10 @@ def _scanned(source: InputStream, codes: list[str]) -> Iterator[_Block]:
             yield _Block([], [], [], len(newlines), source.position())
             continue
         at = np.searchsorted(newlines, offsets)  # the newline that ends each hit's line
-        if len(at) > 1:  # one candidate per line and language: the first hit of each, in order
-            _, firsts = np.unique(at * len(codes) + indexes, return_index=True)
-            firsts.sort()
-            at, indexes = at[firsts], indexes[firsts]
+        # One candidate per line and language (a row's start and end node): the first hit of each, in order.
+        _, firsts = np.unique(at * len(codes) + indexes, return_index=True)
+        firsts.sort()
+        at, indexes = at[firsts], indexes[firsts]
         ends = newlines[at]
         begins = np.where(at > 0, newlines[at - 1] + 1, first)
         rows = [block[begin:end] for begin, end in zip(begins.tolist(), ends.tolist(), strict=True)]
@@ -458,9 +458,10 @@ def _hyperscan(needles: list[bytes]) -> Callable[[bytes, int, int], Hits] | None
     One pass over each block for any number of needles; the scan releases the GIL, and Python is called
     only at a hit, to note its end and needle. On the benchmark's 2M-line dump it added 0.2-0.3 s to
     inflating for three codes where the regular expression added 0.7-0.9 s, and for one code it beat memmem
-    (benchmarks/README.md "Issue 14, seventh stop"). A block is scanned whole (no copy); numpy then orders
-    the hits by offset (Hyperscan reports them by end, and needles differ in length) and drops those not
-    wholly in ``block[first:cut]``.
+    (benchmarks/README.md "Issue 14, seventh stop"). A block is scanned whole (no copy); numpy then drops
+    the hits not wholly in ``block[first:cut]``. Hyperscan reports hits by their end; these needles hold
+    one tab, at their start, so two hits never overlap and that is also the order of their offsets, but for
+    a code given twice (zho_Hans and zho_Hant are both zh), whose hits numpy puts in needle order.
     """
     if not HYPERSCAN:
         return None
