@@ -577,6 +577,7 @@ def parse_text_lines(data: bytes, first_line: int = 1) -> Iterator[tuple[int, An
 # a character device or a named pipe (/dev/null, a FIFO a reader waits on) is written directly, streaming,
 # since there is nothing to rename; sockets, block devices and folders are refused. A replaced file keeps
 # its mode (and owner where the process may set it); a new one gets 0666 less the umask, as open() gives.
+# Missing folders above an output are made for it, and removed again, where still empty, when it fails.
 
 #: errno -> (what happened, what to do): the cause of a failed write that a person can act on.
 _WRITE_ERRORS: dict[int, tuple[str, str]] = {
@@ -601,21 +602,57 @@ _WRITE_ERROR_TEXTS = (
 )
 
 
+#: Folders this process made for its outputs (``_make_folders``), removed again by ``_unmake_folders``
+#: while empty: a failed output leaves no empty folder behind either.
+_MADE_FOLDERS: set[Path] = set()
+
+
+def _make_folders(folder: Path) -> None:
+    """``folder.mkdir(parents=True, exist_ok=True)``, noting in ``_MADE_FOLDERS`` each folder it made."""
+    folder = Path(os.path.abspath(folder))
+    missing = []
+    for above in (folder, *folder.parents):
+        if os.path.lexists(above):
+            break
+        missing.append(above)
+    folder.mkdir(parents=True, exist_ok=True)
+    _MADE_FOLDERS.update(missing)
+
+
+def _unmake_folders(folder: Path) -> None:
+    """Remove ``folder`` and the folders above it that ``_make_folders`` made, deepest first, while they
+    are empty (another output's file in one keeps it and those above)."""
+    folder = Path(os.path.abspath(folder))
+    for above in (folder, *folder.parents):
+        if above not in _MADE_FOLDERS:
+            return
+        try:
+            above.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        _MADE_FOLDERS.discard(above)
+
+
 def check_writable(path: str | os.PathLike[str] | None) -> None:
     """Refuse now (the OutputError an atomic write would raise: disk full, read-only, no permission) an
     output that could not be written, so that a long computation does not end in a lost result. Creates
-    and removes a temporary file where :class:`AtomicFile` would (through a symlink, missing folders made);
-    stdout, devices and FIFOs are written directly and are not tried."""
+    and removes a temporary file where :class:`AtomicFile` would (through a symlink), and the missing
+    folders it made for it; stdout, devices and FIFOs are written directly and are not tried."""
     if path is None or str(path) == "-":
         return
     target, existing = _resolve_target(Path(path))
     if existing is not None and not stat.S_ISREG(existing.st_mode):
         return
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        os.unlink(tmp)
+        _make_folders(target.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            os.unlink(tmp)
+        finally:
+            _unmake_folders(target.parent)
     except OSError as exc:
         raise (write_error(exc, path) or exc) from None
 
@@ -707,13 +744,15 @@ class AtomicFile:
             if self.direct:
                 self._file: IO[bytes] = open(self.target, "wb")  # noqa: SIM115 - closed in finish()
             else:
-                self.target.parent.mkdir(parents=True, exist_ok=True)
+                _make_folders(self.target.parent)
                 fd, tmp = tempfile.mkstemp(
                     prefix=f".{self.target.name}.", suffix=".tmp", dir=self.target.parent
                 )
                 self.tmp = Path(tmp)
                 self._file = os.fdopen(fd, "wb")
         except OSError as exc:
+            if not self.direct:
+                _unmake_folders(self.target.parent)
             raise (write_error(exc, self.path) or exc) from None
         self._inner: IO[bytes] | None = None
         suffix = self.path.suffix
@@ -762,6 +801,8 @@ class AtomicFile:
         if self.tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.tmp.unlink()
+        if not self.direct:
+            _unmake_folders(self.target.parent)
 
 
 class _Stdout:
@@ -928,22 +969,25 @@ def replace_dir(tmp: Path, out: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary folder beside ``path`` to fill: it replaces ``path`` on success, is removed on failure.
+    """A temporary folder beside ``path`` to fill: it replaces ``path`` on success, is removed on failure
+    (with the folders above it that were made for it and are still empty).
 
     A full disk, a read-only file system or missing permissions raise OutputError naming ``path``, also
     from writers that do not raise OSError (safetensors, torch.save).
     """
     out = Path(path)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        _make_folders(out.parent)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     except OSError as exc:
+        _unmake_folders(out.parent)
         raise (write_error(exc, out) or exc) from None
     try:
         yield tmp
         replace_dir(tmp, out)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _unmake_folders(out.parent)
         ours = not isinstance(exc, OSError) or exc.filename is None or str(exc.filename).startswith(str(tmp))
         error = write_error(exc, out) if isinstance(exc, Exception) and ours else None
         if error is not None:

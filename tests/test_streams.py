@@ -419,3 +419,49 @@ def test_record_writer_writes_the_bytes_of_jsonlines_with_orjson():
         reference.write_all(records)
     assert ours.getvalue() == theirs.getvalue() and writer.count == 3
     assert ours.getvalue().count(b"\n") == 3
+
+
+def test_a_failed_output_removes_the_folders_made_for_it_and_keeps_the_others(tmp_path):
+    """Nothing half-written: missing folders made for an output go again when it fails (deepest first,
+    while empty, whichever of several outputs fails last), and folders that were there stay."""
+    from lrltool.streams import atomic_dir, check_writable
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(RuntimeError), write_records(kept / "a" / "b" / "out.jsonl") as out:
+        out.write({"a": 1})
+        assert (kept / "a" / "b").is_dir()
+        raise RuntimeError("failed")
+    assert list(tmp_path.iterdir()) == [kept] and list(kept.iterdir()) == []
+    paths = {lang: tmp_path / "new" / f"{lang}.jsonl.zst" for lang in ("ron", "mlt", "bul")}
+    with pytest.raises(RuntimeError), write_record_files(paths) as outs:
+        outs["mlt"].write({"a": 1})
+        raise RuntimeError("failed")
+    assert list(tmp_path.iterdir()) == [kept]
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "x" / "adapter") as folder:
+        (folder / "weights").write_bytes(b"1")
+        raise RuntimeError("failed")
+    assert list(tmp_path.iterdir()) == [kept]
+    check_writable(tmp_path / "y" / "z" / "out.jsonl")  # a probe leaves nothing
+    assert list(tmp_path.iterdir()) == [kept]
+    with write_records(tmp_path / "new" / "ron.jsonl") as out:
+        out.write({"a": 1})
+    with pytest.raises(RuntimeError), write_records(tmp_path / "new" / "sub" / "mlt.jsonl") as out:
+        raise RuntimeError("failed")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "kept",
+        "new",
+        "new/ron.jsonl",
+    ]
+
+
+def test_a_failed_several_language_fetch_leaves_no_folder(cli, tmp_path):
+    dump = tmp_path / "dump.csv.gz"
+    good = '/a/[/r/IsA/,/c/ro/câine/n/,/c/ro/animal/]\t/r/IsA\t/c/ro/câine/n\t/c/ro/animal\t{"weight": 1.0}'
+    bad = "/a/[/r/IsA/,/c/mt/kelb/,/c/mt/annimal/]\t/r/IsA\t/c/mt/kelb\t/c/mt/annimal"
+    dump.write_bytes(gzip.compress(f"{good}\n{bad}\n".encode()))
+    out = tmp_path / "out" / "sub"
+    result = cli(["fetch", "conceptnet", "--lang", "ron,mlt", "-i", dump, "-o", out / "{lang}.jsonl.zst"])
+    assert result.exit_code == 1 and result.stderr.startswith(f"error: {dump}:2:")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == [dump]
