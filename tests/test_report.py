@@ -1079,6 +1079,7 @@ def hostile_records() -> list[dict]:
     ]  # fmt: skip
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # matplotlib's "Glyph 27 missing": ESC reached a plot
 def test_hostile_records_cannot_inject_markup_escapes_or_formulas(tmp_path, cli):
     from markdown_it import MarkdownIt
 
@@ -1103,6 +1104,32 @@ def test_hostile_records_cannot_inject_markup_escapes_or_formulas(tmp_path, cli)
     assert "'" + HYPERLINK in sources and HYPERLINK not in sources
     assert any(r["delta"].startswith("-") or r["delta"].startswith("0") for r in rows if r["delta"])
     assert all(not r["delta"].startswith("'") for r in rows)
+
+
+def test_names_with_dollars_are_plotted_as_text_not_mathtext(tmp_path, cli):
+    """mathtext could not parse "$\\sqrt{$" and failed the whole report; a name is shown as written."""
+    from matplotlib.text import Text
+
+    from lrltool.report import plots
+
+    common = dict(metric="macro_f1", task="tc", n=10, task_method="adapter", model="m$\\frac{$x", adapter="a")
+    records = [metric_record(value=0.5, lang="ron_Latn\x1b$x$", method="base", seed=1, **common)]
+    method = "seq_bn$\\sqrt{$"
+    records.append(metric_record(value=0.6, lang="ron_Latn\x1b$x$", method=method, seed=1, **common))
+    drawn: list[str] = []
+    save = plots._save
+
+    def keep_texts(fig, path):
+        save(fig, path)
+        drawn.extend(t.get_text() for t in fig.findobj(Text) if not t.get_parse_math())
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plots, "_save", keep_texts)
+        result = cli(["report", write_jsonl(tmp_path / "m.jsonl", records), "-o", tmp_path / "rep"])
+    assert result.exit_code == 0, result.stderr
+    assert "Topic classification (SIB-200) per language, m$\\frac{$x: macro_f1 (%)" in drawn
+    assert method in drawn and "+10.00\n(+20.0%)" in drawn
+    assert len(list((tmp_path / "rep" / "plots").glob("*.png"))) == 1
 
 
 def test_markdown_escaping_keeps_the_text():

@@ -1,5 +1,6 @@
 """Names the report shows, shared by its tables, text and plots: languages (the registry's name, whether a
-model saw the language in pre-training and how many GB), short model names, and file-name slugs."""
+model saw the language in pre-training and how many GB), short model names, file-name slugs, and any text of
+the records as it can be shown (``plain``)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,21 @@ def short_model(model: str) -> str:
 def slug(text: str) -> str:
     """``text`` as a file-name stem: runs of other characters than ``A-Za-z0-9._+-`` become ``-``."""
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-.") or "x"
+
+
+# C0 and C1 controls (ESC starts terminal escape sequences), DEL, line and paragraph separators, and the
+# bidi embeddings, overrides and isolates that reorder what a reader sees.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(text: object, *, lines: bool = False) -> str:
+    """``text`` with its control characters shown as ``\\xNN`` / ``\\uNNNN`` (terminal-safe, one line);
+    with ``lines``, its line breaks stay (a plot's text of several lines)."""
+    if lines:
+        return "\n".join(_CONTROL.sub(_visible, line) for line in str(text).split("\n"))
+    return _CONTROL.sub(_visible, str(text))
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

@@ -15,7 +15,7 @@ from typing import Any
 
 from lrltool.report.build import Report
 from lrltool.report.load import LossCurve
-from lrltool.report.names import language_group, language_label, short_model, slug
+from lrltool.report.names import language_group, language_label, plain, short_model, slug
 from lrltool.report.stats import Correlation, SizeSeries
 from lrltool.report.tables import Table, gain
 
@@ -30,6 +30,20 @@ def _figure(width: float, height: float) -> Any:
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Write ``fig`` as PNG, every text in it as it reads: texts from the records (languages, models,
+    methods) keep their ``$`` (no mathtext, which could not parse ``$\\sqrt{$`` and failed the report) and
+    show their control characters but line breaks as ``\\xNN`` (as in report.md; a font has no glyph for
+    ESC). Tick labels are set as text at drawing time, so the axes that name languages pass them through
+    ``plain`` too."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
+        text.set_text(plain(text.get_text(), lines=True))
+    fig.savefig(path, format="png")
 
 
 def _colors(n: int) -> list[Any]:
@@ -106,7 +120,7 @@ def draw_table(table: Table, path: Path) -> Any:
     )
     what = table.metric_title if table.kind == "pppl" else f"{table.metric} (%)"
     fig.suptitle(f"{table.task_title} per language, {table.model}: {what}")
-    fig.savefig(path, format="png")
+    _save(fig, path)
     return fig
 
 
@@ -177,9 +191,10 @@ def _language_axis(ax: Any, table: Table) -> None:
             ax.axvspan(j - 0.48, j + 0.48, color=UNSEEN_SHADE, zorder=0, lw=0)
     ax.set_xticks(
         range(n_langs),
-        [language_label(lang) for lang in table.langs],
+        [plain(language_label(lang), lines=True) for lang in table.langs],
         rotation=35 if n_langs > 5 else 0,
         ha="right" if n_langs > 5 else "center",
+        parse_math=False,
     )
     ax.set_xlim(-0.6, n_langs - 0.4)
     ax.set_xlabel("language (shaded: not in the model's pre-training data)")
@@ -232,7 +247,7 @@ def draw_gain(model: str, corrs: list[Correlation], path: Path) -> None:
         ax.grid(alpha=0.3, zorder=1)
         ax.legend(handles, labels, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"Gain over the baseline against pre-training data size, {model} (higher is better)")
-    fig.savefig(path, format="png")
+    _save(fig, path)
 
 
 def _name_languages(ax: Any, positions: dict[str, float]) -> None:
@@ -245,7 +260,11 @@ def _name_languages(ax: Any, positions: dict[str, float]) -> None:
             clusters.append((x, [lang.split("_")[0]]))
     top = ax.secondary_xaxis("top")
     top.set_xticks(
-        [x for x, _ in clusters], [", ".join(names) for _, names in clusters], rotation=90, fontsize=7
+        [x for x, _ in clusters],
+        [plain(", ".join(names), lines=True) for _, names in clusters],
+        rotation=90,
+        fontsize=7,
+        parse_math=False,
     )
     top.tick_params(axis="x", which="minor", top=False, labeltop=False)
 
@@ -293,7 +312,7 @@ def draw_sizes(model: str, sizes: list[SizeSeries], path: Path) -> None:
     fig.suptitle(
         f"Against adaptation data size, {model}" + (f" ({all_langs[0]})" if len(all_langs) == 1 else "")
     )
-    fig.savefig(path, format="png")
+    _save(fig, path)
 
 
 def draw_run(run: LossCurve, path: Path) -> None:
@@ -321,4 +340,4 @@ def draw_run(run: LossCurve, path: Path) -> None:
     ax.set_title(f"Loss curves: {run.title}")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.savefig(path, format="png")
+    _save(fig, path)

@@ -19,7 +19,7 @@ from typing import Any
 
 from lrltool import __version__
 from lrltool.report.build import Report
-from lrltool.report.names import language_group, language_name, pretraining_gb, short_model
+from lrltool.report.names import language_group, language_name, plain, pretraining_gb, short_model
 from lrltool.report.paper import paper_citation
 from lrltool.report.settings import PER_LANGUAGE_SETTINGS, TABLE_WIDE_SETTINGS, settings_summary
 from lrltool.report.tables import AVERAGE_ROWS, Column, Table
@@ -147,23 +147,10 @@ def render_terminal(report: Report, console: Any) -> None:
 # Markdown
 
 
-# C0 and C1 controls (ESC starts terminal escape sequences), DEL, line and paragraph separators, and the
-# bidi embeddings, overrides and isolates that reorder what a reader sees.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # What markdown (and the HTML it may carry) gives a meaning that could hide or fake content, escaped with
 # a backslash: tags and autolinks (<), code spans (`), table cells (|), emphasis (*), inline links and
 # images ("](" ), and a heading or quote at the start of a list item (# >). Other punctuation stays as is.
 _MARKDOWN = re.compile(r"[\\`<|*]|\](?=\()|^[#>]")
-
-
-def plain(text: object) -> str:
-    """``text`` with its control characters shown as ``\\xNN`` / ``\\uNNNN`` (terminal-safe, one line)."""
-    return _CONTROL.sub(_visible, str(text))
-
-
-def _visible(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _md(text: object) -> str:
