@@ -28,7 +28,7 @@ import unicodedata
 from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
@@ -551,18 +551,10 @@ def _cleaned_batches(
         yield clean_batch(data, line, options)
 
 
-@contextmanager
-def _split_outputs(folder: Path, names: list[str], **zstd: int) -> Iterator[list[IO[bytes]]]:
-    """One output a split, in ``folder``; they appear together on success and not at all on failure."""
-    created = not folder.exists()
-    try:
-        with atomic_files([folder / f"{name}.jsonl.zst" for name in names], **zstd) as streams:
-            yield streams
-    except BaseException:
-        if created:
-            with suppress(OSError):
-                folder.rmdir()  # only if still empty
-        raise
+def _split_outputs(folder: Path, names: list[str], **zstd: int) -> AbstractContextManager[list[IO[bytes]]]:
+    """One output a split, in ``folder``; they appear together on success and not at all on failure (a
+    ``folder`` made for them goes too: :func:`~lrltool.streams.atomic_files`)."""
+    return atomic_files([folder / f"{name}.jsonl.zst" for name in names], **zstd)
 
 
 def cap_records(
