@@ -25,6 +25,10 @@ weights need no weight gradients, so about 4 x N is done): the ratio is comparab
 with published MFU figures. Finetuning: 6 x N_body per real token. PPPL: 2 x N_body per token of each
 masked copy (a sentence of T tokens with S scored is S copies of T tokens) + 2 x N_head per copy.
 
+The results file is rewritten whole after every figure, with ``"complete": false`` until the last one:
+a run cut short (a time limit, an out-of-memory shape) keeps what it measured. It also records the
+device, the date and the versions of torch, CUDA, transformers, adapters, accelerate and tokenizers.
+
 Without CUDA it says so in one line and exits 0. ``--dry-run`` runs the whole script on tiny shapes on
 the CPU (what the tests run); its figures mean nothing and go to benchmarks/work/, never to
 gpu-results.json.
@@ -36,10 +40,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,7 +212,7 @@ def _write_texts(path: Path, texts: list[str]) -> Path:
     return path
 
 
-def measure_train(run: Run) -> list[Figure]:
+def measure_train(run: Run) -> None:
     """train-adapter in each precision: real tokens/s (training.json), peak memory, MFU."""
     from lrltool.lm.adapter import make_settings, train_language_adapter
 
@@ -219,7 +225,6 @@ def measure_train(run: Run) -> list[Figure]:
         max_seq_length=min(run.plan.train_length, run.shape.max_length),
         eval_steps=10**6,
     )
-    figures = []
     for dtype in run.plan.precisions:
         with _Memory(run.plan.device) as memory:
             result = train_language_adapter(
@@ -239,25 +244,22 @@ def measure_train(run: Run) -> list[Figure]:
         body, head = run.counts
         per_token = training_flops_per_token(body, head, run.shape.arch)
         tokens_per_second = float(result.info["steady_tokens_per_second"] or result.info["tokens_per_second"])
-        figures.append(
-            run.figure(
-                "train-adapter",
-                dtype,
-                tokens_per_second,
-                "tokens/s",
-                memory,
-                tokens_per_second * per_token,
-                steps=settings.max_steps,
-                batch=f"{settings.batch_size} x {settings.max_seq_length}",
-                objective="clm" if run.shape.arch == "llama" else "mlm",
-                flops_per_token=per_token,
-                whole_loop_tokens_per_second=result.info["tokens_per_second"],
-            )
+        run.figure(
+            "train-adapter",
+            dtype,
+            tokens_per_second,
+            "tokens/s",
+            memory,
+            tokens_per_second * per_token,
+            steps=settings.max_steps,
+            batch=f"{settings.batch_size} x {settings.max_seq_length}",
+            objective="clm" if run.shape.arch == "llama" else "mlm",
+            flops_per_token=per_token,
+            whole_loop_tokens_per_second=result.info["tokens_per_second"],
         )
-    return figures
 
 
-def measure_finetune(run: Run) -> Figure:
+def measure_finetune(run: Run) -> None:
     """finetune --task tc on the bundled SIB-200 sample (lrltool's default precision): examples/s."""
     from lrltool import models
     from lrltool.downstream.finetune import finetune, make_settings
@@ -286,7 +288,7 @@ def measure_finetune(run: Run) -> Figure:
     ]
     tokens = sum(lengths) / len(lengths)
     body, _ = run.counts or (0, 0)
-    return run.figure(
+    run.figure(
         "finetune",
         "float32",  # finetune's default precision (--precision fp32 unless asked)
         examples_per_second,
@@ -299,7 +301,7 @@ def measure_finetune(run: Run) -> Figure:
     )
 
 
-def measure_pppl(run: Run) -> list[Figure]:
+def measure_pppl(run: Run) -> None:
     """Pseudo-perplexity of the sentences in each precision (model loading not timed): sentences/s."""
     from lrltool import devices, models
     from lrltool.lm.pppl import score_pll
@@ -308,7 +310,6 @@ def measure_pppl(run: Run) -> list[Figure]:
     tokenizer = models.load_tokenizer(source)
     texts = _texts(run.plan.pppl_sentences)
     device = devices.resolve_device(run.plan.device)
-    figures = []
     for dtype in run.plan.precisions:
         net = models.load_model(source, device=device, dtype=devices.resolve_dtype(dtype))
         body, head = parameter_counts(net)
@@ -316,25 +317,23 @@ def measure_pppl(run: Run) -> list[Figure]:
             result = score_pll(net, tokenizer, texts, device=device)
         del net
         flops = pppl_flops([(s.length, s.tokens) for s in result.sentences], body, head)
-        figures.append(
-            run.figure(
-                "pppl",
-                dtype,
-                len(texts) / memory.seconds,
-                "sentences/s",
-                memory,
-                flops / memory.seconds,
-                sentences=len(texts),
-                scored_tokens=result.tokens,
-                pppl=round(result.pppl, 2),
-            )
+        run.figure(
+            "pppl",
+            dtype,
+            len(texts) / memory.seconds,
+            "sentences/s",
+            memory,
+            flops / memory.seconds,
+            sentences=len(texts),
+            scored_tokens=result.tokens,
+            pppl=round(result.pppl, 2),
         )
-    return figures
 
 
 @dataclass
 class Run:
-    """One model shape on one device: its folder, work space, the device's peak and the counts."""
+    """One model shape on one device: its folder, work space, the device's peak, where its figures go and
+    the counts."""
 
     name: str
     shape: Shape
@@ -342,11 +341,13 @@ class Run:
     model: Path
     work: Path
     peak: float | None
+    measured: Callable[[Figure], None]
     counts: tuple[int, int] | None = None
 
     def figure(
         self, measure: str, dtype: str, value: float, unit: str, memory: _Memory, flops: float, **details: Any
-    ) -> Figure:
+    ) -> None:
+        """Make the figure, say it on stderr and hand it to ``measured``."""
         body, head = self.counts or (0, 0)
         figure = Figure(
             self.name,
@@ -364,14 +365,18 @@ class Run:
             f"{self.name} {measure} {dtype}: {figure.value:,} {unit}, peak memory {figure.peak_memory_gb} GB,"
             f" MFU {'-' if figure.mfu is None else f'{figure.mfu:.1%}'} ({figure.seconds} s)"
         )
-        return figure
+        self.measured(figure)
 
 
 def _say(text: str) -> None:
     print(f"bench-gpu: {text}", file=sys.stderr, flush=True)
 
 
-def run_shape(name: str, shape: Shape, plan: Plan, peak: float | None, work: Path) -> list[Figure]:
+def run_shape(
+    name: str, shape: Shape, plan: Plan, peak: float | None, work: Path, measured: Callable[[Figure], None]
+) -> None:
+    """Build the shape's random-weight model in ``work`` and measure it, handing each figure to
+    ``measured`` as soon as it exists."""
     from lrltool.tiny import build_tiny
 
     started = time.perf_counter()
@@ -387,12 +392,11 @@ def run_shape(name: str, shape: Shape, plan: Plan, peak: float | None, work: Pat
         max_length=shape.max_length,
     )
     _say(f"{name}: random-weight model built in {time.perf_counter() - started:.0f} s")
-    run = Run(name, shape, plan, model, work, peak)
-    figures = measure_train(run)
-    figures.append(measure_finetune(run))
+    run = Run(name, shape, plan, model, work, peak, measured)
+    measure_train(run)
+    measure_finetune(run)
     if shape.arch != "llama":  # pseudo-perplexity is a masked-LM measure
-        figures.extend(measure_pppl(run))
-    return figures
+        measure_pppl(run)
 
 
 def environment(plan: Plan) -> dict[str, Any]:
@@ -406,10 +410,21 @@ def environment(plan: Plan) -> dict[str, Any]:
         "peak_bf16_tflops": peak_tflops(torch.cuda.get_device_name()) if cuda else None,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
+        # the libraries whose code runs: a machine's own image may hold other versions than constraints.txt
+        **{name: _version(name) for name in ("transformers", "adapters", "accelerate", "tokenizers")},
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
+
+
+def _version(distribution: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -439,15 +454,36 @@ def main(argv: list[str] | None = None) -> int:
     env = environment(plan)
     started = time.perf_counter()
     figures: list[Figure] = []
+
+    def measured(figure: Figure) -> None:
+        figures.append(figure)
+        write_results(out, args.dry_run, env, figures, complete=False)
+
     for name in args.only or list(shapes):
         with tempfile.TemporaryDirectory(prefix=f"bench-gpu-{name}-") as tmp:
-            figures.extend(run_shape(name, shapes[name], plan, env["peak_bf16_tflops"], Path(tmp)))
+            run_shape(name, shapes[name], plan, env["peak_bf16_tflops"], Path(tmp), measured)
     env["seconds"] = round(time.perf_counter() - started, 1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"dry_run": args.dry_run, "environment": env, "figures": [asdict(f) for f in figures]}
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    write_results(out, args.dry_run, env, figures, complete=True)
     _say(f"{len(figures)} figures in {env['seconds']} s written to {out}")
     return 0
+
+
+def write_results(
+    out: Path, dry_run: bool, env: dict[str, Any], figures: list[Figure], *, complete: bool
+) -> None:
+    """Write the results file whole (a temporary file renamed over it): after every figure with
+    ``complete`` false, so that a run cut short (a lease's time limit, an out-of-memory shape) keeps
+    what it measured, and once more at the end with ``complete`` true."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "dry_run": dry_run,
+        "complete": complete,
+        "environment": env,
+        "figures": [asdict(f) for f in figures],
+    }
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(partial, out)
 
 
 if __name__ == "__main__":

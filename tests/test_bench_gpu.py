@@ -11,8 +11,10 @@ import os
 import subprocess
 import sys
 
+import adapters
 import pytest
 import torch
+import transformers
 
 from tests.paths import ROOT
 
@@ -94,9 +96,13 @@ def test_dry_run_measures_every_figure_on_the_cpu(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == ""
     result = json.loads(out.read_text())
-    assert result["dry_run"] is True
+    assert result["dry_run"] is True and result["complete"] is True
     assert result["environment"]["device"].startswith("cpu")
     assert result["environment"]["peak_bf16_tflops"] is None
+    # the versions of the libraries that ran (an offline GPU image may hold others than constraints.txt)
+    assert result["environment"]["transformers"] == transformers.__version__
+    assert result["environment"]["adapters"] == adapters.__version__
+    assert not list(tmp_path.glob("*.partial"))
     figures = {(f["model"], f["measure"], f["dtype"]): f for f in result["figures"]}
     expected = {(m, "train-adapter", "float32") for m in ("xlmr-base", "mbert-base", "llama-1b")}
     expected |= {(m, "finetune", "float32") for m in ("xlmr-base", "mbert-base", "llama-1b")}
@@ -116,3 +122,37 @@ def test_dry_run_measures_every_figure_on_the_cpu(tmp_path):
     train = figures[("mbert-base", "train-adapter", "float32")]
     flops = train["value"] * train["details"]["flops_per_token"]
     assert train["flops_per_second"] == pytest.approx(flops, rel=0.01)
+
+
+CUT_SHORT = """
+import sys
+sys.path.insert(0, {benchmarks!r})
+import gpu
+
+def out_of_memory(run):
+    raise MemoryError("CUDA out of memory (a stand-in)")
+
+gpu.measure_pppl = out_of_memory
+gpu.main(["--dry-run", "--only", "mbert-base", "xlmr-base", "--out", {out!r}])
+"""
+
+
+def test_a_run_cut_short_keeps_the_figures_it_measured(tmp_path):
+    """A lease's time limit or an out-of-memory shape ends the run: what was measured before is in the
+    results file, marked incomplete (the file is rewritten whole after every figure)."""
+    out = tmp_path / "gpu-results.json"
+    code = CUT_SHORT.format(benchmarks=str(ROOT / "benchmarks"), out=str(out))
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 1 and "MemoryError: CUDA out of memory" in done.stderr
+    result = json.loads(out.read_text())
+    assert result["complete"] is False and result["dry_run"] is True
+    # mbert-base was measured up to its PPPL, which failed; xlmr-base never started
+    measured = [(f["model"], f["measure"], f["dtype"]) for f in result["figures"]]
+    assert measured == [("mbert-base", "train-adapter", "float32"), ("mbert-base", "finetune", "float32")]
+    assert [p.name for p in tmp_path.iterdir()] == ["gpu-results.json"]
