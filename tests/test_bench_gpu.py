@@ -20,6 +20,7 @@ from tests.paths import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import gpu
+import gpu_wheels
 
 SCRIPT = ROOT / "benchmarks" / "gpu.py"
 
@@ -156,3 +157,69 @@ def test_a_run_cut_short_keeps_the_figures_it_measured(tmp_path):
     measured = [(f["model"], f["measure"], f["dtype"]) for f in result["figures"]]
     assert measured == [("mbert-base", "train-adapter", "float32"), ("mbert-base", "finetune", "float32")]
     assert [p.name for p in tmp_path.iterdir()] == ["gpu-results.json"]
+
+
+# --- benchmarks/gpu_wheels.py: what an offline CUDA machine needs beside its own PyTorch --------------
+
+
+def _runtime_closure() -> set[str]:
+    """The installed lrltool's requirements and theirs, with this machine's markers, without extras."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    seen, todo = set(), ["lrltool"]
+    while todo:
+        name = todo.pop()
+        for text in metadata.requires(name) or []:
+            requirement = Requirement(text)
+            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            key = gpu_wheels.normalize(requirement.name)
+            if key not in seen:
+                seen.add(key)
+                todo.append(key)
+    return seen
+
+
+def test_gpu_wheels_are_lrltool_dependencies_at_the_constraints_versions():
+    closure = _runtime_closure()
+    assert set(gpu_wheels.PACKAGES) <= closure  # nothing lrltool does not need
+    # the adapters library's pins, which a newer image (transformers 5.x, huggingface_hub 1.x) breaks
+    assert {"transformers", "adapters", "huggingface-hub", "tokenizers"} <= set(gpu_wheels.PACKAGES)
+    pinned = dict(
+        line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line
+    )
+    pinned = {gpu_wheels.normalize(name): version for name, version in pinned.items()}
+    pins = gpu_wheels.pins()
+    assert [pin.split("==")[0] for pin in pins] == list(gpu_wheels.PACKAGES)
+    assert all(pinned[name] == version for name, version in (pin.split("==") for pin in pins))
+    assert "adapters==1.3.0" in pins
+    # Hyperscan has no ARM Linux wheel and pyproject.toml does not require it there
+    arm = gpu_wheels.pins(machine="aarch64")
+    assert [pin for pin in pins if pin not in arm] == [f"hyperscan=={pinned['hyperscan']}"]
+
+
+def test_gpu_wheels_commands_download_binaries_for_the_target_and_build_seqeval(tmp_path):
+    download, build = gpu_wheels.commands(tmp_path / "w", "3.12", "x86_64")
+    assert download[1:4] == ["-m", "pip", "download"]
+    assert {"--no-deps", "--only-binary=:all:"} <= set(download)
+    assert download[download.index("--python-version") + 1] == "3.12"
+    assert download[download.index("-d") + 1] == str(tmp_path / "w")
+    platforms = [download[i + 1] for i, arg in enumerate(download) if arg == "--platform"]
+    assert platforms and all(tag.endswith("_x86_64") for tag in platforms)
+    assert "manylinux2014_x86_64" in platforms
+    binary = [pin for pin in gpu_wheels.pins() if not pin.startswith("seqeval==")]
+    assert download[-len(binary) :] == binary
+    assert build[1:4] == ["-m", "pip", "wheel"] and build[-1].startswith("seqeval==")
+    arm_download, _ = gpu_wheels.commands(tmp_path / "w", "3.12", "aarch64")
+    arm_platforms = [arm_download[i + 1] for i, arg in enumerate(arm_download) if arg == "--platform"]
+    assert arm_platforms == [tag.replace("_x86_64", "_aarch64") for tag in platforms]
+    assert not any(arg.startswith("hyperscan==") for arg in arm_download)
+
+
+def test_gpu_wheels_names_a_package_the_constraints_do_not_pin(tmp_path):
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("transformers==4.57.6\n# adapters==1.3.0 (commented out)\n")
+    with pytest.raises(SystemExit, match=r"constraints.txt: no pinned version of adapters, huggingface-hub"):
+        gpu_wheels.pins(constraints)
