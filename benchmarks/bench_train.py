@@ -287,6 +287,37 @@ json.dump(result, open({result!r}, "w"))
 """
 
 
+HOST_CODE = r"""
+import json, time, torch
+torch.set_num_threads(1)
+def best(f):
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - start)
+    return min(times)
+a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+x = torch.empty(64 << 20)  # 256 MB of fp32
+y = torch.empty_like(x)
+gemm = 2 * 2048**3 / best(lambda: a @ b) / 1e9
+copy = 2 * x.numel() * 4 / best(lambda: y.copy_(x)) / 1e9
+json.dump({{"sgemm_gflops": round(gemm, 1), "copy_gb_per_s": round(copy, 1)}}, open({out!r}, "w"))
+"""
+
+
+def host_rates() -> dict[str, float]:
+    """This machine's one-thread fp32 matrix-product rate (2048^3, GFLOP/s) and memory copy rate (256 MB,
+    GB/s read + written), best of 3, in a fresh interpreter, recorded beside the ratio against the seed:
+    lrltool's loss runs at the first, while the seed also moves its full-vocabulary logits through memory
+    (every padded position x 250,002: about 1.6 GB a step at this shape), so the ratio moves with the
+    machine (benchmarks/README.md)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "host.json"
+        run_python(HOST_CODE.format(out=str(out)), env={"OMP_NUM_THREADS": "1"})
+        return json.loads(out.read_text())
+
+
 def _text_records(path: Path, texts: list[str]) -> Path:
     if not path.exists():
         with path.open("w", encoding="utf-8") as f:
@@ -339,6 +370,7 @@ def _seed_rows(quick: bool) -> list[Row]:
         seed_timing = run_python(code, env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(THREADS)})
         seed = json.loads(result.read_text())
     shape = {"batch": batch, "length": length, "steps": 4 if quick else 20}
+    host = host_rates()
     rows = []
     for preset, goal in ((None, 20.0), ("paper-glotcc", 1.0)):
         ours = _ours_tokens_per_second(model, data, validation, preset=preset, **shape)
@@ -363,6 +395,7 @@ def _seed_rows(quick: bool) -> list[Row]:
                     "seed": {k: round(v, 3) for k, v in seed.items()},
                     "seed_peak_rss_mb": round(seed_timing.peak_rss_mb),
                     "texts": len(texts),
+                    "host": host,
                 },
             )
         )

@@ -30,3 +30,11 @@ def test_peak_rss_is_the_commands_own_not_the_benchmark_processs():
 def test_a_failed_command_is_an_error_with_its_status():
     with pytest.raises(RuntimeError, match="exit status 3: exit 3"):
         common.run_timed("exit 3")
+
+
+def test_host_rates_are_measured_in_a_fresh_one_thread_interpreter():
+    import bench_train
+
+    rates = bench_train.host_rates()
+    assert set(rates) == {"sgemm_gflops", "copy_gb_per_s"}
+    assert all(isinstance(value, float) and value > 0 for value in rates.values())
