@@ -8,6 +8,8 @@ versions) as wheels for the target's Python and processor, without their depende
 
     python benchmarks/gpu_wheels.py WHEELS [--python-version 3.12] [--machine x86_64|aarch64] [--list]
 
+All or none: a failed pip command (a version with no wheel for that Python) leaves nothing in WHEELS.
+
 Copy WHEELS and the repository to the GPU machine, then, from the repository's root:
 
     python3 -m pip install --no-index --no-deps --target /tmp/site WHEELS/*.whl
@@ -24,10 +26,14 @@ aarch64`` leaves it out. The list was checked against an image with transformers
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 CONSTRAINTS = HERE.parent / "constraints.txt"
@@ -90,6 +96,30 @@ def commands(folder: Path, python_version: str, machine: str) -> list[list[str]]
     return runs
 
 
+class PipFailed(Exception):
+    """A pip command of :func:`download` failed (its own output says why)."""
+
+
+def download(
+    folder: Path, python_version: str, machine: str, run: Callable[..., Any] = subprocess.run
+) -> list[Path]:
+    """Put the wheels into ``folder``, all or none: pip fills a temporary folder beside it, whose wheels
+    move into ``folder`` only once every command succeeded, so a failed download leaves no partial set
+    that would install and then fail to import. ``run``: ``subprocess.run`` (a stand-in in the tests)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{folder.name}-", dir=folder.parent) as tmp:
+        for command in commands(Path(tmp), python_version, machine):
+            done = run(command)
+            if done.returncode != 0:
+                raise PipFailed(f"pip failed ({done.returncode}): {subprocess.list2cmdline(command)}")
+        folder.mkdir(exist_ok=True)
+        wheels = []
+        for wheel in sorted(Path(tmp).glob("*.whl")):
+            os.replace(wheel, folder / wheel.name)
+            wheels.append(folder / wheel.name)
+    return wheels
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,13 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         for run in runs:
             print("#", subprocess.list2cmdline(run))
         return 0
-    args.folder.mkdir(parents=True, exist_ok=True)
-    for run in runs:
-        done = subprocess.run(run)
-        if done.returncode != 0:
-            print(f"error: pip failed ({done.returncode}): {subprocess.list2cmdline(run)}", file=sys.stderr)
-            return done.returncode
-    wheels = sorted(args.folder.glob("*.whl"))
+    try:
+        wheels = download(args.folder, args.python_version, args.machine)
+    except PipFailed as failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
     size = sum(wheel.stat().st_size for wheel in wheels) / 2**20
     print(f"{len(wheels)} wheels, {size:.1f} MiB, in {args.folder}", file=sys.stderr)
     return 0

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import adapters
 import pytest
@@ -223,3 +224,27 @@ def test_gpu_wheels_names_a_package_the_constraints_do_not_pin(tmp_path):
     constraints.write_text("transformers==4.57.6\n# adapters==1.3.0 (commented out)\n")
     with pytest.raises(SystemExit, match=r"constraints.txt: no pinned version of adapters, huggingface-hub"):
         gpu_wheels.pins(constraints)
+
+
+def test_gpu_wheels_download_is_all_or_nothing(tmp_path):
+    """pip writes into a temporary folder; the wheels reach the folder only when every command succeeded."""
+
+    def pip(fail_at: int | None):
+        calls = []
+
+        def run(command):
+            calls.append(command)
+            target = Path(command[command.index("-d" if "-d" in command else "-w") + 1])
+            (target / f"w{len(calls)}-py3-none-any.whl").write_bytes(b"wheel")
+            return subprocess.CompletedProcess(command, 1 if len(calls) == fail_at else 0)
+
+        return run
+
+    folder = tmp_path / "wheels"
+    with pytest.raises(gpu_wheels.PipFailed, match=r"pip failed \(1\): .* pip wheel --no-deps"):
+        gpu_wheels.download(folder, "3.12", "x86_64", run=pip(fail_at=2))
+    assert list(tmp_path.iterdir()) == []  # no folder, no temporary folder, no wheel of the first command
+    wheels = gpu_wheels.download(folder, "3.12", "x86_64", run=pip(fail_at=None))
+    assert [w.name for w in wheels] == ["w1-py3-none-any.whl", "w2-py3-none-any.whl"]
+    assert sorted(p.name for p in folder.iterdir()) == ["w1-py3-none-any.whl", "w2-py3-none-any.whl"]
+    assert [p.name for p in tmp_path.iterdir()] == ["wheels"]
