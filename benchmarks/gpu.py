@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import tempfile
@@ -471,19 +470,18 @@ def main(argv: list[str] | None = None) -> int:
 def write_results(
     out: Path, dry_run: bool, env: dict[str, Any], figures: list[Figure], *, complete: bool
 ) -> None:
-    """Write the results file whole (a temporary file renamed over it): after every figure with
+    """Write the results file whole (atomically, ``lrltool.streams.write_json``): after every figure with
     ``complete`` false, so that a run cut short (a lease's time limit, an out-of-memory shape) keeps
     what it measured, and once more at the end with ``complete`` true."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from lrltool.streams import write_json
+
     payload = {
         "dry_run": dry_run,
         "complete": complete,
         "environment": env,
         "figures": [asdict(f) for f in figures],
     }
-    partial = out.with_name(out.name + ".partial")
-    partial.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(partial, out)
+    write_json(out, payload)
 
 
 if __name__ == "__main__":

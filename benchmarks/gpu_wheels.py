@@ -8,7 +8,8 @@ versions) as wheels for the target's Python and processor, without their depende
 
     python benchmarks/gpu_wheels.py WHEELS [--python-version 3.12] [--machine x86_64|aarch64] [--list]
 
-All or none: a failed pip command (a version with no wheel for that Python) leaves nothing in WHEELS.
+All or none: a failed pip command (a version with no wheel for that Python) leaves WHEELS as it was; a
+successful run replaces it whole.
 
 Copy WHEELS and the repository to the GPU machine, then, from the repository's root:
 
@@ -26,17 +27,18 @@ aarch64`` leaves it out. The list was checked against an image with transformers
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name
+
 HERE = Path(__file__).resolve().parent
-CONSTRAINTS = HERE.parent / "constraints.txt"
+ROOT = HERE.parent
+CONSTRAINTS = ROOT / "constraints.txt"
+sys.path.insert(0, str(ROOT))
 
 #: What lrltool needs beyond a CUDA PyTorch image: the adapters library's pins, then the small ones.
 PACKAGES = (
@@ -62,18 +64,13 @@ NOT_ON = {"aarch64": frozenset({"hyperscan"})}
 MANYLINUX = ("manylinux_2_28", "manylinux_2_27", "manylinux_2_24", "manylinux_2_17", "manylinux2014")
 
 
-def normalize(name: str) -> str:
-    """A distribution name in its PEP 503 form (``huggingface_hub`` -> ``huggingface-hub``)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def pins(constraints: Path = CONSTRAINTS, machine: str = "x86_64") -> list[str]:
     """``name==version`` for each of ``PACKAGES`` the machine needs, at the version ``constraints`` pins."""
     pinned = {}
     for line in constraints.read_text(encoding="utf-8").splitlines():
         name, sep, version = line.split("#", 1)[0].strip().partition("==")
         if sep:
-            pinned[normalize(name)] = version.strip()
+            pinned[canonicalize_name(name)] = version.strip()
     missing = [name for name in PACKAGES if name not in pinned]
     if missing:
         raise SystemExit(f"error: {constraints}: no pinned version of {', '.join(missing)}")
@@ -103,21 +100,19 @@ class PipFailed(Exception):
 def download(
     folder: Path, python_version: str, machine: str, run: Callable[..., Any] = subprocess.run
 ) -> list[Path]:
-    """Put the wheels into ``folder``, all or none: pip fills a temporary folder beside it, whose wheels
-    move into ``folder`` only once every command succeeded, so a failed download leaves no partial set
-    that would install and then fail to import. ``run``: ``subprocess.run`` (a stand-in in the tests)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{folder.name}-", dir=folder.parent) as tmp:
-        for command in commands(Path(tmp), python_version, machine):
+    """Fill ``folder`` with the wheels, all or none (``lrltool.streams.atomic_dir``): pip fills a
+    temporary folder beside it, which replaces ``folder`` only once every command succeeded. A failed
+    download leaves no partial set that would install and then fail to import, and no wheel of an earlier
+    download stays beside the new ones (two versions of a package stop ``pip install``). ``run``:
+    ``subprocess.run`` (a stand-in in the tests)."""
+    from lrltool.streams import atomic_dir
+
+    with atomic_dir(folder) as tmp:
+        for command in commands(tmp, python_version, machine):
             done = run(command)
             if done.returncode != 0:
                 raise PipFailed(f"pip failed ({done.returncode}): {subprocess.list2cmdline(command)}")
-        folder.mkdir(exist_ok=True)
-        wheels = []
-        for wheel in sorted(Path(tmp).glob("*.whl")):
-            os.replace(wheel, folder / wheel.name)
-            wheels.append(folder / wheel.name)
-    return wheels
+    return sorted(folder.glob("*.whl"))
 
 
 def main(argv: list[str] | None = None) -> int:

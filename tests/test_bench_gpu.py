@@ -16,6 +16,7 @@ import adapters
 import pytest
 import torch
 import transformers
+from packaging.utils import canonicalize_name
 
 from tests.paths import ROOT
 
@@ -176,7 +177,7 @@ def _runtime_closure() -> set[str]:
             requirement = Requirement(text)
             if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
                 continue
-            key = gpu_wheels.normalize(requirement.name)
+            key = canonicalize_name(requirement.name)
             if key not in seen:
                 seen.add(key)
                 todo.append(key)
@@ -191,7 +192,7 @@ def test_gpu_wheels_are_lrltool_dependencies_at_the_constraints_versions():
     pinned = dict(
         line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line
     )
-    pinned = {gpu_wheels.normalize(name): version for name, version in pinned.items()}
+    pinned = {canonicalize_name(name): version for name, version in pinned.items()}
     pins = gpu_wheels.pins()
     assert [pin.split("==")[0] for pin in pins] == list(gpu_wheels.PACKAGES)
     assert all(pinned[name] == version for name, version in (pin.split("==") for pin in pins))
