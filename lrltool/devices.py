@@ -211,6 +211,19 @@ def make_accelerator(
     return accelerator
 
 
+@contextlib.contextmanager
+def accelerated(device: str, **kwargs: Any) -> Iterator[Any]:
+    """:func:`make_accelerator`'s Accelerator for the length of one run; on the way out, finished or failed,
+    this process leaves the process group torchrun / accelerate launch started (nothing in one process).
+    Left to the interpreter's exit, gloo's worker threads can abort the process after its work is done
+    ("terminate called without an active exception", exit -6), so the launcher reports a failed run."""
+    accelerator = make_accelerator(device, **kwargs)
+    try:
+        yield accelerator
+    finally:
+        accelerator.state.destroy_process_group()
+
+
 def process_group_kwargs() -> Any:
     """The process group's settings: a timeout long enough for the first process to tokenize a corpus."""
     import datetime

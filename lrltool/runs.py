@@ -637,7 +637,11 @@ def load_checkpoint(folder: Path, *, device: Any = "cpu", with_optimizer: bool =
 
     try:
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-        weights = load_file(str(folder / "weights.safetensors"), device=str(device))
+        # safetensors names the CPU "cpu" only; Accelerate puts each process of a CPU group on "cpu:0"
+        target = torch.device(device)
+        weights = load_file(
+            str(folder / "weights.safetensors"), device="cpu" if target.type == "cpu" else str(target)
+        )
         optimizer = None
         if with_optimizer and (folder / "optimizer.pt").exists():
             optimizer = torch.load(folder / "optimizer.pt", map_location=device, weights_only=True)

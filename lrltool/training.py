@@ -409,7 +409,8 @@ def fit(
         if log is not None:
             log.close()
         if tracking:
-            accelerator.end_training()  # flushes and closes the event files
+            for tracker in accelerator.trackers:  # flushes and closes the event files
+                tracker.finish()  # (not end_training: that also leaves the process group, still in use)
     elapsed = time.perf_counter() - loop_started
     state.seconds = seconds_before + time.perf_counter() - started
     return FitResult(

@@ -94,3 +94,23 @@ def test_bf16_is_refused_where_the_gpu_lacks_it(monkeypatch):
     assert devices.default_bf16(torch.device("cuda", 0)) is False
     with pytest.raises(UsageError, match="this GPU does not support bfloat16"):
         devices.make_accelerator("cuda:0", precision="bf16")
+
+
+def test_a_run_leaves_its_process_group_when_it_ends_or_fails(monkeypatch):
+    """Left to the interpreter's exit, gloo's threads could abort a finished torchrun worker (exit -6)."""
+    left = []
+
+    class State:
+        def destroy_process_group(self):
+            left.append(True)
+
+    class Accelerator:
+        state = State()
+
+    monkeypatch.setattr(devices, "make_accelerator", lambda device, **kwargs: Accelerator())
+    with devices.accelerated("cpu") as accelerator:
+        assert isinstance(accelerator, Accelerator) and left == []
+    assert left == [True]
+    with pytest.raises(RuntimeError, match="boom"), devices.accelerated("cpu"):
+        raise RuntimeError("boom")
+    assert left == [True, True]

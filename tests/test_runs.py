@@ -108,6 +108,17 @@ def test_checkpoint_round_trip_is_exact_and_weights_only(tmp_path):
         assert b'"w"' in f.read(header_len)  # a safetensors header, not a pickle
 
 
+def test_a_checkpoint_loads_onto_the_cpu_device_of_a_process_group(tmp_path):
+    """Accelerate puts each process of a CPU group (torchrun / accelerate launch without GPUs) on
+    ``cpu:0``, a name safetensors refused ("device cpu:0 is invalid"): a two-process run on the CPU
+    failed when it exported its best checkpoint or resumed."""
+    weights = {"w": torch.randn(4, 3)}
+    runs.save_checkpoint(tmp_path / "best", weights=weights, optimizer={}, state={"step": 2}, rng={})
+    for device in (torch.device("cpu", 0), "cpu:0", torch.device("cpu")):
+        loaded = runs.load_checkpoint(tmp_path / "best", device=device, with_optimizer=False)
+        assert torch.equal(loaded.weights["w"], weights["w"]) and loaded.weights["w"].device.type == "cpu"
+
+
 def test_damaged_checkpoint_is_a_run_error(tmp_path):
     (tmp_path / "last").mkdir()
     with pytest.raises(RunError, match="cannot read the checkpoint"):

@@ -753,13 +753,17 @@ def test_torchrun_and_accelerate_launch_equal_one_process_with_the_global_batch(
         assert x[key] == pytest.approx(y[key], rel=1e-5)
 
     # `accelerate launch` (its multi-process launcher is torch's elastic runner, gloo on CPU) runs the same
-    # command unchanged and gives the same weights as torchrun, bit for bit.
+    # command unchanged and gives the same weights as torchrun, bit for bit. With a tracker too: closing
+    # it once left the process group that the export's barrier still needed.
     accelerate = Path(sys.executable).parent / "accelerate"
     flags = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
     launch = [str(accelerate), "launch", *flags, "--dynamo_backend", "no", "-m", "lrltool", "train-adapter"]
-    acc = _run_group([*launch, *common, "-o", str(tmp_path / "acc"), "--batch-size", "2"], env)
+    tracked = ["-o", str(tmp_path / "acc"), "--batch-size", "2", "--report-to", "tensorboard"]
+    acc = _run_group([*launch, *common, *tracked], env)
     assert acc.returncode == 0, acc.stderr[-3000:]
-    assert json.loads((tmp_path / "acc" / "training.json").read_text())["processes"] == 2
+    acc_info = json.loads((tmp_path / "acc" / "training.json").read_text())
+    assert acc_info["processes"] == 2 and acc_info["finished"]
+    assert list((tmp_path / "acc" / "tensorboard").rglob("events.out.tfevents.*"))
     c = _adapter_tensors(tmp_path / "acc" / "adapter")
     assert c.keys() == a.keys() and all(torch.equal(c[key], a[key]) for key in a)
 

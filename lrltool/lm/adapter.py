@@ -410,13 +410,16 @@ def train_language_adapter(
     method = models.adapter_method(settings.method)
     if settings.train_head and method.name == "full":
         raise UsageError("--train-head applies to adapters; method full trains the head anyway")
-    with devices.deterministic(deterministic), runs.Run.open(output, resume=resume, force=force) as run:
-        accelerator = devices.make_accelerator(
+    with (
+        devices.deterministic(deterministic),
+        runs.Run.open(output, resume=resume, force=force) as run,
+        devices.accelerated(
             device,
             precision=precision,
             report_to=devices.parse_report_to(report_to),
             logging_dir=run.path / training.TENSORBOARD_DIR,
-        )
+        ) as accelerator,
+    ):
         settings = resolve_global_batch(settings, accelerator.num_processes)
         if accelerator.num_processes > 1 and str(train) == "-":
             raise UsageError(
