@@ -15,7 +15,11 @@
    250k-vocabulary model, batch 16 x 256, the bundled Romanian text: real (non-padding) tokens per second.
    Both are timed from the end of the first step to the end of the last (ours: training.json's
    ``steady_tokens_per_second``; the seed's: a TrainerCallback), so model loading and the first step's
-   allocations count on neither side.
+   allocations count on neither side. The default row's details split the ratio into work and speed
+   (``work_split``: matrix-product FLOPs per real token on each side, counted by torch's
+   ``FlopCounterMode``, and the GFLOP/s each reached) and give the seed's kernel time and page faults per
+   step: most of the ratio's spread between runs is the seed waiting for the kernel to map fresh memory
+   for its full-vocabulary logits (benchmarks/README.md).
 
 Each measurement runs in a fresh interpreter so its peak RSS is its own.
 """
@@ -243,7 +247,7 @@ def _cache_row(model: Path, quick: bool) -> Row:
 
 
 SEED_CODE = r"""
-import json, time, torch
+import json, resource, time, torch
 torch.set_num_threads({threads})
 import adapters
 from adapters.training import AdapterArguments, setup_adapter_training
@@ -261,15 +265,18 @@ assert model.active_adapters is not None
 enc = tokenizer(texts, truncation=True, max_length={length}, return_special_tokens_mask=True)
 dataset = Dataset.from_dict(dict(enc))
 collator = DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=0.15)
-tokens = []
+tokens, positions = [], []
 def counting(features):
     batch = collator(features)
     tokens.append(int(batch["attention_mask"].sum()))
+    positions.append(batch["input_ids"].numel())  # padding included: the head scores every position
     return batch
-ends = []
+ends, kernel = [], []
 class Timer(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         ends.append(time.perf_counter())
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        kernel.append((usage.ru_stime, usage.ru_minflt))  # CPU time in the kernel, pages it mapped
 args = TrainingArguments(
     output_dir={out!r}, per_device_train_batch_size={batch}, max_steps={steps}, learning_rate=1e-4,
     save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0, seed=42,
@@ -283,6 +290,9 @@ seconds = ends[-1] - ends[0]  # steps 2..N: the first step (allocation, warm-up)
 timed = sum(tokens[1 : len(ends)])
 result = {{"tokens_per_second": timed / seconds, "seconds_per_step": seconds / (len(ends) - 1)}}
 result.update(tokens_per_step=timed / (len(ends) - 1), steps=len(ends))
+result.update(positions_per_step=sum(positions[1 : len(ends)]) / (len(ends) - 1))
+result.update(kernel_seconds_per_step=(kernel[-1][0] - kernel[0][0]) / (len(ends) - 1))
+result.update(page_faults_per_step=(kernel[-1][1] - kernel[0][1]) / (len(ends) - 1))
 json.dump(result, open({result!r}, "w"))
 """
 
@@ -316,6 +326,80 @@ def host_rates() -> dict[str, float]:
         out = Path(tmp) / "host.json"
         run_python(HOST_CODE.format(out=str(out)), env={"OMP_NUM_THREADS": "1"})
         return json.loads(out.read_text())
+
+
+FLOP_CODE = r"""
+import json, torch
+torch.set_num_threads(1)
+from torch.utils.flop_counter import FlopCounterMode
+from lrltool import models
+from lrltool.lm import adapter
+net = models.load_model(models.resolve_model({model!r}))
+models.add_adapter(net, "lang", "seq_bn")
+net.train()
+head = models.lm_head(net)
+
+def addmm_(self_shape, a_shape, b_shape, out_shape=None, **kwargs):
+    # the in-place product lrltool's loss accumulates its gradient with; torch's counter has no formula for it
+    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+def step_flops(shape, predicted, full):
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 1000, shape, generator=gen)
+    chosen = torch.zeros(ids.numel(), dtype=torch.bool)
+    chosen[torch.randperm(ids.numel(), generator=gen)[:predicted]] = True
+    chosen = chosen.view(shape)
+    batch = {{"input_ids": ids.masked_fill(chosen, 4), "attention_mask": torch.ones_like(ids)}}
+    batch["labels"] = ids.masked_fill(~chosen, -100)
+    with FlopCounterMode(display=False, custom_mapping={{torch.ops.aten.addmm_: addmm_}}) as counter:
+        if full:
+            net(**batch).loss.backward()
+        else:
+            adapter.lm_loss_sum(net, head, batch, "mlm")[0].backward()
+    net.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+cases = {cases!r}
+json.dump({{name: step_flops(tuple(c[0]), c[1], c[2]) for name, c in cases.items()}}, open({out!r}, "w"))
+"""
+
+
+def step_flops(model: Path, cases: dict[str, tuple[tuple[int, int], int, bool]]) -> dict[str, int]:
+    """Floating-point operations of the matrix products of one seq_bn training step's forward and backward
+    pass (torch's ``FlopCounterMode``), per case ``name: ((batch, length), predicted rows, full)``:
+    ``full`` is the model's own loss from full-vocabulary logits (the seed), otherwise lrltool's loss at
+    the predicted rows only. Padding costs the same as a token, so a case needs only the batch's shape.
+    Run in a fresh one-thread interpreter, as every measurement here."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "flops.json"
+        code = FLOP_CODE.format(model=str(model), cases=cases, out=str(out))
+        run_python(code, env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+        return json.loads(out.read_text())
+
+
+def work_split(model: Path, *, batch: int, length: int, ours: float, seed: dict, host: dict) -> dict:
+    """The ratio against the seed as (work ratio) x (speed ratio). The work: matrix-product floating-point
+    operations per real token on each side (lrltool: packed blocks of ``batch x length``, 15% of them
+    predicted, the masker's expected share; the seed: its mean padded batch, logits at every position).
+    The speed: the GFLOP/s each side reached at its real tokens/s (``ours`` for lrltool), also as a share
+    of this machine's one-thread sgemm rate (``host_rates``). The ratio equals work ratio x ours' GFLOP/s
+    / the seed's GFLOP/s (benchmarks/README.md)."""
+    packed = batch * length
+    padded = max(1, round(seed["positions_per_step"] / batch))
+    flops = step_flops(
+        model,
+        {"ours": ((batch, length), round(0.15 * packed), False), "seed": ((batch, padded), 1, True)},
+    )
+    per_token = {"ours": flops["ours"] / packed, "seed": flops["seed"] / seed["tokens_per_step"]}
+    speed = {"ours": ours, "seed": seed["tokens_per_second"]}
+    gflops = {side: per_token[side] * speed[side] / 1e9 for side in per_token}
+    return {
+        "mflop_per_real_token": {side: round(v / 1e6, 3) for side, v in per_token.items()},
+        "work_ratio": round(per_token["seed"] / per_token["ours"], 3),
+        "seed_padded_batch": f"{batch} x {padded}",
+        "gflop_per_second": {side: round(v, 1) for side, v in gflops.items()},
+        "share_of_host_sgemm": {side: round(v / host["sgemm_gflops"], 3) for side, v in gflops.items()},
+    }
 
 
 def _text_records(path: Path, texts: list[str]) -> Path:
@@ -375,6 +459,12 @@ def _seed_rows(quick: bool) -> list[Row]:
     for preset, goal in ((None, 20.0), ("paper-glotcc", 1.0)):
         ours = _ours_tokens_per_second(model, data, validation, preset=preset, **shape)
         ratio = ours["tokens_per_second"] / seed["tokens_per_second"]
+        split = {}
+        if preset is None:
+            tokens_per_second = ours["tokens_per_second"]
+            split = work_split(
+                model, batch=batch, length=length, ours=tokens_per_second, seed=seed, host=host
+            )
         what = "train-adapter" if preset is None else f"train-adapter --preset {preset} (line by line)"
         rows.append(
             Row(
@@ -396,6 +486,7 @@ def _seed_rows(quick: bool) -> list[Row]:
                     "seed_peak_rss_mb": round(seed_timing.peak_rss_mb),
                     "texts": len(texts),
                     "host": host,
+                    **split,
                 },
             )
         )
