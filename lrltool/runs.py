@@ -637,14 +637,14 @@ def load_checkpoint(folder: Path, *, device: Any = "cpu", with_optimizer: bool =
 
     try:
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-        # safetensors names the CPU "cpu" only; Accelerate puts each process of a CPU group on "cpu:0"
+        # Accelerate puts each process of a CPU group on "cpu:0", a name neither safetensors nor torch.load's
+        # map_location takes ("device cpu:0 is invalid", "don't know how to restore data location")
         target = torch.device(device)
-        weights = load_file(
-            str(folder / "weights.safetensors"), device="cpu" if target.type == "cpu" else str(target)
-        )
+        where = "cpu" if target.type == "cpu" else str(target)
+        weights = load_file(str(folder / "weights.safetensors"), device=where)
         optimizer = None
         if with_optimizer and (folder / "optimizer.pt").exists():
-            optimizer = torch.load(folder / "optimizer.pt", map_location=device, weights_only=True)
+            optimizer = torch.load(folder / "optimizer.pt", map_location=where, weights_only=True)
         rng = load_file(str(folder / "rng.safetensors")) if (folder / "rng.safetensors").exists() else {}
     except (OSError, json.JSONDecodeError, RuntimeError) as exc:
         raise RunError(

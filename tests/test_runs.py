@@ -110,13 +110,23 @@ def test_checkpoint_round_trip_is_exact_and_weights_only(tmp_path):
 
 def test_a_checkpoint_loads_onto_the_cpu_device_of_a_process_group(tmp_path):
     """Accelerate puts each process of a CPU group (torchrun / accelerate launch without GPUs) on
-    ``cpu:0``, a name safetensors refused ("device cpu:0 is invalid"): a two-process run on the CPU
-    failed when it exported its best checkpoint or resumed."""
-    weights = {"w": torch.randn(4, 3)}
-    runs.save_checkpoint(tmp_path / "best", weights=weights, optimizer={}, state={"step": 2}, rng={})
+    ``cpu:0``, a name safetensors and torch.load's map_location refused ("device cpu:0 is invalid",
+    "don't know how to restore data location"): a two-process run on the CPU failed when it exported its
+    best checkpoint, and called its last checkpoint damaged when it resumed."""
+    param = torch.nn.Parameter(torch.randn(4, 3))
+    optimizer = torch.optim.AdamW([param], lr=1e-3)
+    param.grad = torch.randn(4, 3)
+    optimizer.step()
+    saved = {"weights": {"w": param.data}, "optimizer": optimizer.state_dict(), "state": {"step": 2}}
+    runs.save_checkpoint(tmp_path / "last", **saved, rng=runs.rng_state())
     for device in (torch.device("cpu", 0), "cpu:0", torch.device("cpu")):
-        loaded = runs.load_checkpoint(tmp_path / "best", device=device, with_optimizer=False)
-        assert torch.equal(loaded.weights["w"], weights["w"]) and loaded.weights["w"].device.type == "cpu"
+        loaded = runs.load_checkpoint(tmp_path / "last", device=device)
+        assert torch.equal(loaded.weights["w"], param.data) and loaded.weights["w"].device.type == "cpu"
+        exp_avg = loaded.optimizer["state"][0]["exp_avg"]
+        assert (
+            torch.equal(exp_avg, optimizer.state_dict()["state"][0]["exp_avg"])
+            and exp_avg.device.type == "cpu"
+        )
 
 
 def test_damaged_checkpoint_is_a_run_error(tmp_path):
