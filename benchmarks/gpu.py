@@ -399,7 +399,10 @@ def run_shape(
 
 
 def environment(plan: Plan) -> dict[str, Any]:
+    import accelerate
     import torch
+
+    from lrltool.runs import library_versions
 
     cuda = plan.device.startswith("cuda")
     return {
@@ -407,23 +410,14 @@ def environment(plan: Plan) -> dict[str, Any]:
         if cuda
         else f"cpu ({platform.processor() or platform.machine()})",
         "peak_bf16_tflops": peak_tflops(torch.cuda.get_device_name()) if cuda else None,
-        "torch": torch.__version__,
+        # the libraries whose code runs (as training.json records them, and accelerate): a machine's own
+        # image may hold other versions than constraints.txt
+        **library_versions(),
+        "accelerate": accelerate.__version__,
         "cuda": torch.version.cuda,
-        # the libraries whose code runs: a machine's own image may hold other versions than constraints.txt
-        **{name: _version(name) for name in ("transformers", "adapters", "accelerate", "tokenizers")},
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-        "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
-
-
-def _version(distribution: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:
