@@ -633,6 +633,7 @@ def checkpoint_to_resume(folder: Path) -> Path | None:
 def load_checkpoint(folder: Path, *, device: Any = "cpu", with_optimizer: bool = True) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint` (no pickle beyond weights_only loading)."""
     import torch
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
@@ -646,7 +647,7 @@ def load_checkpoint(folder: Path, *, device: Any = "cpu", with_optimizer: bool =
         if with_optimizer and (folder / "optimizer.pt").exists():
             optimizer = torch.load(folder / "optimizer.pt", map_location=where, weights_only=True)
         rng = load_file(str(folder / "rng.safetensors")) if (folder / "rng.safetensors").exists() else {}
-    except (OSError, json.JSONDecodeError, RuntimeError) as exc:
+    except (OSError, json.JSONDecodeError, RuntimeError, SafetensorError) as exc:
         raise RunError(
             f"cannot read the checkpoint ({str(exc).splitlines()[0]})",
             hint="the checkpoint is damaged; use --force to start again",

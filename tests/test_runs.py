@@ -133,6 +133,13 @@ def test_damaged_checkpoint_is_a_run_error(tmp_path):
     (tmp_path / "last").mkdir()
     with pytest.raises(RunError, match="cannot read the checkpoint"):
         runs.load_checkpoint(tmp_path / "last")
+    # weights cut short (safetensors' own error type, not a RuntimeError)
+    runs.save_checkpoint(
+        tmp_path / "cut", weights={"w": torch.ones(2)}, optimizer={}, state={"step": 1}, rng={}
+    )
+    (tmp_path / "cut" / "weights.safetensors").write_bytes(b"junk")
+    with pytest.raises(RunError, match=r"cannot read the checkpoint .*header too small.*damaged"):
+        runs.load_checkpoint(tmp_path / "cut")
 
 
 def test_model_card_names_the_run():
