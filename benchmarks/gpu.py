@@ -25,9 +25,12 @@ weights need no weight gradients, so about 4 x N is done): the ratio is comparab
 with published MFU figures. Finetuning: 6 x N_body per real token. PPPL: 2 x N_body per token of each
 masked copy (a sentence of T tokens with S scored is S copies of T tokens) + 2 x N_head per copy.
 
-The results file is rewritten whole after every figure, with ``"complete": false`` until the last one:
-a run cut short (a time limit, an out-of-memory shape) keeps what it measured. It also records the
-device, the date and the versions of torch, CUDA, transformers, adapters, accelerate and tokenizers.
+A measurement that fails (an out-of-memory shape, a bug met only on a GPU) is listed under ``"errors"``
+with its one-line error (its traceback goes to stderr), and the next measurement runs; the script then
+exits 1. The results file is rewritten whole after every figure and every failure, with ``"complete":
+false`` until every measurement was tried: a run cut short (a lease's time limit, a killed process)
+keeps what it measured. It also records the device, the date and the versions of torch, CUDA,
+transformers, adapters, accelerate and tokenizers.
 
 Without CUDA it says so in one line and exits 0. ``--dry-run`` runs the whole script on tiny shapes on
 the CPU (what the tests run); its figures mean nothing and go to benchmarks/work/, never to
@@ -211,8 +214,8 @@ def _write_texts(path: Path, texts: list[str]) -> Path:
     return path
 
 
-def measure_train(run: Run) -> None:
-    """train-adapter in each precision: real tokens/s (training.json), peak memory, MFU."""
+def measure_train(run: Run, dtype: str) -> None:
+    """train-adapter in one precision: real tokens/s (training.json), peak memory, MFU."""
     from lrltool.lm.adapter import make_settings, train_language_adapter
 
     train = _write_texts(run.work / "train.jsonl", _texts(4000))
@@ -224,38 +227,37 @@ def measure_train(run: Run) -> None:
         max_seq_length=min(run.plan.train_length, run.shape.max_length),
         eval_steps=10**6,
     )
-    for dtype in run.plan.precisions:
-        with _Memory(run.plan.device) as memory:
-            result = train_language_adapter(
-                model=str(run.model),
-                output=run.work / f"train-{dtype}",
-                train=train,
-                validation=validation,
-                settings=settings,
-                device=run.plan.device,
-                precision="bf16" if dtype == "bfloat16" else "fp32",
-                cache_dir=run.work / "cache",
-                force=True,
-            )
-        if run.counts is None:
-            run.counts = parameter_counts(result.model)
-        del result.model
-        body, head = run.counts
-        per_token = training_flops_per_token(body, head, run.shape.arch)
-        tokens_per_second = float(result.info["steady_tokens_per_second"] or result.info["tokens_per_second"])
-        run.figure(
-            "train-adapter",
-            dtype,
-            tokens_per_second,
-            "tokens/s",
-            memory,
-            tokens_per_second * per_token,
-            steps=settings.max_steps,
-            batch=f"{settings.batch_size} x {settings.max_seq_length}",
-            objective="clm" if run.shape.arch == "llama" else "mlm",
-            flops_per_token=per_token,
-            whole_loop_tokens_per_second=result.info["tokens_per_second"],
+    with _Memory(run.plan.device) as memory:
+        result = train_language_adapter(
+            model=str(run.model),
+            output=run.work / f"train-{dtype}",
+            train=train,
+            validation=validation,
+            settings=settings,
+            device=run.plan.device,
+            precision="bf16" if dtype == "bfloat16" else "fp32",
+            cache_dir=run.work / "cache",
+            force=True,
         )
+    body, head = parameter_counts(result.model)  # the seq_bn adapter's parameters included
+    del result.model
+    per_token = training_flops_per_token(body, head, run.shape.arch)
+    tokens_per_second = float(result.info["steady_tokens_per_second"] or result.info["tokens_per_second"])
+    run.figure(
+        "train-adapter",
+        dtype,
+        tokens_per_second,
+        "tokens/s",
+        memory,
+        tokens_per_second * per_token,
+        (body, head),
+        steps=settings.max_steps,
+        batch=f"{settings.batch_size} x {settings.max_seq_length}",
+        objective="clm" if run.shape.arch == "llama" else "mlm",
+        flops_per_token=per_token,
+        whole_loop_tokens_per_second=result.info["tokens_per_second"],
+        precision=result.info["precision"],  # what the run's Accelerator did (training.json)
+    )
 
 
 def measure_finetune(run: Run) -> None:
@@ -286,7 +288,7 @@ def measure_finetune(run: Run) -> None:
         len(ids) for ids in tokenizer(texts, truncation=True, max_length=settings.max_length)["input_ids"]
     ]
     tokens = sum(lengths) / len(lengths)
-    body, _ = run.counts or (0, 0)
+    body, head = run.counts  # the base model's
     run.figure(
         "finetune",
         "float32",  # finetune's default precision (--precision fp32 unless asked)
@@ -294,14 +296,15 @@ def measure_finetune(run: Run) -> None:
         "examples/s",
         memory,
         examples_per_second * tokens * 6.0 * body,
+        (body, head),
         steps=settings.max_steps,
         batch=settings.batch_size,
         mean_tokens_per_example=round(tokens, 1),
     )
 
 
-def measure_pppl(run: Run) -> None:
-    """Pseudo-perplexity of the sentences in each precision (model loading not timed): sentences/s."""
+def measure_pppl(run: Run, dtype: str) -> None:
+    """Pseudo-perplexity of the sentences in one precision (model loading not timed): sentences/s."""
     from lrltool import devices, models
     from lrltool.lm.pppl import score_pll
 
@@ -309,24 +312,37 @@ def measure_pppl(run: Run) -> None:
     tokenizer = models.load_tokenizer(source)
     texts = _texts(run.plan.pppl_sentences)
     device = devices.resolve_device(run.plan.device)
-    for dtype in run.plan.precisions:
-        net = models.load_model(source, device=device, dtype=devices.resolve_dtype(dtype))
-        body, head = parameter_counts(net)
-        with _Memory(run.plan.device) as memory:
-            result = score_pll(net, tokenizer, texts, device=device)
-        del net
-        flops = pppl_flops([(s.length, s.tokens) for s in result.sentences], body, head)
-        run.figure(
-            "pppl",
-            dtype,
-            len(texts) / memory.seconds,
-            "sentences/s",
-            memory,
-            flops / memory.seconds,
-            sentences=len(texts),
-            scored_tokens=result.tokens,
-            pppl=round(result.pppl, 2),
-        )
+    net = models.load_model(source, device=device, dtype=devices.resolve_dtype(dtype))
+    body, head = parameter_counts(net)
+    weights = str(next(net.parameters()).dtype).removeprefix("torch.")
+    with _Memory(run.plan.device) as memory:
+        result = score_pll(net, tokenizer, texts, device=device)
+    del net
+    flops = pppl_flops([(s.length, s.tokens) for s in result.sentences], body, head)
+    run.figure(
+        "pppl",
+        dtype,
+        len(texts) / memory.seconds,
+        "sentences/s",
+        memory,
+        flops / memory.seconds,
+        (body, head),
+        sentences=len(texts),
+        weights=weights,  # the dtype the model was loaded in
+        scored_tokens=result.tokens,
+        pppl=round(result.pppl, 2),
+    )
+
+
+def base_counts(model: Path, arch: str) -> tuple[int, int]:
+    """``parameter_counts`` of the base model in ``model``, built on the meta device (no memory)."""
+    import torch
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(model)
+    auto = transformers.AutoModelForCausalLM if arch == "llama" else transformers.AutoModelForMaskedLM
+    with torch.device("meta"):
+        return parameter_counts(auto.from_config(config))
 
 
 @dataclass
@@ -341,13 +357,22 @@ class Run:
     work: Path
     peak: float | None
     measured: Callable[[Figure], None]
-    counts: tuple[int, int] | None = None
+    counts: tuple[int, int]  # the base model's (N_body, N_head)
 
     def figure(
-        self, measure: str, dtype: str, value: float, unit: str, memory: _Memory, flops: float, **details: Any
+        self,
+        measure: str,
+        dtype: str,
+        value: float,
+        unit: str,
+        memory: _Memory,
+        flops: float,
+        counts: tuple[int, int],
+        **details: Any,
     ) -> None:
-        """Make the figure, say it on stderr and hand it to ``measured``."""
-        body, head = self.counts or (0, 0)
+        """Make the figure (``counts``: N_body, N_head of the model that ran), say it on stderr and hand it
+        to ``measured``."""
+        body, head = counts
         figure = Figure(
             self.name,
             measure,
@@ -372,30 +397,64 @@ def _say(text: str) -> None:
 
 
 def run_shape(
-    name: str, shape: Shape, plan: Plan, peak: float | None, work: Path, measured: Callable[[Figure], None]
+    name: str,
+    shape: Shape,
+    plan: Plan,
+    peak: float | None,
+    work: Path,
+    measured: Callable[[Figure], None],
+    failed: Callable[[dict[str, str]], None],
 ) -> None:
     """Build the shape's random-weight model in ``work`` and measure it, handing each figure to
-    ``measured`` as soon as it exists."""
+    ``measured`` as soon as it exists. A measurement that fails (an out-of-memory shape, a bug) goes to
+    ``failed`` with its error, its traceback to stderr, and the next one runs: one device run brings back
+    every figure that can be made."""
     from lrltool.tiny import build_tiny
 
     started = time.perf_counter()
-    model = build_tiny(
-        shape.arch,
-        work / "model",
-        vocab_size=shape.vocab_size,
-        model_vocab_size=shape.model_vocab_size,
-        hidden_size=shape.hidden_size,
-        num_layers=shape.num_layers,
-        num_heads=shape.num_heads,
-        intermediate_size=shape.intermediate_size,
-        max_length=shape.max_length,
-    )
+    try:
+        sizes = asdict(shape)  # build_tiny's keyword arguments, and the architecture
+        model = build_tiny(sizes.pop("arch"), work / "model", **sizes)
+        counts = base_counts(model, shape.arch)
+    except Exception as error:
+        _failure(failed, name, "build", "-", error)
+        return
     _say(f"{name}: random-weight model built in {time.perf_counter() - started:.0f} s")
-    run = Run(name, shape, plan, model, work, peak, measured)
-    measure_train(run)
-    measure_finetune(run)
+    run = Run(name, shape, plan, model, work, peak, measured, counts)
+    measures: list[tuple[str, str, Callable[[Run, str], None]]] = [
+        ("train-adapter", dtype, measure_train) for dtype in plan.precisions
+    ]
+    measures.append(("finetune", "float32", lambda run, _: measure_finetune(run)))
     if shape.arch != "llama":  # pseudo-perplexity is a masked-LM measure
-        measure_pppl(run)
+        measures += [("pppl", dtype, measure_pppl) for dtype in plan.precisions]
+    for measure, dtype, function in measures:
+        try:
+            function(run, dtype)
+        except Exception as error:
+            _failure(failed, name, measure, dtype, error)
+        _release_memory()
+
+
+def _failure(
+    failed: Callable[[dict[str, str]], None], model: str, measure: str, dtype: str, error: Exception
+) -> None:
+    import traceback
+
+    traceback.print_exception(error, file=sys.stderr)
+    message = f"{type(error).__name__}: {error}".splitlines()[0]
+    _say(f"{model} {measure} {dtype} failed: {message}")
+    failed({"model": model, "measure": measure, "dtype": dtype, "error": message})
+
+
+def _release_memory() -> None:
+    """What a measurement (or its failure) left: Python's garbage and PyTorch's cached CUDA blocks."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def environment(plan: Plan) -> dict[str, Any]:
@@ -447,26 +506,39 @@ def main(argv: list[str] | None = None) -> int:
     env = environment(plan)
     started = time.perf_counter()
     figures: list[Figure] = []
+    errors: list[dict[str, str]] = []
 
     def measured(figure: Figure) -> None:
         figures.append(figure)
-        write_results(out, args.dry_run, env, figures, complete=False)
+        write_results(out, args.dry_run, env, figures, errors, complete=False)
+
+    def failed(error: dict[str, str]) -> None:
+        errors.append(error)
+        write_results(out, args.dry_run, env, figures, errors, complete=False)
 
     for name in args.only or list(shapes):
         with tempfile.TemporaryDirectory(prefix=f"bench-gpu-{name}-") as tmp:
-            run_shape(name, shapes[name], plan, env["peak_bf16_tflops"], Path(tmp), measured)
+            run_shape(name, shapes[name], plan, env["peak_bf16_tflops"], Path(tmp), measured, failed)
     env["seconds"] = round(time.perf_counter() - started, 1)
-    write_results(out, args.dry_run, env, figures, complete=True)
-    _say(f"{len(figures)} figures in {env['seconds']} s written to {out}")
-    return 0
+    write_results(out, args.dry_run, env, figures, errors, complete=True)
+    failures = f', {len(errors)} measurements failed ("errors")' if errors else ""
+    _say(f"{len(figures)} figures{failures} in {env['seconds']} s written to {out}")
+    return 1 if errors else 0
 
 
 def write_results(
-    out: Path, dry_run: bool, env: dict[str, Any], figures: list[Figure], *, complete: bool
+    out: Path,
+    dry_run: bool,
+    env: dict[str, Any],
+    figures: list[Figure],
+    errors: list[dict[str, str]],
+    *,
+    complete: bool,
 ) -> None:
-    """Write the results file whole (atomically, ``lrltool.streams.write_json``): after every figure with
-    ``complete`` false, so that a run cut short (a lease's time limit, an out-of-memory shape) keeps
-    what it measured, and once more at the end with ``complete`` true."""
+    """Write the results file whole (atomically, ``lrltool.streams.write_json``): after every figure and
+    failed measurement with ``complete`` false, so that a run cut short (a lease's time limit, a killed
+    process) keeps what it measured, and once more at the end with ``complete`` true (every measurement
+    was tried; ``errors`` lists those that failed)."""
     from lrltool.streams import write_json
 
     payload = {
@@ -474,6 +546,7 @@ def write_results(
         "complete": complete,
         "environment": env,
         "figures": [asdict(f) for f in figures],
+        "errors": errors,
     }
     write_json(out, payload)
 

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import adapters
@@ -64,6 +65,7 @@ def test_parameter_counts_of_a_decoder_match_its_config(tmp_path):
         num_heads=2, intermediate_size=inter,
     )  # fmt: skip
     body, head = gpu.parameter_counts(AutoModelForCausalLM.from_pretrained(path))
+    assert gpu.base_counts(path, "llama") == (body, head)  # built on the meta device, the same counts
     # per layer: q, k, v, o (h x h each), gate, up, down (h x inter each), two RMSNorms; a final RMSNorm
     assert body == layers * (4 * h * h + 3 * h * inter + 2 * h) + h
     assert head == vocab * h
@@ -127,38 +129,139 @@ def test_dry_run_measures_every_figure_on_the_cpu(tmp_path):
     assert train["flops_per_second"] == pytest.approx(flops, rel=0.01)
 
 
-CUT_SHORT = """
-import sys
-sys.path.insert(0, {benchmarks!r})
-import gpu
-
-def out_of_memory(run):
-    raise MemoryError("CUDA out of memory (a stand-in)")
-
-gpu.measure_pppl = out_of_memory
-gpu.main(["--dry-run", "--only", "mbert-base", "xlmr-base", "--out", {out!r}])
-"""
-
-
-def test_a_run_cut_short_keeps_the_figures_it_measured(tmp_path):
-    """A lease's time limit or an out-of-memory shape ends the run: what was measured before is in the
-    results file, marked incomplete (the file is rewritten whole after every figure)."""
-    out = tmp_path / "gpu-results.json"
-    code = CUT_SHORT.format(benchmarks=str(ROOT / "benchmarks"), out=str(out))
-    done = subprocess.run(
+def _run_code(code: str, tmp_path: Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        **kwargs,
     )
-    assert done.returncode == 1 and "MemoryError: CUDA out of memory" in done.stderr
+
+
+OUT_OF_MEMORY = """
+import sys
+sys.path.insert(0, {benchmarks!r})
+import gpu
+
+def out_of_memory(run, dtype):
+    raise MemoryError("CUDA out of memory (a stand-in)")
+
+gpu.measure_pppl = out_of_memory
+raise SystemExit(gpu.main(["--dry-run", "--only", "mbert-base", "xlmr-base", "--out", {out!r}]))
+"""
+
+
+def test_a_failed_measurement_is_recorded_and_the_others_still_run(tmp_path):
+    """One device run brings back every figure that can be made: a measurement that fails (here an
+    out-of-memory PPPL) is listed under "errors" with its traceback on stderr, the next one runs, and the
+    script exits 1."""
+    out = tmp_path / "gpu-results.json"
+    done = _run_code(OUT_OF_MEMORY.format(benchmarks=str(ROOT / "benchmarks"), out=str(out)), tmp_path)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" in done.stderr
+    assert "bench-gpu: mbert-base pppl float32 failed: MemoryError: CUDA out of memory" in done.stderr
+    assert "4 figures, 2 measurements failed" in done.stderr.splitlines()[-1]
     result = json.loads(out.read_text())
-    assert result["complete"] is False and result["dry_run"] is True
-    # mbert-base was measured up to its PPPL, which failed; xlmr-base never started
+    assert result["complete"] is True and result["dry_run"] is True
     measured = [(f["model"], f["measure"], f["dtype"]) for f in result["figures"]]
-    assert measured == [("mbert-base", "train-adapter", "float32"), ("mbert-base", "finetune", "float32")]
+    assert measured == [
+        ("mbert-base", "train-adapter", "float32"),
+        ("mbert-base", "finetune", "float32"),
+        ("xlmr-base", "train-adapter", "float32"),
+        ("xlmr-base", "finetune", "float32"),
+    ]
+    error = "MemoryError: CUDA out of memory (a stand-in)"
+    assert result["errors"] == [
+        {"model": "mbert-base", "measure": "pppl", "dtype": "float32", "error": error},
+        {"model": "xlmr-base", "measure": "pppl", "dtype": "float32", "error": error},
+    ]
     assert [p.name for p in tmp_path.iterdir()] == ["gpu-results.json"]
+
+
+KILLED = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {benchmarks!r})
+import gpu
+
+def hang(run):
+    Path({marker!r}).touch()
+    time.sleep(120)
+
+gpu.measure_finetune = hang
+gpu.main(["--dry-run", "--only", "mbert-base", "--out", {out!r}])
+"""
+
+
+def test_a_killed_run_keeps_the_figures_it_measured(tmp_path):
+    """A lease's time limit kills the process: what was measured before is in the results file, marked
+    incomplete (the file is rewritten whole, atomically, after every figure)."""
+    out, marker = tmp_path / "gpu-results.json", tmp_path / "finetune-started"
+    code = KILLED.format(benchmarks=str(ROOT / "benchmarks"), out=str(out), marker=str(marker))
+    with subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        stderr=subprocess.DEVNULL,
+    ) as process:
+        for _ in range(1200):
+            if marker.exists() or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert marker.exists(), "the finetune measurement never started"
+        process.kill()
+    result = json.loads(out.read_text())
+    assert result["complete"] is False and result["errors"] == []
+    assert [(f["model"], f["measure"]) for f in result["figures"]] == [("mbert-base", "train-adapter")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["finetune-started", "gpu-results.json"]
+
+
+BF16 = """
+import dataclasses, sys
+sys.path.insert(0, {benchmarks!r})
+import gpu
+from lrltool import devices
+
+def cpu_autocast(precision, target):  # lrltool refuses bf16 on the CPU; the GPU run asks it
+    return "bf16" if precision == "bf16" else resolve(precision, target)
+
+resolve, devices.resolve_precision = devices.resolve_precision, cpu_autocast
+gpu.DRY = dataclasses.replace(gpu.DRY, precisions=("float32", "bfloat16"))
+raise SystemExit(gpu.main(["--dry-run", "--only", "xlmr-base", "llama-1b", "--out", {out!r}]))
+"""
+
+
+def test_dry_run_makes_the_bf16_figures_through_cpu_autocast(tmp_path):
+    """The GPU run's bf16 half (train-adapter with Accelerate's bf16 autocast, PPPL of a bf16 model)
+    through the same code on the CPU, which lrltool otherwise refuses bf16."""
+    out = tmp_path / "gpu-results.json"
+    done = _run_code(BF16.format(benchmarks=str(ROOT / "benchmarks"), out=str(out)), tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["complete"] is True and result["errors"] == []
+    figures = {(f["model"], f["measure"], f["dtype"]): f for f in result["figures"]}
+    assert set(figures) == {
+        ("xlmr-base", "train-adapter", "float32"),
+        ("xlmr-base", "train-adapter", "bfloat16"),
+        ("xlmr-base", "finetune", "float32"),
+        ("xlmr-base", "pppl", "float32"),
+        ("xlmr-base", "pppl", "bfloat16"),
+        ("llama-1b", "train-adapter", "float32"),
+        ("llama-1b", "train-adapter", "bfloat16"),
+        ("llama-1b", "finetune", "float32"),
+    }
+    for figure in figures.values():
+        assert figure["value"] > 0 and figure["flops_per_second"] > 0
+    for model in ("xlmr-base", "llama-1b"):  # what each run's Accelerator did (its training.json)
+        assert figures[(model, "train-adapter", "float32")]["details"]["precision"] == "fp32"
+        assert figures[(model, "train-adapter", "bfloat16")]["details"]["precision"] == "bf16"
+    # the same sentences scored in both precisions: the same count, a PPPL of the same size
+    fp32, bf16 = figures[("xlmr-base", "pppl", "float32")], figures[("xlmr-base", "pppl", "bfloat16")]
+    assert (fp32["details"]["weights"], bf16["details"]["weights"]) == ("float32", "bfloat16")
+    assert bf16["details"]["scored_tokens"] == fp32["details"]["scored_tokens"]
+    assert bf16["details"]["pppl"] == pytest.approx(fp32["details"]["pppl"], rel=0.1)
 
 
 # --- benchmarks/gpu_wheels.py: what an offline CUDA machine needs beside its own PyTorch --------------
